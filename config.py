@@ -1,0 +1,104 @@
+"""Configuration classes, read from the environment in this one place."""
+
+from __future__ import annotations
+
+import os
+import re
+
+DEFAULT_SECRET = "dev-only-not-secret"
+
+
+def database_url(raw: str | None) -> str | None:
+    """Normalise a plain ``postgresql://`` or ``mysql://`` URL to the installed driver."""
+    if not raw:
+        return None
+    if raw.startswith("postgres://"):
+        raw = "postgresql://" + raw[len("postgres://"):]
+    if raw.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + raw[len("postgresql://"):]
+    if raw.startswith(("mysql://", "mariadb://")):
+        rest = raw.split("://", 1)[1]
+        url = "mysql+pymysql://" + rest
+        if "charset=" not in url:
+            url += ("&" if "?" in url else "?") + "charset=utf8mb4"
+        return url
+    return raw
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_list(name: str) -> list[str] | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if value == "*":
+        return ["*"]
+    return [item.strip() for item in re.split(r"[,\s]+", value) if item.strip()]
+
+
+class Config:
+    SECRET_KEY = os.environ.get("SECRET_KEY") or DEFAULT_SECRET
+    SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    REDIS_URL = os.environ.get("REDIS_URL") or None
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or None
+    # Prefix for every Redis key this app owns, so several deployments or tests can share a server.
+    REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "simplechat:")
+    CHAT_RECENT_MESSAGES = env_int("CHAT_RECENT_MESSAGES", 100)
+    CHAT_RATE_LIMIT = os.environ.get("CHAT_RATE_LIMIT", "1/2s")
+    CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 4000)
+    CHAT_DEDUPE_WINDOW = env_int("CHAT_DEDUPE_WINDOW", 600)  # seconds a client_id is remembered
+    CHAT_HISTORY_PAGE_MAX = env_int("CHAT_HISTORY_PAGE_MAX", 100)
+    CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+    SOCKETIO_ASYNC_MODE = os.environ.get("SOCKETIO_ASYNC_MODE") or None
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")  # plain or json
+    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 64 * 1024)
+    SOCKETIO_MAX_HTTP_BUFFER_SIZE = env_int("SOCKETIO_MAX_HTTP_BUFFER_SIZE", 64 * 1024)
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    WTF_CSRF_TIME_LIMIT = None
+    CELERY_TASK_ALWAYS_EAGER = None  # None: eager exactly when no broker is configured
+    CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 300)
+    TESTING = False
+    DEBUG = False
+
+
+class DevelopmentConfig(Config):
+    DEBUG = False  # the reloader and debugger do not mix with eventlet; use LOG_LEVEL=DEBUG
+
+
+class TestingConfig(Config):
+    TESTING = True
+    SECRET_KEY = "testing-secret"
+    WTF_CSRF_ENABLED = False  # tests that check CSRF turn it back on explicitly
+    SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("TEST_DATABASE_URL")) or "sqlite://"
+    REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
+    CELERY_TASK_ALWAYS_EAGER = True
+    SOCKETIO_ASYNC_MODE = "threading"
+    REDIS_KEY_PREFIX = "simplechat-test:"
+    # A cheap hash keeps the suite fast; real deployments use scrypt.
+    PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
+
+
+class ProductionConfig(Config):
+    SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "1") != "0"
+    REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+    @classmethod
+    def validate(cls) -> None:
+        if not os.environ.get("SECRET_KEY") or os.environ["SECRET_KEY"] == DEFAULT_SECRET:
+            raise RuntimeError("SECRET_KEY must be set to a real secret in production")
+
+
+config = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+    "default": DevelopmentConfig,
+}

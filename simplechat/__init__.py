@@ -1,0 +1,107 @@
+"""Simple Chat: a real-time chat server on Flask and Flask-SocketIO."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Flask, redirect, url_for
+
+from config import config as config_classes
+
+from .extensions import csrf, db, login_manager, migrate, socketio
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config_name: str | None = None, overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the app. ``config_name`` is development, testing or production
+    (default: the ``SIMPLECHAT_CONFIG`` environment variable, else development)."""
+    config_name = config_name or os.environ.get("SIMPLECHAT_CONFIG") or "development"
+    config_class = config_classes[config_name]
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_object(config_class)
+    if overrides:
+        app.config.update(overrides)
+    if hasattr(config_class, "validate"):
+        config_class.validate()
+
+    from .logging_setup import configure_logging
+
+    configure_logging(app)
+    embedded = not app.config.get("SQLALCHEMY_DATABASE_URI") and not app.config.get("REDIS_URL")
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        os.makedirs(app.instance_path, exist_ok=True)
+        app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(
+            app.instance_path, "simplechat.sqlite3"
+        )
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {}
+    if embedded and not app.testing:
+        log.warning(
+            "Embedded mode (no DATABASE_URL, no REDIS_URL): SQLite, in-process cache and rate "
+            "limiter, Celery tasks run inline. It serves ONE process only; set DATABASE_URL and "
+            "REDIS_URL to run several."
+        )
+
+    db.init_app(app)
+    migrate.init_app(app, db, render_as_batch=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message_category = "info"
+
+    from .services import init_services
+
+    init_services(app)
+
+    from .celery_app import celery_init_app
+
+    celery_init_app(app)
+
+    socketio.init_app(
+        app,
+        async_mode=app.config.get("SOCKETIO_ASYNC_MODE"),
+        message_queue=app.config.get("SOCKETIO_MESSAGE_QUEUE", app.config.get("REDIS_URL")),
+        channel=app.config["REDIS_KEY_PREFIX"] + "socketio",
+        cors_allowed_origins=app.config.get("CORS_ALLOWED_ORIGINS"),
+        max_http_buffer_size=app.config["SOCKETIO_MAX_HTTP_BUFFER_SIZE"],
+        manage_session=True,
+        logger=False,
+        engineio_logger=False,
+    )
+
+    from . import models  # noqa: F401  (registers the models with SQLAlchemy)
+    from .auth import bp as auth_bp
+    from .chat import api_bp
+    from .chat import bp as chat_bp
+    from .profile import bp as profile_bp
+
+    app.register_blueprint(auth_bp, url_prefix="/auth")
+    app.register_blueprint(profile_bp, url_prefix="/profile")
+    app.register_blueprint(chat_bp, url_prefix="/chat")
+    app.register_blueprint(api_bp, url_prefix="/api")
+
+    @app.get("/")
+    def index():
+        return redirect(url_for("chat.index"))
+
+    from .security import init_security
+
+    init_security(app)
+    from .cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+@login_manager.user_loader
+def load_user(user_id: str):
+    from .models import User
+
+    try:
+        user = db.session.get(User, int(user_id))
+    except (TypeError, ValueError):
+        return None
+    return user if user is not None and user.is_active else None

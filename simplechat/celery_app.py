@@ -1,0 +1,45 @@
+"""Celery bound to the app factory: every task runs inside an application context."""
+
+from __future__ import annotations
+
+from celery import Celery, Task
+from flask import Flask
+
+
+def celery_init_app(app: Flask) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    broker = app.config.get("CELERY_BROKER_URL") or app.config.get("REDIS_URL")
+    eager = app.config.get("CELERY_TASK_ALWAYS_EAGER")
+    if eager is None:
+        eager = not broker
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.conf.update(
+        broker_url=broker or "memory://",
+        result_backend=None,
+        task_ignore_result=True,
+        task_always_eager=bool(eager),
+        task_eager_propagates=app.testing,
+        # Durability: a task is acknowledged only after it ran, and goes back to the queue when
+        # the worker running it dies, so a killed worker loses no message.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=4,
+        broker_transport_options={"visibility_timeout": app.config["CELERY_VISIBILITY_TIMEOUT"]},
+        broker_connection_retry_on_startup=True,
+        # Publishing must fail fast when the broker is down, so the sender hears "unavailable".
+        task_publish_retry=True,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.1,
+                                   "interval_step": 0.2, "interval_max": 0.5},
+        broker_connection_timeout=2,
+        redis_socket_connect_timeout=2,
+        redis_socket_timeout=5,
+        task_default_queue="simplechat",
+        imports=("simplechat.tasks",),
+    )
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery

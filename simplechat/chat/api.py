@@ -1,0 +1,71 @@
+"""The JSON API: user search for Select2 and paging older messages."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify, request
+from flask_login import current_user
+from sqlalchemy import func, or_, select
+
+from ..extensions import db
+from ..models import User
+from . import api_bp
+from .conversations import participant_conversation
+from .history import messages_before
+from .ids import parse_message_id
+
+SEARCH_LIMIT = 20
+
+
+def api_error(code: str, status: int):
+    return jsonify({"ok": False, "error": code}), status
+
+
+@api_bp.before_request
+def require_login():
+    if not current_user.is_authenticated:
+        return api_error("unauthorized", 401)
+    return None
+
+
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@api_bp.get("/users")
+def users():
+    """Active users other than me whose username, first or last name or e-mail start with q."""
+    q = request.args.get("q", "").strip().lower()
+    if len(q) > 100:
+        return api_error("invalid", 400)
+    query = select(User).where(User.id != current_user.id, User.is_active.is_(True))
+    if q:
+        pattern = _escape_like(q) + "%"
+        query = query.where(or_(
+            func.lower(User.username).like(pattern, escape="\\"),
+            func.lower(User.first_name).like(pattern, escape="\\"),
+            func.lower(User.last_name).like(pattern, escape="\\"),
+            User.email.like(pattern, escape="\\"),
+        ))
+    found = db.session.scalars(query.order_by(User.username).limit(SEARCH_LIMIT))
+    return jsonify({"results": [
+        {"id": u.id, "text": f"{u.full_name} (@{u.username})"} for u in found
+    ]})
+
+
+@api_bp.get("/conversations/<int:conversation_id>/messages")
+def conversation_messages(conversation_id: int):
+    """A page of older messages (oldest first within the page), newest page first."""
+    if participant_conversation(current_user.id, conversation_id) is None:
+        return api_error("not_found", 404)
+    before = request.args.get("before")
+    if before is not None:
+        before = parse_message_id(before)
+        if before is None:
+            return api_error("invalid", 400)
+    max_limit = current_app.config["CHAT_HISTORY_PAGE_MAX"]
+    raw_limit = request.args.get("limit", "50")
+    if not raw_limit.isdigit() or int(raw_limit) < 1:
+        return api_error("invalid", 400)
+    limit = min(int(raw_limit), max_limit)
+    messages, has_more, _source = messages_before(conversation_id, before, limit)
+    return jsonify({"ok": True, "messages": messages, "has_more": has_more})

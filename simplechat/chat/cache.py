@@ -1,0 +1,210 @@
+"""The recent-message cache: the last N messages of each conversation, oldest first.
+
+Each conversation has a list of JSON payloads and a state marker: ``all`` when the list holds
+every message of the conversation, ``partial`` when older ones exist only in SQL. A missing
+marker or an empty list means "unknown" (never warmed, flushed or expired): the caller then
+reads SQL and re-warms. Client ids of recent sends are kept beside it so retries are not stored
+twice.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+import redis as redis_lib
+
+ALL = "all"
+PARTIAL = "partial"
+
+# KEYS: list, state, dedupe key (or "" for none). ARGV: payload json, max length, ttl seconds,
+# dedupe ttl seconds. Returns the existing payload for a known client id, else "" after pushing.
+_PUSH = """
+if KEYS[3] ~= '' then
+  local existing = redis.call('GET', KEYS[3])
+  if existing then return existing end
+end
+local max = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+local had = redis.call('EXISTS', KEYS[1])
+local length = redis.call('RPUSH', KEYS[1], ARGV[1])
+if length > max then
+  redis.call('LTRIM', KEYS[1], -max, -1)
+  redis.call('SET', KEYS[2], 'partial', 'EX', ttl)
+elseif had == 0 then
+  -- The list was missing (new, flushed or expired): what SQL holds is unknown until re-warmed.
+  redis.call('DEL', KEYS[2])
+else
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+redis.call('EXPIRE', KEYS[1], ttl)
+if KEYS[3] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[1], 'EX', tonumber(ARGV[4]))
+end
+return ''
+"""
+
+
+class RecentCache(Protocol):
+    def push(self, conversation_id: int, payload: dict, dedupe_key: str | None) -> dict | None: ...
+    def remove(self, conversation_id: int, message_id: str, dedupe_key: str | None) -> None: ...
+    def recent(self, conversation_id: int) -> tuple[list[dict], str | None]: ...
+    def rewarm(self, conversation_id: int, messages: list[dict], complete: bool) -> list[dict]: ...
+    def lookup(self, dedupe_key: str) -> dict | None: ...
+
+
+def _sorted_unique(messages: list[dict]) -> list[dict]:
+    by_id = {m["id"]: m for m in messages}
+    return [by_id[k] for k in sorted(by_id)]
+
+
+class RedisRecentCache:
+    def __init__(self, redis: redis_lib.Redis, size: int, prefix: str, ttl: int, dedupe_ttl: int):
+        self.size = size
+        self._redis = redis
+        self._prefix = prefix
+        self._ttl = ttl
+        self._dedupe_ttl = dedupe_ttl
+        self._push = redis.register_script(_PUSH)
+
+    def _keys(self, conversation_id: int) -> tuple[str, str]:
+        base = f"{self._prefix}conv:{conversation_id}"
+        return f"{base}:recent", f"{base}:state"
+
+    def _dedupe(self, key: str) -> str:
+        return f"{self._prefix}cid:{key}"
+
+    def push(self, conversation_id: int, payload: dict, dedupe_key: str | None) -> dict | None:
+        """Append a message in one round trip; a known ``dedupe_key`` returns the original."""
+        list_key, state_key = self._keys(conversation_id)
+        existing = self._push(
+            keys=[list_key, state_key, self._dedupe(dedupe_key) if dedupe_key else ""],
+            args=[json.dumps(payload, separators=(",", ":")), self.size, self._ttl,
+                  self._dedupe_ttl],
+        )
+        return json.loads(existing) if existing else None
+
+    def remove(self, conversation_id: int, message_id: str, dedupe_key: str | None) -> None:
+        """Take back a message that could not be queued for storage."""
+        list_key, _ = self._keys(conversation_id)
+        for raw in self._redis.lrange(list_key, 0, -1):
+            if json.loads(raw).get("id") == message_id:
+                self._redis.lrem(list_key, 1, raw)
+        if dedupe_key:
+            self._redis.delete(self._dedupe(dedupe_key))
+
+    def lookup(self, dedupe_key: str) -> dict | None:
+        raw = self._redis.get(self._dedupe(dedupe_key))
+        return json.loads(raw) if raw else None
+
+    def recent(self, conversation_id: int) -> tuple[list[dict], str | None]:
+        list_key, state_key = self._keys(conversation_id)
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(list_key, 0, -1)
+            pipe.get(state_key)
+            raw, state = pipe.execute()
+        if not raw:
+            state = None
+        messages = [json.loads(item) for item in raw]
+        return _sorted_unique(messages), (state.decode() if isinstance(state, bytes) else state)
+
+    def rewarm(self, conversation_id: int, messages: list[dict], complete: bool) -> list[dict]:
+        """Merge ``messages`` (from SQL) with what the list holds now and write the result back.
+
+        A send that lands while this runs is kept: the merge is retried until no write
+        interleaved. Returns the merged list, oldest first.
+        """
+        list_key, state_key = self._keys(conversation_id)
+        with self._redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(list_key)
+                    current = [json.loads(item) for item in pipe.lrange(list_key, 0, -1)]
+                    merged = _sorted_unique(messages + current)
+                    has_older = not complete or len(merged) > self.size
+                    merged = merged[-self.size:]
+                    pipe.multi()
+                    pipe.delete(list_key)
+                    if merged:
+                        pipe.rpush(list_key, *[json.dumps(m, separators=(",", ":"))
+                                               for m in merged])
+                        pipe.expire(list_key, self._ttl)
+                    pipe.set(state_key, PARTIAL if has_older else ALL, ex=self._ttl)
+                    pipe.execute()
+                    return merged
+                except redis_lib.WatchError:
+                    continue
+
+
+class MemoryRecentCache:
+    """The same behaviour held in this process, for the single-process embedded default."""
+
+    def __init__(self, size: int, dedupe_ttl: int, max_conversations: int = 10_000):
+        self.size = size
+        self._dedupe_ttl = dedupe_ttl
+        self._max = max_conversations
+        self._lists: OrderedDict[int, list[dict]] = OrderedDict()
+        self._state: dict[int, str] = {}
+        self._dedupe: dict[str, tuple[float, dict]] = {}
+        self._lock = threading.Lock()
+
+    def _touch(self, conversation_id: int) -> list[dict]:
+        items = self._lists.setdefault(conversation_id, [])
+        self._lists.move_to_end(conversation_id)
+        while len(self._lists) > self._max:
+            evicted, _ = self._lists.popitem(last=False)
+            self._state.pop(evicted, None)
+        return items
+
+    def push(self, conversation_id: int, payload: dict, dedupe_key: str | None) -> dict | None:
+        with self._lock:
+            if dedupe_key:
+                found = self._live_dedupe(dedupe_key)
+                if found is not None:
+                    return found
+                self._dedupe[dedupe_key] = (time.monotonic() + self._dedupe_ttl, payload)
+            items = self._touch(conversation_id)
+            had = bool(items)
+            items.append(payload)
+            if len(items) > self.size:
+                del items[: len(items) - self.size]
+                self._state[conversation_id] = PARTIAL
+            elif not had:
+                self._state.pop(conversation_id, None)
+        return None
+
+    def _live_dedupe(self, dedupe_key: str) -> dict | None:
+        now = time.monotonic()
+        if len(self._dedupe) > 100_000:
+            self._dedupe = {k: v for k, v in self._dedupe.items() if v[0] > now}
+        entry = self._dedupe.get(dedupe_key)
+        return entry[1] if entry and entry[0] > now else None
+
+    def remove(self, conversation_id: int, message_id: str, dedupe_key: str | None) -> None:
+        with self._lock:
+            items = self._lists.get(conversation_id, [])
+            items[:] = [m for m in items if m["id"] != message_id]
+            if dedupe_key:
+                self._dedupe.pop(dedupe_key, None)
+
+    def lookup(self, dedupe_key: str) -> dict | None:
+        with self._lock:
+            return self._live_dedupe(dedupe_key)
+
+    def recent(self, conversation_id: int) -> tuple[list[dict], str | None]:
+        with self._lock:
+            items = list(self._lists.get(conversation_id, []))
+            state = self._state.get(conversation_id) if items else None
+        return _sorted_unique(items), state
+
+    def rewarm(self, conversation_id: int, messages: list[dict], complete: bool) -> list[dict]:
+        with self._lock:
+            items = self._touch(conversation_id)
+            merged = _sorted_unique(messages + items)
+            has_older = not complete or len(merged) > self.size
+            items[:] = merged[-self.size:]
+            self._state[conversation_id] = PARTIAL if has_older else ALL
+            return list(items)

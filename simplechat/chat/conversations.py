@@ -1,0 +1,141 @@
+"""Conversations and who takes part in them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from ..extensions import db
+from ..models import Conversation, Message, Participant, User
+
+NAMESPACE = "/chat"
+
+
+def room(conversation_id: int) -> str:
+    return f"conversation:{conversation_id}"
+
+
+def user_room(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def is_participant(user_id: int, conversation_id: int) -> bool:
+    found = db.session.execute(
+        select(Participant.id).where(
+            Participant.conversation_id == conversation_id, Participant.user_id == user_id
+        ).limit(1)
+    ).first()
+    return found is not None
+
+
+def valid_conversation_id(value: object) -> bool:
+    """Whether a client-given value can be a conversation id: a positive 64-bit integer."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
+def participant_conversation(user_id: int, conversation_id: object) -> Conversation | None:
+    """The conversation if ``user_id`` takes part in it; None for anything else, even a bad id."""
+    if not valid_conversation_id(conversation_id):
+        return None
+    if not is_participant(user_id, conversation_id):
+        return None
+    return db.session.get(Conversation, conversation_id)
+
+
+def find_direct(user_a: int, user_b: int) -> Conversation | None:
+    """The direct (two-person) conversation between two users, if there is one."""
+    mine = select(Participant.conversation_id).where(Participant.user_id == user_a)
+    theirs = select(Participant.conversation_id).where(Participant.user_id == user_b)
+    return db.session.scalars(
+        select(Conversation)
+        .where(Conversation.is_group.is_(False))
+        .where(Conversation.id.in_(mine), Conversation.id.in_(theirs))
+        .order_by(Conversation.id)
+        .limit(1)
+    ).first()
+
+
+def start_conversation(
+    creator: User, others: list[User], title: str | None = None
+) -> tuple[Conversation, bool]:
+    """Reuse the direct conversation with one other user, or create a direct or group one.
+
+    Returns the conversation and whether it was created.
+    """
+    others = [u for u in {u.id: u for u in others}.values() if u.id != creator.id]
+    if not others:
+        raise ValueError("a conversation needs at least one other participant")
+    if len(others) == 1:
+        existing = find_direct(creator.id, others[0].id)
+        if existing is not None:
+            return existing, False
+    conversation = Conversation(
+        title=(title or None) if len(others) > 1 else None, is_group=len(others) > 1
+    )
+    conversation.participants = [Participant(user=u) for u in [creator, *others]]
+    db.session.add(conversation)
+    db.session.commit()
+    return conversation, True
+
+
+def participants_of(conversation_id: int) -> list[User]:
+    return list(db.session.scalars(
+        select(User).join(Participant, Participant.user_id == User.id)
+        .where(Participant.conversation_id == conversation_id)
+        .order_by(User.first_name, User.last_name, User.id)
+    ))
+
+
+def display_title(conversation: Conversation, viewer_id: int, members: list[User]) -> str:
+    if conversation.title:
+        return conversation.title
+    names = [u.full_name for u in members if u.id != viewer_id]
+    return ", ".join(names) or "Just you"
+
+
+@dataclass
+class ConversationSummary:
+    id: int
+    title: str
+    is_group: bool
+    last_text: str | None
+    last_sender_id: int | None
+    last_at: datetime | None
+
+
+def conversations_for(user: User) -> list[ConversationSummary]:
+    """The user's conversations, newest activity first, with the last message as a preview."""
+    conversations = list(db.session.scalars(
+        select(Conversation)
+        .join(Participant, Participant.conversation_id == Conversation.id)
+        .where(Participant.user_id == user.id)
+        .order_by(func.coalesce(Conversation.last_message_at, Conversation.created_at).desc(),
+                  Conversation.id.desc())
+    ))
+    if not conversations:
+        return []
+    ids = [c.id for c in conversations]
+    members: dict[int, list[User]] = {cid: [] for cid in ids}
+    for cid, member in db.session.execute(
+        select(Participant.conversation_id, User)
+        .join(User, User.id == Participant.user_id)
+        .where(Participant.conversation_id.in_(ids))
+    ):
+        members[cid].append(member)
+    summaries = []
+    for conversation in conversations:
+        last = db.session.scalars(
+            select(Message).where(Message.conversation_id == conversation.id)
+            .order_by(Message.created_at.desc(), Message.id.desc()).limit(1)
+        ).first()
+        summaries.append(ConversationSummary(
+            id=conversation.id,
+            title=display_title(conversation, user.id, members[conversation.id]),
+            is_group=conversation.is_group,
+            last_text=last.text if last else None,
+            last_sender_id=last.sender_id if last else None,
+            last_at=last.created_at if last else None,
+        ))
+    return summaries

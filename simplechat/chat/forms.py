@@ -1,0 +1,37 @@
+"""Forms of the chat feature."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import SelectMultipleField, StringField
+from wtforms.validators import DataRequired, Length, Optional
+
+MAX_PARTICIPANTS = 50
+
+
+class UserIdsField(SelectMultipleField):
+    """User ids picked with Select2's AJAX search: any id is accepted here and checked by the
+    view against the database, since the choices are not known in advance."""
+
+    def pre_validate(self, form) -> None:
+        pass
+
+    def process_formdata(self, valuelist) -> None:
+        ids = []
+        for value in valuelist:
+            if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 18:
+                ids.append(int(value.strip()))
+            else:
+                raise ValueError("Pick people from the list.")
+        self.data = ids
+
+
+class NewConversationForm(FlaskForm):
+    participants = UserIdsField(
+        "People", coerce=int, validators=[DataRequired("Pick at least one person.")]
+    )
+    title = StringField("Group title", validators=[Optional(), Length(max=120)])
+
+    def validate_participants(self, field) -> None:
+        if len(set(field.data or [])) > MAX_PARTICIPANTS:
+            raise ValueError(f"A conversation can have at most {MAX_PARTICIPANTS} people.")

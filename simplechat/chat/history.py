@@ -1,0 +1,117 @@
+"""Reading history: from the recent-message cache while it covers the range, else from SQL."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+from sqlalchemy import and_, or_, select
+
+from ..extensions import db
+from ..models import Message, Participant, User
+from ..services import services
+from .cache import ALL, PARTIAL
+from .ids import message_id_time
+from .messages import payload_from_row
+
+log = logging.getLogger(__name__)
+
+
+def _sender_names(conversation_id: int) -> dict[int, str]:
+    users = db.session.scalars(
+        select(User).join(Participant, Participant.user_id == User.id)
+        .where(Participant.conversation_id == conversation_id)
+    )
+    return {u.id: u.full_name for u in users}
+
+
+def _rows_to_payloads(conversation_id: int, rows: list[Message]) -> list[dict]:
+    if not rows:
+        return []
+    names = _sender_names(conversation_id)
+    missing = {r.sender_id for r in rows} - names.keys()
+    if missing:  # former participants keep their names on old messages
+        for u in db.session.scalars(select(User).where(User.id.in_(missing))):
+            names[u.id] = u.full_name
+    return [payload_from_row(r, names) for r in rows]
+
+
+def _sql_before(conversation_id: int, before: str | None, limit: int) -> list[Message]:
+    """Up to ``limit`` stored messages older than ``before`` (all if None), newest first."""
+    query = select(Message).where(Message.conversation_id == conversation_id)
+    if before is not None:
+        when = message_id_time(before)
+        query = query.where(or_(
+            Message.created_at < when, and_(Message.created_at == when, Message.id < before)
+        ))
+    return list(db.session.scalars(
+        query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
+    ))
+
+
+def _sql_after(conversation_id: int, after: str, limit: int) -> list[Message]:
+    """Up to ``limit`` stored messages newer than ``after``, oldest first."""
+    when = message_id_time(after)
+    return list(db.session.scalars(
+        select(Message)
+        .where(Message.conversation_id == conversation_id)
+        .where(or_(Message.created_at > when, and_(Message.created_at == when, Message.id > after)))
+        .order_by(Message.created_at, Message.id).limit(limit)
+    ))
+
+
+def _cached(conversation_id: int) -> tuple[list[dict], str | None]:
+    try:
+        return services().cache.recent(conversation_id)
+    except Exception:
+        log.warning("recent-message cache unavailable; reading SQL", exc_info=True)
+        return [], None
+
+
+def recent_messages(conversation_id: int) -> tuple[list[dict], bool, str]:
+    """The last N messages, oldest first, whether older ones exist, and the source used."""
+    size = current_app.config["CHAT_RECENT_MESSAGES"]
+    cached, state = _cached(conversation_id)
+    if state == ALL or (state == PARTIAL and len(cached) >= size):
+        return cached[-size:], state == PARTIAL, "cache"
+    # Flushed, expired or never warmed: SQL holds the truth (plus what the list has that is
+    # still on its way to SQL). Re-warm the list with the merge.
+    rows = _sql_before(conversation_id, None, size + 1)
+    complete = len(rows) <= size
+    stored = _rows_to_payloads(conversation_id, list(reversed(rows[:size])))
+    try:
+        merged = services().cache.rewarm(conversation_id, stored, complete)
+    except Exception:
+        log.warning("could not re-warm conversation %s", conversation_id, exc_info=True)
+        merged = sorted({m["id"]: m for m in stored + cached}.values(), key=lambda m: m["id"])
+    has_more = not complete or len(merged) > size
+    return merged[-size:], has_more, "sql"
+
+
+def messages_before(
+    conversation_id: int, before: str | None, limit: int
+) -> tuple[list[dict], bool, str]:
+    """A page of up to ``limit`` messages older than ``before``, oldest first, and has_more."""
+    cached, state = _cached(conversation_id)
+    older = [m for m in cached if before is None or m["id"] < before]
+    if state == ALL:
+        return older[-limit:], len(older) > limit, "cache"
+    if state == PARTIAL and len(older) >= limit:  # older ones exist in SQL beyond the list
+        return older[-limit:], True, "cache"
+    rows = _sql_before(conversation_id, before, limit + 1)
+    page = _rows_to_payloads(conversation_id, list(reversed(rows[:limit])))
+    return page, len(rows) > limit, "sql"
+
+
+def messages_after(conversation_id: int, after: str) -> tuple[list[dict], bool, str]:
+    """Up to N messages newer than ``after``, oldest first (reconnect catch-up), and has_more."""
+    size = current_app.config["CHAT_RECENT_MESSAGES"]
+    cached, state = _cached(conversation_id)
+    if state == ALL or (state == PARTIAL and cached and cached[0]["id"] <= after):
+        newer = [m for m in cached if m["id"] > after]
+        return newer[:size], len(newer) > size, "cache"
+    rows = _sql_after(conversation_id, after, size + 1)
+    stored = _rows_to_payloads(conversation_id, rows)
+    merged = sorted({m["id"]: m for m in stored + [m for m in cached if m["id"] > after]}.values(),
+                    key=lambda m: m["id"])
+    return merged[:size], len(merged) > size, "sql"

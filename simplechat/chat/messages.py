@@ -1,0 +1,36 @@
+"""The message payload, as every client sees it."""
+
+from __future__ import annotations
+
+from ..models import Message, User
+from .ids import message_id_time
+
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def message_payload(
+    message_id: str, conversation_id: int, sender: User | None, text: str,
+    client_id: str | None = None, sender_id: int | None = None,
+) -> dict:
+    return {
+        "message": text,
+        "sender": sender.id if sender is not None else sender_id,
+        "timestamp": message_id_time(message_id).strftime(TIMESTAMP_FORMAT),
+        "id": message_id,
+        "conversation_id": conversation_id,
+        "sender_name": sender.full_name if sender is not None else None,
+        "client_id": client_id,
+    }
+
+
+def payload_from_row(message: Message, sender_names: dict[int, str]) -> dict:
+    """The payload of a stored message (its client id is not stored, so it reads null)."""
+    return {
+        "message": message.text,
+        "sender": message.sender_id,
+        "timestamp": message.created_at.strftime(TIMESTAMP_FORMAT),
+        "id": message.id,
+        "conversation_id": message.conversation_id,
+        "sender_name": sender_names.get(message.sender_id),
+        "client_id": None,
+    }

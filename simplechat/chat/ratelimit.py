@@ -1,0 +1,99 @@
+"""Per-user send rate limit (GCRA), shared by every process through Redis."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    period: float  # seconds
+
+    @property
+    def interval_ms(self) -> int:
+        return max(1, round(self.period * 1000 / self.count))
+
+    @property
+    def tolerance_ms(self) -> int:
+        """How far ahead of now the schedule may run: the burst allowance."""
+        return round(self.period * 1000) - self.interval_ms
+
+
+def parse_rate(text: str) -> Rate | None:
+    """Parse ``"1/2s"``, ``"5/10s"`` or ``"30/minute"``; ``"0"``, ``"off"``, ``""``: no limit."""
+    text = (text or "").strip().lower()
+    if text in ("", "0", "off", "none"):
+        return None
+    match = re.fullmatch(r"(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*([a-z]+)", text)
+    if not match or match.group(3) not in _UNITS or int(match.group(1)) < 1:
+        raise ValueError(f"invalid rate limit {text!r}; expected e.g. '1/2s' or '30/minute'")
+    amount = float(match.group(2)) if match.group(2) else 1.0
+    period = amount * _UNITS[match.group(3)]
+    if period <= 0:
+        raise ValueError(f"invalid rate limit {text!r}: the period must be positive")
+    return Rate(int(match.group(1)), period)
+
+
+# KEYS[1] = the user's key; ARGV = interval_ms, tolerance_ms. Uses the server clock, so every
+# process agrees on "now". Returns {1, 0} when allowed, {0, retry_after_ms} when refused.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local allow_at = tat - tolerance
+if now < allow_at then
+  return {0, allow_at - now}
+end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+return {1, 0}
+"""
+
+
+class RedisRateLimiter:
+    def __init__(self, redis, rate: Rate | None, prefix: str):
+        self.rate = rate
+        self._prefix = prefix
+        self._script = redis.register_script(_GCRA)
+
+    def hit(self, key: str) -> float:
+        """Take one send for ``key``: 0.0 if allowed, else the seconds to wait before retrying."""
+        if self.rate is None:
+            return 0.0
+        allowed, wait_ms = self._script(
+            keys=[f"{self._prefix}rl:{key}"],
+            args=[self.rate.interval_ms, self.rate.tolerance_ms],
+        )
+        return 0.0 if allowed else max(int(wait_ms), 1) / 1000
+
+
+class MemoryRateLimiter:
+    """The same schedule kept in this process, for the single-process embedded default."""
+
+    def __init__(self, rate: Rate | None):
+        self.rate = rate
+        self._tat: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> float:
+        if self.rate is None:
+            return 0.0
+        now = time.monotonic_ns() // 1_000_000
+        with self._lock:
+            tat = max(self._tat.get(key, now), now)
+            allow_at = tat - self.rate.tolerance_ms
+            if now < allow_at:
+                return max(allow_at - now, 1) / 1000
+            self._tat[key] = tat + self.rate.interval_ms
+            if len(self._tat) > 100_000:
+                self._tat = {k: v for k, v in self._tat.items() if v > now}
+        return 0.0

@@ -1,0 +1,104 @@
+"""The send path: validate, limit, assign id and time, cache, queue the SQL write, fan out.
+
+One plain function, called by the Socket.IO handler, the CLI and the tests alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import current_app
+
+from ..extensions import socketio
+from ..models import User
+from ..services import services
+from .conversations import NAMESPACE, is_participant, room, valid_conversation_id
+from .ids import new_message_id
+from .messages import message_payload
+
+log = logging.getLogger(__name__)
+
+# C0 control characters other than tab and newline, and DEL: never stored.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+MAX_CLIENT_ID = 64
+
+
+class Unavailable(Exception):
+    """Redis or the broker could not take the message: nothing was promised."""
+
+
+def error(code: str, **extra) -> dict:
+    return {"ok": False, "error": code, **extra}
+
+
+def clean_text(text: str) -> str:
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+
+
+def send_message(sender: User, conversation_id: object, text: object,
+                 client_id: object = None) -> dict:
+    """Send ``text`` from ``sender`` to a conversation; returns the acknowledgement."""
+    # 1-2. Validate the payload, then membership.
+    if not valid_conversation_id(conversation_id) or not isinstance(text, str):
+        return error("invalid")
+    if client_id is not None and (
+        not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID
+    ):
+        return error("invalid")
+    if len(text) > current_app.config["CHAT_MAX_MESSAGE_LENGTH"]:
+        return error("too_long", max_length=current_app.config["CHAT_MAX_MESSAGE_LENGTH"])
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates cannot be stored
+        return error("invalid")
+    text = clean_text(text)
+    if not text:
+        return error("empty")
+    if not is_participant(sender.id, conversation_id):
+        return error("forbidden")
+
+    svc = services()
+    dedupe_key = f"{sender.id}:{client_id}" if client_id else None
+    try:
+        # A retry of a send that already went through gets the original back.
+        if dedupe_key and (original := svc.cache.lookup(dedupe_key)) is not None:
+            return {"ok": True, "message": original, "duplicate": True}
+        # 3. Rate limit, shared by every process.
+        wait = svc.limiter.hit(str(sender.id))
+        if wait:
+            return error("rate_limited", retry_after=round(wait, 3))
+        # 4. Id and time, recent list, queued SQL write.
+        payload = message_payload(new_message_id(), conversation_id, sender, text, client_id)
+        original = svc.cache.push(conversation_id, payload, dedupe_key)
+        if original is not None:
+            return {"ok": True, "message": original, "duplicate": True}
+        _queue_write(payload, dedupe_key)
+    except Unavailable:
+        return error("unavailable")
+    except Exception:
+        log.warning("send to conversation %s refused: storage unavailable", conversation_id,
+                    exc_info=True)
+        return error("unavailable")
+    # 4. Fan out to every process's sockets in the room. The message is already safe: a
+    # failed emit is caught up by clients through `join` with `after`.
+    try:
+        socketio.emit("message", payload, to=room(conversation_id), namespace=NAMESPACE)
+    except Exception:
+        log.exception("fan-out of message %s failed", payload["id"])
+    # 5. The acknowledgement: the write is queued and will reach SQL.
+    return {"ok": True, "message": payload}
+
+
+def _queue_write(payload: dict, dedupe_key: str | None) -> None:
+    from ..tasks import store_message
+
+    try:
+        store_message.apply_async(args=[payload])
+    except Exception as exc:
+        log.warning("could not queue message %s", payload["id"], exc_info=True)
+        try:
+            services().cache.remove(payload["conversation_id"], payload["id"], dedupe_key)
+        except Exception:
+            log.warning("could not take message %s back from the cache", payload["id"])
+        raise Unavailable from exc

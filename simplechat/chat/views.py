@@ -1,0 +1,79 @@
+"""Chat pages: the conversation list, starting a conversation, the chat page."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from ..activity import record_activity
+from ..extensions import db
+from ..models import User
+from . import bp
+from .conversations import (
+    conversations_for,
+    display_title,
+    participant_conversation,
+    participants_of,
+    start_conversation,
+)
+from .forms import NewConversationForm
+
+
+@bp.get("/")
+@login_required
+def index():
+    return render_template("chat/index.html", conversations=conversations_for(current_user))
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@login_required
+def new():
+    form = NewConversationForm()
+    picked: list[User] = []
+    if form.participants.data and not form.participants.errors:
+        wanted = [i for i in dict.fromkeys(form.participants.data) if i != current_user.id]
+        picked = list(db.session.scalars(
+            select(User).where(User.id.in_(wanted), User.is_active.is_(True))
+        )) if wanted else []
+    if form.validate_on_submit():
+        if not picked or len(picked) != len(
+            [i for i in dict.fromkeys(form.participants.data) if i != current_user.id]
+        ):
+            form.participants.errors.append("Pick people from the list.")
+        else:
+            conversation, created = start_conversation(current_user, picked, form.title.data)
+            if created:
+                record_activity("conversation_created", current_user.id,
+                                {"conversation_id": conversation.id,
+                                 "participants": [u.id for u in picked]})
+            return redirect(url_for("chat.conversation", conversation_id=conversation.id))
+    return render_template("chat/new.html", form=form, picked=picked)
+
+
+@bp.get("/<int:conversation_id>")
+@login_required
+def conversation(conversation_id: int):
+    conversation = participant_conversation(current_user.id, conversation_id)
+    if conversation is None:
+        abort(404)
+    members = participants_of(conversation.id)
+    record_activity("conversation_opened", current_user.id, {"conversation_id": conversation.id})
+    return render_template(
+        "chat/conversation.html",
+        conversation=conversation,
+        title=display_title(conversation, current_user.id, members),
+        members=members,
+        conversations=conversations_for(current_user),
+    )
+
+
+@bp.app_errorhandler(404)
+def not_found(_error):
+    return render_template("error.html", code=404, message="Not found."), 404
+
+
+def flash_errors(form) -> None:
+    for errors in form.errors.values():
+        for message in errors:
+            flash(message, "error")

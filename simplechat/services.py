@@ -1,0 +1,59 @@
+"""The Redis-backed parts of the app (or their in-process stand-ins), built once per app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis as redis_lib
+from flask import Flask, current_app
+
+CACHE_TTL = 7 * 24 * 3600  # an idle conversation's recent list is dropped after a week
+
+
+@dataclass
+class Services:
+    redis: redis_lib.Redis | None
+    cache: Any  # chat.cache.RecentCache
+    limiter: Any  # chat.ratelimit.RedisRateLimiter or MemoryRateLimiter
+
+    @property
+    def embedded(self) -> bool:
+        return self.redis is None
+
+
+def redis_from_url(url: str) -> redis_lib.Redis:
+    """A client that fails fast: a down Redis must turn into an error, not a hung request."""
+    return redis_lib.Redis.from_url(
+        url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+    )
+
+
+def init_services(app: Flask) -> Services:
+    from .chat.cache import MemoryRecentCache, RedisRecentCache
+    from .chat.ratelimit import MemoryRateLimiter, RedisRateLimiter, parse_rate
+
+    size = app.config["CHAT_RECENT_MESSAGES"]
+    rate = parse_rate(app.config["CHAT_RATE_LIMIT"])
+    prefix = app.config["REDIS_KEY_PREFIX"]
+    dedupe_ttl = app.config["CHAT_DEDUPE_WINDOW"]
+    url = app.config.get("REDIS_URL")
+    if url:
+        client = redis_from_url(url)  # connects lazily, on first use
+        services = Services(
+            redis=client,
+            cache=RedisRecentCache(client, size, prefix, CACHE_TTL, dedupe_ttl),
+            limiter=RedisRateLimiter(client, rate, prefix),
+        )
+    else:
+        services = Services(
+            redis=None,
+            cache=MemoryRecentCache(size, dedupe_ttl),
+            limiter=MemoryRateLimiter(rate),
+        )
+    app.extensions["simplechat"] = services
+    return services
+
+
+def services() -> Services:
+    return current_app.extensions["simplechat"]

@@ -1,0 +1,72 @@
+"""Writing messages to SQL, idempotent on the message id."""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from .chat.ids import message_id_time
+from .extensions import db
+from .models import Conversation, GenericActivityLog, Message
+
+
+def _insert_ignoring_duplicates(rows: list[dict]):
+    dialect = db.session.get_bind().dialect.name
+    table = Message.__table__
+    if dialect == "postgresql":
+        return pg_insert(table).values(rows).on_conflict_do_nothing(index_elements=["id"])
+    if dialect in ("mysql", "mariadb"):
+        stmt = mysql_insert(table).values(rows)
+        return stmt.on_duplicate_key_update(id=stmt.inserted.id)
+    if dialect == "sqlite":
+        return sqlite_insert(table).values(rows).on_conflict_do_nothing(index_elements=["id"])
+    raise RuntimeError(f"unsupported database dialect {dialect}")
+
+
+def store_messages(payloads: list[dict]) -> int:
+    """Insert the messages that are not stored yet, in one statement; returns how many were new.
+
+    A message whose id is already stored is left as it is, so a retried write never duplicates
+    a row. Also moves each conversation's last activity forward and logs "message_sent".
+    """
+    if not payloads:
+        return 0
+    rows = {}
+    for p in payloads:
+        rows[p["id"]] = {
+            "id": p["id"],
+            "conversation_id": int(p["conversation_id"]),
+            "sender_id": int(p["sender"]),
+            "text": p["message"],
+            "created_at": message_id_time(p["id"]),
+        }
+    existing = set(
+        db.session.scalars(db.select(Message.id).where(Message.id.in_(list(rows))))
+    )
+    new_rows = [row for key, row in rows.items() if key not in existing]
+    if new_rows:
+        db.session.execute(_insert_ignoring_duplicates(new_rows))
+        latest: dict[int, object] = {}
+        for row in new_rows:
+            cid = row["conversation_id"]
+            latest[cid] = max(latest.get(cid, row["created_at"]), row["created_at"])
+        for cid, when in latest.items():
+            db.session.execute(
+                update(Conversation)
+                .where(Conversation.id == cid)
+                .where(or_(Conversation.last_message_at.is_(None),
+                           Conversation.last_message_at < when))
+                .values(last_message_at=when)
+            )
+        db.session.add_all(
+            GenericActivityLog(
+                user_id=row["sender_id"],
+                action="message_sent",
+                detail={"conversation_id": row["conversation_id"], "message_id": row["id"]},
+            )
+            for row in new_rows
+        )
+    db.session.commit()
+    return len(new_rows)
