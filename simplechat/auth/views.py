@@ -1,0 +1,116 @@
+"""Register, log in and log out."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from urllib.parse import urlsplit
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..activity import record_activity
+from ..extensions import db
+from ..models import User
+from . import bp
+from .forms import LoginForm, RegisterForm
+
+LOGIN_FAILED = "Invalid username or password."
+_UNSAFE_IN_NEXT = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def safe_next(target: object) -> str | None:
+    """``target`` if it is a path on this site, else None (no open redirects).
+
+    Browsers drop tabs and newlines and read a backslash as a slash, so "/\\evil" or "/\\t/evil"
+    would become "//evil", another host; any of them disqualifies the target."""
+    if not isinstance(target, str) or not target.startswith("/") or target.startswith("//"):
+        return None
+    if len(target) > 2048 or _UNSAFE_IN_NEXT.search(target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
+
+
+def find_login_user(identifier: str) -> User | None:
+    """The user whose username or e-mail matches ``identifier``, ignoring case."""
+    lowered = identifier.lower()
+    column = User.email if "@" in identifier else func.lower(User.username)
+    return db.session.execute(select(User).where(column == lowered)).scalar_one_or_none()
+
+
+@cache
+def _dummy_hash() -> str:
+    return generate_password_hash("not a real password")
+
+
+def authenticate(identifier: str, password: str) -> User | None:
+    """The active user with these credentials, or None; the cost is the same either way."""
+    user = find_login_user(identifier)
+    if user is None:
+        check_password_hash(_dummy_hash(), password)  # so timing does not reveal unknown users
+        return None
+    if not user.check_password(password) or not user.is_active:
+        return None
+    return user
+
+
+@bp.route("/register", methods=["GET", "POST"])
+def register():
+    if current_user.is_authenticated:
+        return redirect(url_for("chat.index"))
+    form = RegisterForm()
+    if form.validate_on_submit():
+        user = User(
+            username=form.username.data,
+            first_name=form.first_name.data,
+            last_name=form.last_name.data,
+            email=form.email.data.lower(),
+        )
+        user.set_password(form.password.data)
+        db.session.add(user)
+        try:
+            db.session.commit()
+        except IntegrityError:
+            # Someone else took the username or e-mail between the check and the insert.
+            db.session.rollback()
+            form.username.errors.append("That username or e-mail address is already taken.")
+            return render_template("auth/register.html", form=form)
+        login_user(user)
+        record_activity("register", user.id)
+        flash(f"Welcome to Simple Chat, {user.first_name}!", "success")
+        return redirect(url_for("chat.index"))
+    return render_template("auth/register.html", form=form)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("chat.index"))
+    form = LoginForm()
+    error = None
+    if form.validate_on_submit():
+        user = authenticate(form.username.data, form.password.data)
+        if user is not None:
+            login_user(user, remember=form.remember.data)
+            record_activity("login", user.id)
+            target = safe_next(form.next.data) or safe_next(request.args.get("next"))
+            return redirect(target or url_for("chat.index"))
+        error = LOGIN_FAILED
+    form.next.data = safe_next(form.next.data) or safe_next(request.args.get("next")) or ""
+    return render_template("auth/login.html", form=form, error=error)
+
+
+@bp.post("/logout")
+def logout():
+    if current_user.is_authenticated:
+        user_id = current_user.id
+        logout_user()
+        record_activity("logout", user_id)
+        flash("You have been logged out.", "info")
+    return redirect(url_for("auth.login"))

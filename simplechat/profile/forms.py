@@ -1,0 +1,41 @@
+"""Profile forms: edit your details, change your password."""
+
+from __future__ import annotations
+
+from flask_login import current_user
+from wtforms.validators import DataRequired, Length, ValidationError
+
+from ..auth.forms import (
+    PASSWORD_MAX,
+    PostedForm,
+    TextPasswordField,
+    email_field,
+    email_taken,
+    name_field,
+    new_password_fields,
+)
+
+
+class EditProfileForm(PostedForm):
+    first_name = name_field("First name")
+    last_name = name_field("Last name")
+    email = email_field()
+
+    def validate_email(self, field) -> None:
+        if field.errors:
+            return
+        if email_taken(field.data, exclude_id=current_user.id):
+            raise ValidationError("That e-mail address is already registered.")
+
+
+class ChangePasswordForm(PostedForm):
+    current_password = TextPasswordField(
+        "Current password", validators=[DataRequired(), Length(max=PASSWORD_MAX)]
+    )
+    password, confirm = new_password_fields("New password")
+
+    def validate_current_password(self, field) -> None:
+        if field.errors:
+            return
+        if not current_user.check_password(field.data):
+            raise ValidationError("That is not your current password.")
