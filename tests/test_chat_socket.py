@@ -224,3 +224,20 @@ def test_message_text_is_kept_as_text(pair, socket_client):
     ack = a.emit("send_message", {"conversation_id": conversation.id, "message": evil},
                  namespace="/chat", callback=True)
     assert ack["message"]["message"] == evil
+
+
+def test_every_participant_hears_of_new_messages_without_joining(pair, make_user,
+                                                                  socket_client):
+    ada, bob, conversation = pair
+    eve = make_user("eve")
+    a, b, e = socket_client(ada), socket_client(bob), socket_client(eve)
+    ack = a.emit("send_message", {"conversation_id": conversation.id, "message": "ping " * 50},
+                 namespace="/chat", callback=True)
+    notices = received(b, "conversation_activity")
+    assert notices == [{
+        "conversation_id": conversation.id, "id": ack["message"]["id"], "sender": ada.id,
+        "sender_name": ada.full_name, "preview": ("ping " * 50)[:120],
+        "timestamp": ack["message"]["timestamp"],
+    }]
+    assert received(b) == []  # bob never joined the room: no full message
+    assert received(e, "conversation_activity") == []

@@ -21,6 +21,13 @@ def user_room(user_id: int) -> str:
     return f"user:{user_id}"
 
 
+def participant_ids(conversation_id: int) -> list[int]:
+    """The ids of everyone taking part in a conversation (empty if it does not exist)."""
+    return list(db.session.scalars(
+        select(Participant.user_id).where(Participant.conversation_id == conversation_id)
+    ))
+
+
 def is_participant(user_id: int, conversation_id: int) -> bool:
     found = db.session.execute(
         select(Participant.id).where(

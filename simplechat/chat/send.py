@@ -13,7 +13,7 @@ from flask import current_app
 from ..extensions import socketio
 from ..models import User
 from ..services import services
-from .conversations import NAMESPACE, is_participant, room, valid_conversation_id
+from .conversations import NAMESPACE, participant_ids, room, user_room, valid_conversation_id
 from .ids import new_message_id
 from .messages import message_payload
 
@@ -55,7 +55,8 @@ def send_message(sender: User, conversation_id: object, text: object,
     text = clean_text(text)
     if not text:
         return error("empty")
-    if not is_participant(sender.id, conversation_id):
+    members = participant_ids(conversation_id)
+    if sender.id not in members:
         return error("forbidden")
 
     svc = services()
@@ -84,10 +85,28 @@ def send_message(sender: User, conversation_id: object, text: object,
     # failed emit is caught up by clients through `join` with `after`.
     try:
         socketio.emit("message", payload, to=room(conversation_id), namespace=NAMESPACE)
+        # Everyone's conversation list (unread counts, previews), wherever their sockets are.
+        socketio.emit("conversation_activity", activity_notice(payload),
+                      to=[user_room(uid) for uid in members], namespace=NAMESPACE)
     except Exception:
         log.exception("fan-out of message %s failed", payload["id"])
     # 5. The acknowledgement: the write is queued and will reach SQL.
     return {"ok": True, "message": payload}
+
+
+PREVIEW_LENGTH = 120
+
+
+def activity_notice(payload: dict) -> dict:
+    """The small event each participant's personal room gets for a new message."""
+    return {
+        "conversation_id": payload["conversation_id"],
+        "id": payload["id"],
+        "sender": payload["sender"],
+        "sender_name": payload["sender_name"],
+        "preview": payload["message"][:PREVIEW_LENGTH],
+        "timestamp": payload["timestamp"],
+    }
 
 
 def _queue_write(payload: dict, dedupe_key: str | None) -> None:
