@@ -65,6 +65,8 @@ class Config:
     WTF_CSRF_TIME_LIMIT = None
     CELERY_TASK_ALWAYS_EAGER = None  # None: eager exactly when no broker is configured
     CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 300)
+    # The queue web processes publish to and workers consume (`celery worker -Q <name>`).
+    CELERY_QUEUE = os.environ.get("CELERY_QUEUE") or "simplechat"
     TESTING = False
     DEBUG = False
 

@@ -37,7 +37,7 @@ def celery_init_app(app: Flask) -> Celery:
         broker_connection_timeout=2,
         redis_socket_connect_timeout=2,
         redis_socket_timeout=5,
-        task_default_queue="simplechat",
+        task_default_queue=app.config.get("CELERY_QUEUE") or "simplechat",
         imports=("simplechat.tasks",),
     )
     celery.set_default()
