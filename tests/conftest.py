@@ -228,3 +228,21 @@ def socket_client(app):
     for sio in opened:
         if sio.is_connected("/chat"):
             sio.disconnect("/chat")
+
+
+def _skipped_count(config) -> int:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    return len(reporter.stats.get("skipped", [])) if reporter else 0
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With FAIL_ON_SKIP set (CI), a skipped test fails the run: every service must be there."""
+    if os.environ.get("FAIL_ON_SKIP") and _skipped_count(session.config):
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if os.environ.get("FAIL_ON_SKIP") and _skipped_count(config):
+        terminalreporter.write_line(
+            "FAIL_ON_SKIP: a skipped test fails this run (CI needs every service)", red=True
+        )
