@@ -107,6 +107,7 @@ class ConversationSummary:
     id: int
     title: str
     is_group: bool
+    last_id: str | None
     last_text: str | None
     last_sender_id: int | None
     last_at: datetime | None
@@ -141,6 +142,7 @@ def conversations_for(user: User) -> list[ConversationSummary]:
             id=conversation.id,
             title=display_title(conversation, user.id, members[conversation.id]),
             is_group=conversation.is_group,
+            last_id=str(last.id) if last else None,
             last_text=last.text if last else None,
             last_sender_id=last.sender_id if last else None,
             last_at=last.created_at if last else None,
