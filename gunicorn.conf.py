@@ -1,0 +1,46 @@
+"""Gunicorn settings for Simple Chat: ``gunicorn -c gunicorn.conf.py wsgi:app``.
+
+Every value comes from the environment so one image serves every deployment; options given on
+the command line override this file.
+
+Several workers on one port (WEB_CONCURRENCY > 1) work because browsers use the websocket
+transport: a Socket.IO session then lives on one connection, which the kernel hands to one worker,
+and Redis fans messages out between workers. With long-polling enabled, each poll is a new
+request that may land on another worker, which does not know the session; run one worker per
+port then and pin clients to a port at the load balancer (see docs/DEPLOY.md).
+"""
+
+import os
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+# Where to listen: BIND wins, else PORT on every interface.
+bind = [os.environ.get("BIND") or f"0.0.0.0:{_int('PORT', 8000)}"]
+
+# An asynchronous worker keeps thousands of idle websockets open; scale with more workers (one
+# per core) or more hosts. eventlet is the default; gevent needs SOCKETIO_ASYNC_MODE=gevent too.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "eventlet")
+workers = _int("WEB_CONCURRENCY", 1)
+worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 1000)
+
+# Async workers notify the master from their own loop, so a long-lived websocket never looks
+# like a hung worker; the timeout only catches a blocked loop.
+timeout = _int("GUNICORN_TIMEOUT", 60)
+# On SIGTERM a worker stops accepting, lets requests in flight finish, then closes websockets;
+# clients reconnect to another worker and catch up with `join` + `after`.
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 20)
+keepalive = _int("GUNICORN_KEEPALIVE", 5)
+
+# Headers from the reverse proxy (nginx, a load balancer) are trusted only from these addresses.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")  # "-": stdout
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+
+# Request line and header limits stay at gunicorn's defaults; bodies are capped by the app.

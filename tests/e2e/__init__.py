@@ -1,0 +1,1 @@
+"""End-to-end tests: real gunicorn, Celery, PostgreSQL/MariaDB and Redis processes."""

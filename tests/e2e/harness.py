@@ -1,0 +1,567 @@
+"""End-to-end harness: fresh databases, real gunicorn and Celery processes, users over HTTP and
+real Socket.IO clients. Shared by every test that starts processes.
+
+Typical use (see tests/e2e/conftest.py for the fixtures)::
+
+    stack = Stack(TestDatabase.create_migrated("postgresql"), log_dir)
+    web = stack.start_web(workers=1)
+    stack.start_worker()
+    ada = stack.register(web, "ada")
+    sock = ada.socket(web)
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis as redis_lib
+import requests
+import socketio
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from config import database_url as normalise_url
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent  # the venv's bin: gunicorn, celery, flask
+NAMESPACE = "/chat"
+PASSWORD = "correct horse battery"
+
+# Servers the end-to-end tests talk to; each test makes its own database, key prefix and queue.
+ADMIN_URLS = {
+    "postgresql": os.environ.get("E2E_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres"),
+    "mariadb": os.environ.get("E2E_MARIADB_URL", "mysql://root@127.0.0.1:3306/test"),
+}
+# Redis db 15 belongs to the unit and integration suite; end-to-end runs use their own.
+E2E_REDIS_URL = os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379/13")
+PORTS = range(18200, 18400)
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+def wait_until(probe: Callable[[], T], timeout: float = 15.0, interval: float = 0.1,
+               message: str = "condition") -> T:
+    """Call ``probe`` until it returns something truthy; that value, or AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}")
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- ports
+
+_handed_out: set[int] = set()
+_port_lock = threading.Lock()
+
+
+def free_port() -> int:
+    """A port in 18200-18399 that nothing listens on and this process has not handed out."""
+    candidates = list(PORTS)
+    random.shuffle(candidates)
+    with _port_lock:
+        for port in candidates:
+            if port in _handed_out:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free port in 18200-18399")
+
+
+# --------------------------------------------------------------------------- databases
+
+
+class TestDatabase:
+    """A database of its own on the PostgreSQL or MariaDB server, dropped by ``drop()``."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, kind: str, admin_url: str | None = None):
+        self.kind = kind
+        raw_admin = admin_url or ADMIN_URLS[kind]
+        self.name = f"simplechat_e2e_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        admin = make_url(normalise_url(raw_admin))
+        # What the processes get as DATABASE_URL (config.database_url leaves it as it is).
+        self.url = admin.set(database=self.name).render_as_string(hide_password=False)
+        self._admin = create_engine(admin.render_as_string(hide_password=False),
+                                    isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+        self._engine: Engine | None = None
+
+    @classmethod
+    def create_migrated(cls, kind: str = "postgresql", admin_url: str | None = None,
+                        log_dir: Path | None = None) -> TestDatabase:
+        database = cls(kind, admin_url)
+        database.create()
+        try:
+            database.migrate(log_dir)
+        except BaseException:
+            database.drop()
+            raise
+        return database
+
+    def create(self) -> None:
+        with self._admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {self.name}"))
+
+    def migrate(self, log_dir: Path | None = None) -> None:
+        """``flask --app wsgi db upgrade``, as a deployment runs it."""
+        env = base_env({
+            "DATABASE_URL": self.url,
+            "SECRET_KEY": "e2e-" + uuid.uuid4().hex,
+            "SIMPLECHAT_CONFIG": "production",
+        })
+        result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
+                                env=env, capture_output=True, text=True, timeout=120)
+        if log_dir is not None:
+            (log_dir / "migrate.log").write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise RuntimeError(f"db upgrade failed:\n{result.stdout}\n{result.stderr}")
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = create_engine(normalise_url(self.url), pool_pre_ping=True)
+        return self._engine
+
+    def rows(self, sql: str, **params: Any) -> list[tuple]:
+        with self.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql), params)]
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar()
+
+    def user_id(self, username: str) -> int:
+        return self.scalar("SELECT id FROM users WHERE username = :u", u=username)
+
+    def message_ids(self, conversation_id: int) -> list[str]:
+        return [r[0] for r in self.rows(
+            "SELECT id FROM messages WHERE conversation_id = :c ORDER BY id", c=conversation_id)]
+
+    def wait_for_messages(self, conversation_id: int, count: int,
+                          timeout: float = 30.0) -> list[str]:
+        """Poll SQL until the conversation holds at least ``count`` messages; their ids."""
+        return wait_until(
+            lambda: (ids := self.message_ids(conversation_id)) and len(ids) >= count and ids,
+            timeout, 0.2, f"{count} messages of conversation {conversation_id} in SQL")
+
+    def drop(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+        with self._admin.connect() as conn:
+            if self._admin.dialect.name == "postgresql":
+                conn.execute(text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": self.name})
+            conn.execute(text(f"DROP DATABASE IF EXISTS {self.name}"))
+        self._admin.dispose()
+
+
+# --------------------------------------------------------------------------- processes
+
+_CLEARED_ENV = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_QUEUE",
+                "REDIS_KEY_PREFIX", "SOCKETIO_ASYNC_MODE", "SIMPLECHAT_CONFIG", "SECRET_KEY",
+                "TEST_DATABASE_URL", "TEST_REDIS_URL", "WEB_CONCURRENCY", "PORT", "BIND")
+
+
+def base_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _CLEARED_ENV}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class Process:
+    """A child process in its own process group, its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_path: Path):
+        self.name = name
+        self.args = args
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115  (closed in stop)
+        self.popen = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self._log,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 8.0) -> None:
+        """SIGTERM to the whole group, SIGKILL after ``timeout``; always reaps the child."""
+        if self.alive():
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever is left of the group (workers of a dead master) goes too.
+        self.signal(signal.SIGKILL)
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL the group at once, as a crash would."""
+        self.signal(signal.SIGKILL)
+        self.popen.wait(5)
+
+    def __repr__(self) -> str:
+        return f"<Process {self.name} pid={self.pid}>"
+
+
+class WebProcess(Process):
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_path: Path,
+                 port: int, workers: int):
+        super().__init__(name, args, env, log_path)
+        self.port = port
+        self.workers = workers
+        self.url = f"http://127.0.0.1:{port}"
+
+    def booted_workers(self) -> int:
+        return self.log().count("Booting worker with pid")
+
+
+def _ready(url: str) -> bool:
+    try:
+        response = requests.get(url + "/healthz", timeout=2)
+        if response.status_code == 200:
+            return True
+        if response.status_code == 404:  # no health route: the login page answers instead
+            return requests.get(url + "/auth/login", timeout=2).status_code == 200
+    except requests.RequestException:
+        pass
+    return False
+
+
+class Stack:
+    """One deployment under test: its database, a Redis key prefix and Celery queue of its own,
+    and the web and worker processes started on them. ``close()`` stops everything."""
+
+    def __init__(self, database: TestDatabase, log_dir: Path, redis_url: str = E2E_REDIS_URL,
+                 **env: str):
+        self.database = database
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.redis_url = redis_url
+        tag = uuid.uuid4().hex[:10]
+        self.prefix = f"simplechat-e2e:{tag}:"
+        self.queue = f"simplechat-e2e-{tag}"
+        self.secret = "e2e-" + uuid.uuid4().hex
+        self.env = {
+            "DATABASE_URL": database.url,
+            "REDIS_URL": redis_url,
+            "REDIS_KEY_PREFIX": self.prefix,
+            "CELERY_QUEUE": self.queue,
+            "SECRET_KEY": self.secret,
+            "SIMPLECHAT_CONFIG": "production",
+            "SESSION_COOKIE_SECURE": "0",  # plain http in tests
+            "LOG_LEVEL": "INFO",
+        }
+        self.env.update(env)
+        self.processes: list[Process] = []
+        self.users: list[ChatUser] = []
+        self._names = itertools.count(1)
+
+    # ----- processes
+
+    def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
+        return base_env({**self.env, **(extra or {})})
+
+    def start_web(self, workers: int = 1, worker_class: str = "eventlet",
+                  env: dict[str, str] | None = None, timeout: float = 40.0) -> WebProcess:
+        """``gunicorn -c gunicorn.conf.py -k <class> -w N -b 127.0.0.1:PORT wsgi:app``, ready."""
+        extra = dict(env or {})
+        if worker_class == "gevent":
+            extra.setdefault("SOCKETIO_ASYNC_MODE", "gevent")
+        for _attempt in range(3):
+            port = free_port()
+            name = f"web{next(self._names)}-{port}"
+            args = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
+                    "-k", worker_class, "-w", str(workers), "-b", f"127.0.0.1:{port}",
+                    "--graceful-timeout", "3", "wsgi:app"]
+            web = WebProcess(name, args, self._env(extra), self.log_dir / f"{name}.log",
+                             port, workers)
+            self.processes.append(web)
+            try:
+                wait_until(lambda w=web: not w.alive() or (
+                    w.booted_workers() >= workers and _ready(w.url)),
+                    timeout, 0.2, f"{name} to answer")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n--- {name} log ---\n{web.tail()}") from None
+            if web.alive():
+                return web
+            if "Address already in use" not in web.log():
+                raise AssertionError(f"{name} exited {web.popen.returncode}:\n{web.tail()}")
+        raise AssertionError("could not bind a web process to a free port")
+
+    def start_worker(self, pool: str = "solo", concurrency: int = 1,
+                     env: dict[str, str] | None = None, timeout: float = 60.0) -> Process:
+        """``celery -A celery_worker.celery worker -P <pool> -Q <queue>``, ready to consume."""
+        name = f"worker{next(self._names)}"
+        args = [str(BIN / "celery"), "-A", "celery_worker.celery", "worker", "--loglevel=info",
+                "-P", pool, f"--concurrency={concurrency}", "-Q", self.queue,
+                "-n", f"{name}-{self.queue}@%h", "--without-gossip", "--without-mingle"]
+        worker = Process(name, args, self._env(env), self.log_dir / f"{name}.log")
+        self.processes.append(worker)
+        try:
+            wait_until(lambda: not worker.alive() or " ready." in worker.log(),
+                       timeout, 0.2, f"{name} to be ready")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- {name} log ---\n{worker.tail()}") from None
+        if not worker.alive():
+            raise AssertionError(f"{name} exited {worker.popen.returncode}:\n{worker.tail()}")
+        return worker
+
+    def close(self) -> None:
+        for user in self.users:
+            user.close_sockets()
+        for process in reversed(self.processes):
+            process.stop()
+        self._drop_redis_keys()
+
+    def _drop_redis_keys(self) -> None:
+        client = redis_lib.Redis.from_url(self.redis_url)
+        try:
+            keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
+            keys += [self.queue, f"_kombu.binding.{self.queue}",
+                     f"_kombu.binding_permanent.{self.queue}"]
+            keys += [f"{self.queue}\x06\x16{p}" for p in range(10)]  # priority sub-queues
+            client.delete(*keys)
+        finally:
+            client.close()
+
+    def logs(self, lines: int = 80) -> str:
+        """The tail of every process's log, for a failure report."""
+        parts = []
+        for process in self.processes:
+            state = "running" if process.alive() else f"exited {process.popen.returncode}"
+            parts.append(f"--- {process.name} ({state}): {' '.join(process.args[1:])}\n"
+                         f"{process.tail(lines)}")
+        return "\n".join(parts)
+
+    # ----- users and conversations
+
+    def register(self, web: WebProcess, username: str | None = None,
+                 password: str = PASSWORD) -> ChatUser:
+        user = register(web.url, username or f"u{uuid.uuid4().hex[:10]}", password)
+        user.id = self.database.user_id(user.username)
+        self.users.append(user)
+        return user
+
+
+# --------------------------------------------------------------------------- HTTP users
+
+_CSRF_INPUT = re.compile(r"<input[^>]*name=\"csrf_token\"[^>]*>")
+_VALUE = re.compile(r"value=\"([^\"]*)\"")
+
+
+def csrf_token(html: str) -> str:
+    """The value of the form's hidden ``csrf_token`` input."""
+    match = _CSRF_INPUT.search(html)
+    value = match and _VALUE.search(match.group(0))
+    if not value:
+        raise AssertionError("no csrf_token input on the page")
+    return value.group(1)
+
+
+class ChatUser:
+    """A user with a logged-in ``requests`` session (cookies work on every process)."""
+
+    def __init__(self, username: str, password: str, session: requests.Session):
+        self.username = username
+        self.password = password
+        self.session = session
+        self.id: int | None = None
+        self.sockets: list[ChatSocket] = []
+
+    @property
+    def cookie_header(self) -> str:
+        return "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
+
+    def socket(self, web: WebProcess | str, transports: Iterable[str] = ("websocket",)
+               ) -> ChatSocket:
+        """A connected python-socketio client on ``/chat`` with this user's session."""
+        url = web if isinstance(web, str) else web.url
+        sock = ChatSocket(f"{self.username}@{url}")
+        sock.connect(url, self.cookie_header, transports)
+        self.sockets.append(sock)
+        return sock
+
+    def start_conversation(self, web: WebProcess | str, participant_ids: Iterable[int],
+                           title: str = "") -> int:
+        """POST /chat/new as the form does; the id from the redirect to /chat/<id>."""
+        url = web if isinstance(web, str) else web.url
+        page = self.session.get(url + "/chat/new", timeout=10)
+        page.raise_for_status()
+        response = self.session.post(url + "/chat/new", timeout=10, allow_redirects=False, data={
+            "csrf_token": csrf_token(page.text),
+            "participants": [str(i) for i in participant_ids],
+            "title": title,
+        })
+        match = re.search(r"/chat/(\d+)$", response.headers.get("Location", ""))
+        if response.status_code != 302 or not match:
+            raise AssertionError(f"/chat/new answered {response.status_code}: "
+                                 f"{response.text[:500]}")
+        return int(match.group(1))
+
+    def close_sockets(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+
+def register(base_url: str, username: str, password: str = PASSWORD) -> ChatUser:
+    """Register through the real form (which logs the new user in)."""
+    session = requests.Session()
+    page = session.get(base_url + "/auth/register", timeout=10)
+    page.raise_for_status()
+    response = session.post(base_url + "/auth/register", timeout=10, allow_redirects=False, data={
+        "csrf_token": csrf_token(page.text),
+        "username": username,
+        "first_name": username.capitalize(),
+        "last_name": "Tester",
+        "email": f"{username}@example.com",
+        "password": password,
+        "confirm": password,
+    })
+    if response.status_code != 302:
+        raise AssertionError(f"register {username} answered {response.status_code}: "
+                             f"{response.text[:500]}")
+    return ChatUser(username, password, session)
+
+
+def login(base_url: str, username: str, password: str = PASSWORD) -> ChatUser:
+    session = requests.Session()
+    page = session.get(base_url + "/auth/login", timeout=10)
+    page.raise_for_status()
+    response = session.post(base_url + "/auth/login", timeout=10, allow_redirects=False, data={
+        "csrf_token": csrf_token(page.text), "username": username, "password": password,
+    })
+    if response.status_code != 302:
+        raise AssertionError(f"login {username} answered {response.status_code}")
+    return ChatUser(username, password, session)
+
+
+# --------------------------------------------------------------------------- Socket.IO
+
+
+class ChatSocket:
+    """A real python-socketio client on ``/chat`` that records every server event, in order,
+    from its own receiving thread; read them with ``events()``/``messages()``/``wait_for()``."""
+
+    def __init__(self, name: str = ""):
+        self.name = name
+        self.sio = socketio.Client(reconnection=False)
+        self._events: list[tuple[str, Any]] = []
+        self._changed = threading.Condition()
+        self.sio.on("*", self._record, namespace=NAMESPACE)
+        self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
+
+    def _record(self, event: str, *args: Any) -> None:
+        with self._changed:
+            self._events.append((event, args[0] if len(args) == 1 else args))
+            self._changed.notify_all()
+
+    def _on_disconnect(self, *args: Any) -> None:
+        with self._changed:
+            self._events.append(("disconnect", args))
+            self._changed.notify_all()
+
+    def connect(self, url: str, cookie: str, transports: Iterable[str] = ("websocket",)) -> None:
+        self.sio.connect(url, headers={"Cookie": cookie}, transports=list(transports),
+                         namespaces=[NAMESPACE], wait_timeout=10)
+
+    @property
+    def connected(self) -> bool:
+        return self.sio.connected and NAMESPACE in self.sio.namespaces
+
+    def call(self, event: str, data: Any, timeout: float = 10.0) -> Any:
+        return self.sio.call(event, data, namespace=NAMESPACE, timeout=timeout)
+
+    def join(self, conversation_id: int, **extra: Any) -> dict:
+        ack = self.call("join", {"conversation_id": conversation_id, **extra})
+        if not (isinstance(ack, dict) and ack.get("ok")):
+            raise AssertionError(f"{self.name} could not join {conversation_id}: {ack}")
+        return ack
+
+    def send(self, conversation_id: int, text_: str, client_id: str | None = None) -> dict:
+        data = {"conversation_id": conversation_id, "message": text_}
+        if client_id is not None:
+            data["client_id"] = client_id
+        return self.call("send_message", data)
+
+    def events(self, name: str | None = None) -> list[Any]:
+        with self._changed:
+            return [data for event, data in self._events if name is None or event == name]
+
+    def messages(self, conversation_id: int | None = None) -> list[dict]:
+        return [m for m in self.events("message")
+                if conversation_id is None or m.get("conversation_id") == conversation_id]
+
+    def wait_for(self, predicate: Callable[[ChatSocket], bool], timeout: float = 10.0) -> bool:
+        """Wait until ``predicate(self)`` holds; False on timeout (the caller asserts)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+        return True
+
+    def wait_messages(self, count: int, conversation_id: int | None = None,
+                      timeout: float = 10.0) -> list[dict]:
+        self.wait_for(lambda s: len(s.messages(conversation_id)) >= count, timeout)
+        return self.messages(conversation_id)
+
+    def close(self) -> None:
+        try:
+            if self.sio.connected:
+                self.sio.disconnect()
+        except Exception:  # noqa: BLE001  (closing a client whose server is gone)
+            pass
