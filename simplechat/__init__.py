@@ -87,6 +87,11 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     def index():
         return redirect(url_for("chat.index"))
 
+    from .health import init_health
+    from .metrics import init_metrics
+
+    init_metrics(app)
+    init_health(app)
     from .security import init_security
 
     init_security(app)

@@ -7,7 +7,9 @@ import logging
 from celery import shared_task
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from .chat.ids import message_id_time
 from .extensions import db
+from .metrics import message_write_failed, message_written
 from .models import GenericActivityLog, GenericErrorLog
 from .storage import store_messages
 
@@ -22,10 +24,11 @@ _RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "retry_backo
 def store_message(payload: dict) -> int:
     """Write one message to SQL (idempotent on its id)."""
     try:
-        return store_messages([payload])
+        written = store_messages([payload])
     except IntegrityError:
         # The conversation or sender is gone: retrying cannot help; record it and drop the write.
         db.session.rollback()
+        message_write_failed("refused")
         log.exception("message %s could not be stored", payload.get("id"))
         _write_error("tasks.store_message", "IntegrityError",
                      f"message {payload.get('id')} refused by the database", None,
@@ -33,7 +36,11 @@ def store_message(payload: dict) -> int:
         return 0
     except DBAPIError:
         db.session.rollback()
+        message_write_failed("database")
         raise
+    if written:
+        message_written(message_id_time(payload["id"]))
+    return written
 
 
 @shared_task(name="simplechat.log_activity", **_RETRY)

@@ -8,6 +8,7 @@ from flask import current_app
 from sqlalchemy import and_, or_, select
 
 from ..extensions import db
+from ..metrics import count_history_source
 from ..models import Message, Participant, User
 from ..services import services
 from .cache import ALL, PARTIAL
@@ -68,6 +69,7 @@ def _cached(conversation_id: int) -> tuple[list[dict], str | None]:
         return [], None
 
 
+@count_history_source
 def recent_messages(conversation_id: int) -> tuple[list[dict], bool, str]:
     """The last N messages, oldest first, whether older ones exist, and the source used."""
     size = current_app.config["CHAT_RECENT_MESSAGES"]
@@ -88,6 +90,7 @@ def recent_messages(conversation_id: int) -> tuple[list[dict], bool, str]:
     return merged[-size:], has_more, "sql"
 
 
+@count_history_source
 def messages_before(
     conversation_id: int, before: str | None, limit: int
 ) -> tuple[list[dict], bool, str]:
@@ -103,6 +106,7 @@ def messages_before(
     return page, len(rows) > limit, "sql"
 
 
+@count_history_source
 def messages_after(conversation_id: int, after: str) -> tuple[list[dict], bool, str]:
     """Up to N messages newer than ``after``, oldest first (reconnect catch-up), and has_more."""
     size = current_app.config["CHAT_RECENT_MESSAGES"]

@@ -11,6 +11,7 @@ import re
 from flask import current_app
 
 from ..extensions import socketio
+from ..metrics import observe_send
 from ..models import User
 from ..services import services
 from .conversations import NAMESPACE, participant_ids, room, user_room, valid_conversation_id
@@ -36,6 +37,7 @@ def clean_text(text: str) -> str:
     return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
 
 
+@observe_send
 def send_message(sender: User, conversation_id: object, text: object,
                  client_id: object = None) -> dict:
     """Send ``text`` from ``sender`` to a conversation; returns the acknowledgement."""
