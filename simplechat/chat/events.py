@@ -12,6 +12,7 @@ from flask_socketio import join_room, leave_room
 
 from ..activity import record_error
 from ..extensions import socketio
+from ..metrics import count_join, socket_connected, socket_disconnected
 from .conversations import (
     NAMESPACE,
     participant_conversation,
@@ -61,10 +62,17 @@ def on_connect(auth=None):
     if not current_user.is_authenticated:
         return False  # refused: the client gets a connect_error
     join_room(user_room(current_user.id))
+    socket_connected()
     return True
 
 
+@socketio.on("disconnect", namespace=NAMESPACE)
+def on_disconnect(reason=None):
+    socket_disconnected()
+
+
 @chat_event("join")
+@count_join
 def on_join(data: dict) -> dict:
     conversation = participant_conversation(current_user.id, data.get("conversation_id"))
     if conversation is None:
