@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import SelectMultipleField, StringField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import Length, Optional, ValidationError
 
 MAX_PARTICIPANTS = 50
 
@@ -16,22 +16,26 @@ class UserIdsField(SelectMultipleField):
     def pre_validate(self, form) -> None:
         pass
 
+    malformed = False
+
     def process_formdata(self, valuelist) -> None:
         ids = []
         for value in valuelist:
             if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 18:
                 ids.append(int(value.strip()))
             else:
-                raise ValueError("Pick people from the list.")
+                self.malformed = True
         self.data = ids
 
 
 class NewConversationForm(FlaskForm):
-    participants = UserIdsField(
-        "People", coerce=int, validators=[DataRequired("Pick at least one person.")]
-    )
+    participants = UserIdsField("People", coerce=int)
     title = StringField("Group title", validators=[Optional(), Length(max=120)])
 
     def validate_participants(self, field) -> None:
-        if len(set(field.data or [])) > MAX_PARTICIPANTS:
-            raise ValueError(f"A conversation can have at most {MAX_PARTICIPANTS} people.")
+        if field.malformed:
+            raise ValidationError("Pick people from the list.")
+        if not field.data:
+            raise ValidationError("Pick at least one person.")
+        if len(set(field.data)) > MAX_PARTICIPANTS:
+            raise ValidationError(f"A conversation can have at most {MAX_PARTICIPANTS} people.")
