@@ -90,6 +90,15 @@ def recent_messages(conversation_id: int) -> tuple[list[dict], bool, str]:
     return merged[-size:], has_more, "sql"
 
 
+def rewarm_recent(conversation_id: int) -> int:
+    """Re-warm a conversation's recent list from SQL, keeping what it holds that SQL has not
+    yet got; returns how many messages the list then holds."""
+    size = current_app.config["CHAT_RECENT_MESSAGES"]
+    rows = _sql_before(conversation_id, None, size + 1)
+    stored = _rows_to_payloads(conversation_id, list(reversed(rows[:size])))
+    return len(services().cache.rewarm(conversation_id, stored, len(rows) <= size))
+
+
 @count_history_source
 def messages_before(
     conversation_id: int, before: str | None, limit: int
