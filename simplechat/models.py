@@ -96,6 +96,9 @@ class Participant(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     joined_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, server_default=NOW)
 
+    # The newest message this participant has read (message ids sort in time order).
+    last_read_message_id: Mapped[str | None] = mapped_column(String(36))
+
     conversation: Mapped[Conversation] = relationship(back_populates="participants")
     user: Mapped[User] = relationship()
 
@@ -115,6 +118,9 @@ class Message(db.Model):
     text: Mapped[str] = mapped_column(Text)
     # Millisecond precision, taken from the id, so (created_at, id) orders like the id.
     created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
+    edited_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+    # A deleted message stays as a tombstone (empty text) so history keeps its place.
+    deleted_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
 
 
 class GenericActivityLog(db.Model):
