@@ -30,7 +30,8 @@
   var clientSeq = 0;
   var clientPrefix = Math.random().toString(36).slice(2, 10);
 
-  var socket = io("/chat", { transports: ["websocket"], reconnectionDelayMax: 5000 });
+  var SC = window.SimpleChat;
+  var socket = SC.socket();
 
   // ---- rendering -------------------------------------------------------------------------
   function parseUtc(ts) { return new Date(ts.replace(" ", "T") + "Z"); }
@@ -142,10 +143,17 @@
     });
     if (!added) { return 0; }
     refreshSeparators();
+    markSeen();
     if (opts.prepend) { return added; }
     if (stick) { scrollToBottom(); } else if (opts.live) { pill.classList.remove("d-none"); }
     return added;
   }
+
+  // Everything shown counts as read, but only while someone can see it.
+  function markSeen() {
+    if (!document.hidden && newestId) { SC.markSeen(conversationId, newestId); }
+  }
+  document.addEventListener("visibilitychange", markSeen);
 
   function setStatus(text, kind) {
     statusBox.textContent = text || "";
@@ -183,7 +191,11 @@
     sending = false;
   });
   socket.on("connect_error", function () {
-    setStatus("Connection lost. Reconnecting…", "warning");
+    if (socket.active) {
+      setStatus("Connection lost. Reconnecting…", "warning");
+    } else {  // refused by the server: the session has ended
+      setStatus("You are logged out. Reload the page to log in again.", "danger");
+    }
   });
   socket.on("message", function (m) {
     if (m && m.conversation_id === conversationId) {

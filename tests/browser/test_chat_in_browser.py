@@ -1,0 +1,156 @@
+"""Two people chatting in Chromium against the real stack: Select2, live messages both ways,
+safe rendering, the rate-limit countdown, history, unread counts and reconnect catch-up."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from .conftest import PASSWORD, seed_messages, wait_until
+
+pytestmark = pytest.mark.e2e
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def send(page, text: str) -> None:
+    page.fill("#message-input", text)
+    page.press("#message-input", "Enter")
+
+
+def texts(page) -> list[str]:
+    return page.locator("#messages .message .message-text").all_inner_texts()
+
+
+def pick_in_select2(page, search: str, choice: str) -> None:
+    page.locator("#participants + .select2 .select2-search__field").click()
+    page.keyboard.type(search)
+    page.locator(".select2-results__option", has_text=choice).click()
+
+
+def item(page, conversation_id: int):
+    return page.locator(f'.conversation-item[data-conversation-id="{conversation_id}"]')
+
+
+def test_two_people_chat_live_with_unread_counts_history_and_reconnect(stack, open_tab):
+    alice, bob = open_tab(), open_tab()
+    alice.register("alice", "Alice", "Liddell")
+    bob.register("bob", "Bob", "Builder")
+    stack.flask("users", "create", "carol", "--email", "carol@example.com",
+                "--first-name", "Carol", "--last-name", "Danvers", "--password", PASSWORD)
+    bob.goto("/chat/")
+    expect(bob.page.locator("#no-conversations")).to_be_visible()
+
+    # Alice finds Bob through Select2's search; one person hides the group title.
+    page = alice.goto("/chat/new")
+    pick_in_select2(page, "bo", "Bob Builder (@bob)")
+    expect(page.locator("#title")).to_be_hidden()
+    page.click("#start-button")
+    page.wait_for_url(re.compile(r"/chat/\d+$"))
+    conversation_id = int(page.url.rsplit("/", 1)[1])
+    expect(page.locator("#chat-title")).to_have_text("Bob Builder")
+    send(page, "Hello Bob")
+    expect(page.locator("#messages .message-mine .message-text")).to_have_text(["Hello Bob"])
+
+    # Bob's open list learns of the new conversation live, with an unread count and title.
+    bob_item = item(bob.page, conversation_id)
+    expect(bob_item.locator(".unread-count")).to_have_text("1")
+    expect(bob_item.locator(".conversation-preview")).to_have_text("Hello Bob")
+    expect(bob.page).to_have_title(re.compile(r"^\(1\) "))
+    bob_item.click()
+    expect(bob.page.locator("#messages .message-theirs .message-text")).to_have_text(["Hello Bob"])
+    expect(item(bob.page, conversation_id).locator(".unread-count")).to_be_hidden()
+
+    # Bob answers with a link and two lines (Shift+Enter); Alice sees it live.
+    bob.page.fill("#message-input", "Hi Alice, see https://example.com/docs.")
+    bob.page.press("#message-input", "Shift+Enter")
+    bob.page.type("#message-input", "Second line")
+    bob.page.press("#message-input", "Enter")
+    reply = page.locator("#messages .message-theirs .message-text").last
+    expect(reply).to_have_text("Hi Alice, see https://example.com/docs.\nSecond line")
+    link = reply.locator("a")
+    expect(link).to_have_attribute("href", "https://example.com/docs")
+    expect(link).to_have_attribute("rel", "noopener noreferrer nofollow")
+
+    # Markup arrives as text and runs nothing.
+    send(page, XSS)
+    expect(bob.page.locator("#messages .message-text").last).to_have_text(XSS)
+    assert bob.page.locator("#messages img").count() == 0
+    # A second message within 2 s: the countdown shows, then the message goes by itself.
+    send(page, "Too quick")
+    expect(page.locator("#chat-status")).to_contain_text("sending in")
+    expect(bob.page.locator("#messages .message-text").last).to_have_text("Too quick")
+    expect(page.locator("#chat-status")).to_have_text("")
+
+    # A reload shows the same history, in order.
+    expected = ["Hello Bob", "Hi Alice, see https://example.com/docs.\nSecond line", XSS,
+                "Too quick"]
+    bob.page.reload()
+    expect(bob.page.locator("#messages .message-text")).to_have_text(expected)
+
+    # Unread counts: they rise on Bob's list, survive a reload, and clear on opening.
+    bob.goto("/chat/")
+    bob_item = item(bob.page, conversation_id)
+    expect(bob_item.locator(".unread-count")).to_be_hidden()
+    send(page, "Are you there?")
+    expect(bob_item.locator(".unread-count")).to_have_text("1")
+    page.wait_for_timeout(2100)
+    send(page, "Bob?")
+    expect(bob_item.locator(".unread-count")).to_have_text("2")
+    expect(bob_item.locator(".conversation-preview")).to_have_text("Bob?")
+    bob.page.reload()
+    expect(item(bob.page, conversation_id).locator(".unread-count")).to_have_text("2")
+    expect(bob.page).to_have_title(re.compile(r"^\(2\) "))
+    item(bob.page, conversation_id).click()
+    expect(bob.page.locator("#messages .message-text").last).to_have_text("Bob?")
+    bob.goto("/chat/")
+    expect(item(bob.page, conversation_id).locator(".unread-count")).to_be_hidden()
+    expect(bob.page).not_to_have_title(re.compile(r"^\("))
+
+    # A group with a long history: the title field shows for two people, older pages load on
+    # scrolling up, and sender names show.
+    page = alice.goto("/chat/new")
+    pick_in_select2(page, "bo", "Bob Builder (@bob)")
+    pick_in_select2(page, "car", "Carol Danvers (@carol)")
+    expect(page.locator("#title")).to_be_visible()
+    page.fill("#title", "Book club")
+    page.click("#start-button")
+    page.wait_for_url(re.compile(r"/chat/\d+$"))
+    group_id = int(page.url.rsplit("/", 1)[1])
+    seed_messages(stack, "carol", group_id, 130)
+    wait_until(lambda: stack.sql("SELECT count(*) FROM messages WHERE conversation_id = :c",
+                                 c=group_id)[0][0] == 130, message="the worker to store 130")
+    page.reload()
+    expect(page.locator("#messages .message")).to_have_count(100)
+    expect(page.locator("#messages .message-text").last).to_have_text("seed message 130")
+    expect(page.locator("#messages .message-sender").first).to_have_text("Carol Danvers")
+    page.locator("#messages-scroll").evaluate("el => { el.scrollTop = 0; }")
+    expect(page.locator("#messages .message")).to_have_count(130)
+    expect(page.locator("#messages .message-text").first).to_have_text("seed message 1")
+    expect(page.locator("#history-status")).to_have_text(
+        "This is the beginning of the conversation.")
+    seeded = page.locator("#messages .message-text").all_inner_texts()
+    assert seeded == [f"seed message {n}" for n in range(1, 131)]
+
+    # The server restarts: Bob's page says so, then catches up with what was sent meanwhile.
+    page = bob.goto(f"/chat/{conversation_id}")
+    expect(page.locator("#messages .message")).to_have_count(6)
+    stack.stop_web()
+    expect(page.locator("#chat-status")).to_contain_text("Reconnecting")
+    seed_messages(stack, "alice", conversation_id, 3)
+    stack.start_web()
+    expect(page.locator("#messages .message")).to_have_count(9, timeout=20_000)
+    expect(page.locator("#chat-status")).to_have_text("")
+    assert texts(page)[-3:] == ["seed message 1", "seed message 2", "seed message 3"]
+    ids = page.locator("#messages .message").evaluate_all("els => els.map(e => e.dataset.id)")
+    assert len(set(ids)) == len(ids) == 9
+    # And it still talks after the restart.
+    send(page, "Back again")
+    expect(alice.goto(f"/chat/{conversation_id}").locator("#messages .message-text").last
+           ).to_have_text("Back again")
+
+    assert alice.dialogs == [] and bob.dialogs == []
+    alice.assert_clean()
+    bob.assert_clean()
