@@ -43,4 +43,11 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 
+# gunicorn's control socket defaults to one path per user, which several servers on one host
+# would share; it is off unless GUNICORN_CONTROL_SOCKET names a path of this server's own.
+if os.environ.get("GUNICORN_CONTROL_SOCKET"):
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+else:
+    control_socket_disable = True
+
 # Request line and header limits stay at gunicorn's defaults; bodies are capped by the app.

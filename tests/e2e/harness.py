@@ -266,6 +266,51 @@ class WebProcess(Process):
     def booted_workers(self) -> int:
         return self.log().count("Booting worker with pid")
 
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers of this master, from /proc (Linux)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                # "pid (comm) state ppid ...": comm may hold spaces, so split after the ")".
+                if int(stat.rsplit(")", 1)[1].split()[1]) == self.pid:
+                    pids.append(int(entry.name))
+        return sorted(pids)
+
+    def worker_serving(self, sock: ChatSocket) -> int | None:
+        """Which worker holds the server side of ``sock``'s websocket connection (Linux)."""
+        client_port = sock.local_port()
+        inode = _server_socket_inode(self.port, client_port)
+        if inode is None:
+            return None
+        target = f"socket:[{inode}]"
+        for pid in self.worker_pids():
+            try:
+                fds = list(Path(f"/proc/{pid}/fd").iterdir())
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink(fd) == target:
+                        return pid
+                except OSError:
+                    continue
+        return None
+
+
+def _server_socket_inode(server_port: int, client_port: int) -> int | None:
+    """The inode of the accepted TCP socket 127.0.0.1:server_port <- 127.0.0.1:client_port."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], int(fields[9])
+        if (int(local.split(":")[1], 16) == server_port
+                and int(remote.split(":")[1], 16) == client_port and inode):
+            return inode
+    return None
+
 
 def _ready(url: str) -> bool:
     try:
@@ -515,6 +560,10 @@ class ChatSocket:
     def connect(self, url: str, cookie: str, transports: Iterable[str] = ("websocket",)) -> None:
         self.sio.connect(url, headers={"Cookie": cookie}, transports=list(transports),
                          namespaces=[NAMESPACE], wait_timeout=10)
+
+    def local_port(self) -> int:
+        """The client side port of the websocket connection."""
+        return self.sio.eio.ws.sock.getsockname()[1]
 
     @property
     def connected(self) -> bool:
