@@ -16,6 +16,7 @@ class Services:
     redis: redis_lib.Redis | None
     cache: Any  # chat.cache.RecentCache
     limiter: Any  # chat.ratelimit.RedisRateLimiter or MemoryRateLimiter
+    login_limiter: Any = None  # chat.ratelimit.LoginLimiter
 
     @property
     def embedded(self) -> bool:
@@ -31,10 +32,12 @@ def redis_from_url(url: str) -> redis_lib.Redis:
 
 def init_services(app: Flask) -> Services:
     from .chat.cache import MemoryRecentCache, RedisRecentCache
-    from .chat.ratelimit import MemoryRateLimiter, RedisRateLimiter, parse_rate
+    from .chat.ratelimit import LoginLimiter, MemoryRateLimiter, RedisRateLimiter, parse_rate
 
     size = app.config["CHAT_RECENT_MESSAGES"]
     rate = parse_rate(app.config["CHAT_RATE_LIMIT"])
+    login_rates = (parse_rate(app.config["LOGIN_RATE_LIMIT_ACCOUNT"]),
+                   parse_rate(app.config["LOGIN_RATE_LIMIT_IP"]))
     prefix = app.config["REDIS_KEY_PREFIX"]
     dedupe_ttl = app.config["CHAT_DEDUPE_WINDOW"]
     url = app.config.get("REDIS_URL")
@@ -44,12 +47,15 @@ def init_services(app: Flask) -> Services:
             redis=client,
             cache=RedisRecentCache(client, size, prefix, CACHE_TTL, dedupe_ttl),
             limiter=RedisRateLimiter(client, rate, prefix),
+            login_limiter=LoginLimiter(*(RedisRateLimiter(client, r, prefix)
+                                         for r in login_rates)),
         )
     else:
         services = Services(
             redis=None,
             cache=MemoryRecentCache(size, dedupe_ttl),
             limiter=MemoryRateLimiter(rate),
+            login_limiter=LoginLimiter(*(MemoryRateLimiter(r) for r in login_rates)),
         )
     app.extensions["simplechat"] = services
     return services

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 from functools import cache
 from urllib.parse import urlsplit
@@ -15,10 +17,14 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ..activity import record_activity
 from ..extensions import db
 from ..models import User
+from ..services import services
 from . import bp
 from .forms import LoginForm, RegisterForm
 
+log = logging.getLogger(__name__)
+
 LOGIN_FAILED = "Invalid username or password."
+LOGIN_THROTTLED = "Too many failed login attempts. Try again in {seconds} seconds."
 _UNSAFE_IN_NEXT = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
@@ -49,9 +55,9 @@ def _dummy_hash() -> str:
     return generate_password_hash("not a real password")
 
 
-def authenticate(identifier: str, password: str) -> User | None:
+def authenticate(identifier: str, password: str, user: User | None = None) -> User | None:
     """The active user with these credentials, or None; the cost is the same either way."""
-    user = find_login_user(identifier)
+    user = user or find_login_user(identifier)
     if user is None:
         check_password_hash(_dummy_hash(), password)  # so timing does not reveal unknown users
         return None
@@ -94,16 +100,44 @@ def login():
         return redirect(url_for("chat.index"))
     form = LoginForm()
     error = None
+    status = 200
     if form.validate_on_submit():
-        user = authenticate(form.username.data, form.password.data)
-        if user is not None:
-            login_user(user, remember=form.remember.data)
-            record_activity("login", user.id)
-            target = safe_next(form.next.data) or safe_next(request.args.get("next"))
-            return redirect(target or url_for("chat.index"))
-        error = LOGIN_FAILED
+        found = find_login_user(form.username.data)
+        # One counter per account, whichever of its names is typed; unknown names get their own.
+        account = f"user:{found.id}" if found else f"name:{form.username.data.lower()}"
+        ip = request.remote_addr or "unknown"
+        wait = _login_wait(account, ip)
+        if wait:
+            # Refused before the password is checked, so guessing on cannot find it.
+            error = LOGIN_THROTTLED.format(seconds=math.ceil(wait))
+            status = 429
+        else:
+            user = authenticate(form.username.data, form.password.data, found)
+            if user is not None:
+                login_user(user, remember=form.remember.data)
+                record_activity("login", user.id)
+                target = safe_next(form.next.data) or safe_next(request.args.get("next"))
+                return redirect(target or url_for("chat.index"))
+            _login_failed(account, ip)
+            error = LOGIN_FAILED
     form.next.data = safe_next(form.next.data) or safe_next(request.args.get("next")) or ""
-    return render_template("auth/login.html", form=form, error=error)
+    return render_template("auth/login.html", form=form, error=error), status
+
+
+def _login_wait(account: str, ip: str) -> float:
+    # A limiter that cannot be reached must not lock everyone out; it is logged instead.
+    try:
+        return services().login_limiter.wait(account, ip)
+    except Exception:
+        log.warning("login limiter unavailable; not limiting this attempt", exc_info=True)
+        return 0.0
+
+
+def _login_failed(account: str, ip: str) -> None:
+    try:
+        services().login_limiter.failed(account, ip)
+    except Exception:
+        log.warning("login limiter unavailable; failure not counted", exc_info=True)
 
 
 @bp.post("/logout")

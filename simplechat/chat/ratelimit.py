@@ -1,4 +1,5 @@
-"""Per-user send rate limit (GCRA), shared by every process through Redis."""
+"""Rate limits (GCRA) shared by every process through Redis: sends per user, failed logins per
+account and per client address."""
 
 from __future__ import annotations
 
@@ -59,11 +60,33 @@ return {1, 0}
 """
 
 
+# The same schedule, read without taking anything: 0 when a hit would be allowed now, else the
+# milliseconds to wait.
+_GCRA_PEEK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+local allow_at = tat - tonumber(ARGV[1])
+if now < allow_at then
+  return allow_at - now
+end
+return 0
+"""
+
+
 class RedisRateLimiter:
     def __init__(self, redis, rate: Rate | None, prefix: str):
         self.rate = rate
         self._prefix = prefix
         self._script = redis.register_script(_GCRA)
+        self._peek = redis.register_script(_GCRA_PEEK)
+
+    def wait(self, key: str) -> float:
+        """The seconds until ``key`` may be hit again (0.0: now), without taking a hit."""
+        if self.rate is None:
+            return 0.0
+        wait_ms = int(self._peek(keys=[f"{self._prefix}rl:{key}"], args=[self.rate.tolerance_ms]))
+        return wait_ms / 1000 if wait_ms > 0 else 0.0
 
     def hit(self, key: str) -> float:
         """Take one send for ``key``: 0.0 if allowed, else the seconds to wait before retrying."""
@@ -84,6 +107,14 @@ class MemoryRateLimiter:
         self._tat: dict[str, int] = {}
         self._lock = threading.Lock()
 
+    def wait(self, key: str) -> float:
+        if self.rate is None:
+            return 0.0
+        now = time.monotonic_ns() // 1_000_000
+        with self._lock:
+            allow_at = self._tat.get(key, now) - self.rate.tolerance_ms
+        return (allow_at - now) / 1000 if now < allow_at else 0.0
+
     def hit(self, key: str) -> float:
         if self.rate is None:
             return 0.0
@@ -97,3 +128,23 @@ class MemoryRateLimiter:
             if len(self._tat) > 100_000:
                 self._tat = {k: v for k, v in self._tat.items() if v > now}
         return 0.0
+
+
+class LoginLimiter:
+    """Failed logins, limited per account and per client address.
+
+    Only failures are counted; a success neither counts nor clears anything, so a correct
+    password from one address does not give another address fresh attempts."""
+
+    def __init__(self, per_account, per_ip):
+        self._account = per_account  # RedisRateLimiter or MemoryRateLimiter
+        self._ip = per_ip
+
+    def wait(self, account: str, ip: str) -> float:
+        """Seconds until this account may try again from this address (0.0: now)."""
+        return max(self._account.wait(f"login-account:{account}"),
+                   self._ip.wait(f"login-ip:{ip}"))
+
+    def failed(self, account: str, ip: str) -> None:
+        self._account.hit(f"login-account:{account}")
+        self._ip.hit(f"login-ip:{ip}")
