@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Callable
 
-from flask import g
+from flask import g, request
 from flask_login import current_user
 from flask_socketio import join_room, leave_room
 
@@ -23,6 +23,7 @@ from .conversations import (
 from .history import messages_after, recent_messages
 from .ids import parse_message_id
 from .send import error, send_message
+from .sockets import forget_socket, remember_socket
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,15 @@ def on_connect(auth=None):
         return False  # refused: the client gets a connect_error
     join_room(user_room(current_user.id))
     socket_connected()
+    remember_socket(current_user.id, request.sid)  # so disconnect_user reaches it
     return True
 
 
 @socketio.on("disconnect", namespace=NAMESPACE)
 def on_disconnect(reason=None):
     socket_disconnected()
+    if current_user.is_authenticated:
+        forget_socket(current_user.id, request.sid)
 
 
 @chat_event("join")
