@@ -117,6 +117,9 @@ class Stack:
             engine.dispose()
 
     def shutdown(self) -> None:
+        for process, sig in ((self.web, signal.SIGINT), (self.worker, signal.SIGTERM)):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, sig)  # both at once; stop() waits for each
         self.stop_web()
         stop(self.worker)
         client = redis_lib.Redis.from_url(REDIS_URL)

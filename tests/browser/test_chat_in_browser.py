@@ -103,6 +103,7 @@ def test_two_people_chat_live_with_unread_counts_history_and_reconnect(stack, op
     bob.page.reload()
     expect(item(bob.page, conversation_id).locator(".unread-count")).to_have_text("2")
     expect(bob.page).to_have_title(re.compile(r"^\(2\) "))
+    bob.screenshot("conversations-unread")
     item(bob.page, conversation_id).click()
     expect(bob.page.locator("#messages .message-text").last).to_have_text("Bob?")
     bob.goto("/chat/")
@@ -133,6 +134,19 @@ def test_two_people_chat_live_with_unread_counts_history_and_reconnect(stack, op
         "This is the beginning of the conversation.")
     seeded = page.locator("#messages .message-text").all_inner_texts()
     assert seeded == [f"seed message {n}" for n in range(1, 131)]
+    # Scrolled up, a new message does not pull the view down: a pill offers to jump.
+    pill = page.locator("#new-messages-pill")
+    expect(pill).to_be_hidden()
+    seed_messages(stack, "bob", group_id, 1)
+    expect(page.locator("#messages .message-text").last).to_have_text("seed message 1")
+    expect(pill).to_be_visible()
+    assert page.locator("#messages-scroll").evaluate(
+        "el => el.scrollHeight - el.scrollTop - el.clientHeight") > 1000
+    pill.click()
+    expect(pill).to_be_hidden()
+    expect(page.locator("#messages .message").last).to_be_in_viewport()
+    expect(page.locator("#messages .message-sender").last).to_have_text("Bob Builder")
+    alice.screenshot("chat-group")
 
     # The server restarts: Bob's page says so, then catches up with what was sent meanwhile.
     page = bob.goto(f"/chat/{conversation_id}")

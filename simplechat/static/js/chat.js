@@ -36,7 +36,7 @@
   // ---- rendering -------------------------------------------------------------------------
   function parseUtc(ts) { return new Date(ts.replace(" ", "T") + "Z"); }
   function pad(n) { return n < 10 ? "0" + n : String(n); }
-  function localTime(d) { return pad(d.getHours()) + ":" + pad(d.getMinutes()); }
+  function localTime(d) { return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
   function dayKey(d) { return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()); }
   function dayLabel(d) {
     var today = new Date();

@@ -125,10 +125,27 @@
     return refreshing;
   }
 
-  function onActivity(a) {
+  function onActivity(a, afterRefresh) {
     if (!a || typeof a.conversation_id !== "number" || typeof a.id !== "string") { return; }
     var el = itemFor(a.conversation_id);
-    if (!el) { refreshList(); return; }
+    if (!el) {
+      // A conversation new to this page: fetch the list, then apply the event to it (the
+      // server renders the list from SQL, which may not hold this message yet).
+      if (!afterRefresh) { refreshList().then(function () { onActivity(a, true); }); }
+      return;
+    }
+    if (!SC.newer(el.dataset.lastId, a.id)) { showActivity(el, a); }
+    if (a.sender === me || onScreen(a.conversation_id)) {
+      SC.markSeen(a.conversation_id, a.id);
+    } else {
+      SC.countUnread(a.conversation_id, a.id);
+    }
+    renderBadge(el);
+    renderTitle();
+  }
+
+  // The preview, time and place of a conversation after a new message.
+  function showActivity(el, a) {
     el.dataset.lastId = a.id;
     el.dataset.lastSender = String(a.sender);
     var preview = el.querySelector(".conversation-preview");
@@ -141,13 +158,6 @@
       showTime(time, when);
     }
     if (list.firstElementChild !== el) { list.insertBefore(el, list.firstElementChild); }
-    if (a.sender === me || onScreen(a.conversation_id)) {
-      SC.markSeen(a.conversation_id, a.id);
-    } else {
-      SC.countUnread(a.conversation_id, a.id);
-    }
-    renderBadge(el);
-    renderTitle();
   }
 
   document.addEventListener("simplechat:read-state", function (e) {
@@ -163,7 +173,7 @@
     if (connectedBefore) { refreshList(); }  // catch up on whatever happened while away
     connectedBefore = true;
   });
-  socket.on("conversation_activity", onActivity);
+  socket.on("conversation_activity", function (a) { onActivity(a, false); });
 
   items().forEach(reconcile);
   renderAll();
