@@ -1,0 +1,353 @@
+"""Prometheus metrics: /metrics with the default HTTP metrics, the simplechat_* chat metrics after
+sends, refused sends and joins, and figures adding up across gunicorn processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from config import database_url as normalise_url
+from simplechat.chat.ids import new_message_id
+from simplechat.chat.send import send_message
+from simplechat.metrics import send_outcome
+from simplechat.tasks import store_message
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def scrape(client) -> dict[tuple[str, tuple], float]:
+    """Every sample of ``/metrics``, keyed by name and sorted label pairs."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    return parse(response.get_data(as_text=True))
+
+
+def parse(body: str) -> dict[tuple[str, tuple], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+
+
+def value(samples, name: str, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def delta(before, after, name: str, **labels) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+def test_metrics_endpoint_serves_default_http_metrics(client):
+    client.get("/healthz")
+    client.get("/healthz")
+    before = scrape(client)
+    client.get("/healthz")
+    after = scrape(client)
+    assert delta(before, after, "flask_http_request_total", method="GET", status="200") == 1
+    assert delta(before, after, "flask_http_request_duration_seconds_count",
+                 method="GET", status="200", url_rule="/healthz") == 1
+    # /metrics itself is not counted, and every chat series exists before its first event.
+    assert value(after, "simplechat_messages_sent_total", outcome="rate_limited") >= 0
+    assert ("simplechat_messages_sent_total", (("outcome", "rate_limited"),)) in after
+    assert ("simplechat_sockets_connected", ()) in after
+
+
+def test_send_refused_send_and_join_move_the_chat_metrics(
+    client, make_user, make_conversation, socket_client
+):
+    ada, bob, eve = make_user("ada"), make_user("bob"), make_user("eve")
+    conversation = make_conversation(ada, bob)
+    before = scrape(client)
+
+    sio = socket_client(ada)
+    connected = scrape(client)
+    assert delta(before, connected, "simplechat_sockets_connected") == 1
+
+    joined = sio.emit("join", {"conversation_id": conversation.id}, namespace="/chat",
+                      callback=True)
+    assert joined["ok"]
+    refused_join = socket_client(eve).emit("join", {"conversation_id": conversation.id},
+                                           namespace="/chat", callback=True)
+    assert refused_join == {"ok": False, "error": "forbidden"}
+    sent = sio.emit("send_message", {"conversation_id": conversation.id, "message": "hi"},
+                    namespace="/chat", callback=True)
+    assert sent["ok"]
+    limited = sio.emit("send_message", {"conversation_id": conversation.id, "message": "again"},
+                       namespace="/chat", callback=True)
+    assert limited["error"] == "rate_limited"
+    assert send_message(eve, conversation.id, "not mine")["error"] == "forbidden"
+    assert send_message(bob, conversation.id, "x" * 10_000)["error"] == "too_long"
+    assert send_message(bob, conversation.id, "   ")["error"] == "empty"
+    after = scrape(client)
+
+    def moved(name, **labels):
+        return delta(before, after, name, **labels)
+
+    assert moved("simplechat_messages_sent_total", outcome="ok") == 1
+    assert moved("simplechat_messages_sent_total", outcome="rate_limited") == 1
+    assert moved("simplechat_messages_sent_total", outcome="forbidden") == 1
+    assert moved("simplechat_messages_sent_total", outcome="invalid") == 2
+    assert moved("simplechat_messages_sent_total", outcome="error") == 0
+    assert moved("simplechat_send_duration_seconds_count") == 5
+    assert moved("simplechat_send_duration_seconds_sum") > 0
+    assert moved("simplechat_joins_total", outcome="ok") == 1
+    assert moved("simplechat_joins_total", outcome="forbidden") == 1
+    assert (moved("simplechat_history_reads_total", source="cache")
+            + moved("simplechat_history_reads_total", source="sql")) == 1
+    # Celery runs inline in tests, so the accepted message was written: one lag observation.
+    assert moved("simplechat_message_write_lag_seconds_count") == 1
+    assert moved("simplechat_sockets_connected") == 2  # ada and eve
+
+    sio.disconnect("/chat")
+    assert delta(before, scrape(client), "simplechat_sockets_connected") == 1
+
+
+def test_history_api_counts_where_it_read_from(client, auth, make_user, make_conversation):
+    ada, bob = make_user("ada"), make_user("bob")
+    conversation = make_conversation(ada, bob)
+    assert send_message(ada, conversation.id, "one")["ok"]
+    auth.login("ada")
+    before = scrape(client)
+    url = f"/api/conversations/{conversation.id}/messages"
+    assert client.get(url).status_code == 200
+    after = scrape(client)
+    total = sum(delta(before, after, "simplechat_history_reads_total", source=s)
+                for s in ("cache", "sql"))
+    assert total == 1
+
+
+def test_refused_write_counts_a_write_failure(client, database_uri, make_user):
+    if database_uri.startswith("sqlite"):
+        pytest.skip("SQLite does not enforce foreign keys here")
+    ada = make_user("ada")
+    before = scrape(client)
+    payload = {"id": new_message_id(), "conversation_id": 999_999, "sender": ada.id,
+               "message": "to nowhere", "timestamp": "2026-01-01 00:00:00"}
+    assert store_message.apply(args=[payload]).get() == 0
+    after = scrape(client)
+    assert delta(before, after, "simplechat_message_write_failures_total", reason="refused") == 1
+    assert delta(before, after, "simplechat_message_write_lag_seconds_count") == 0
+
+
+@pytest.mark.parametrize("ack, outcome", [
+    ({"ok": True}, "ok"),
+    ({"ok": False, "error": "rate_limited", "retry_after": 1}, "rate_limited"),
+    ({"ok": False, "error": "forbidden"}, "forbidden"),
+    ({"ok": False, "error": "too_long"}, "invalid"),
+    ({"ok": False, "error": "empty"}, "invalid"),
+    ({"ok": False, "error": "invalid"}, "invalid"),
+    ({"ok": False, "error": "unavailable"}, "error"),
+    ({"ok": False, "error": "something new"}, "error"),
+])
+def test_send_outcomes_fold_error_codes(ack, outcome):
+    assert send_outcome(ack) == outcome
+
+
+# --------------------------------------------------------------------------- end to end
+
+PORTS = range(18100, 18200)
+E2E_REDIS = "redis://127.0.0.1:6379/14"
+PASSWORD = "correct horse battery"
+
+
+def free_ports(count: int) -> list[int]:
+    found = []
+    for port in PORTS:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        found.append(port)
+        if len(found) == count:
+            return found
+    raise RuntimeError("no free ports in 18100-18199")
+
+
+def wait_for(probe, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+        except Exception:
+            result = None
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def e2e_env(tmp_path):
+    """A fresh PostgreSQL database (migrated with ``flask db upgrade``), a Redis key prefix and
+    Celery queue of its own, and an empty multiprocess metrics directory."""
+    raw = os.environ.get("TEST_DATABASE_URL", "")
+    if not raw.startswith(("postgres", "postgresql")):
+        pytest.skip("needs TEST_DATABASE_URL pointing at PostgreSQL")
+    import redis as redis_lib
+
+    name = f"simplechat_metrics_{uuid.uuid4().hex[:10]}"
+    admin = make_url(normalise_url(raw)).set(database="postgres")
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    multiproc = tmp_path / "prometheus"
+    shutil.rmtree(multiproc, ignore_errors=True)
+    multiproc.mkdir()
+    tag = uuid.uuid4().hex[:10]
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("TEST_", "PYTEST", "SIMPLECHAT_"))}
+    env.update({
+        "DATABASE_URL": admin.set(database=name).render_as_string(hide_password=False),
+        "REDIS_URL": E2E_REDIS,
+        "REDIS_KEY_PREFIX": f"simplechat-e2e-metrics-{tag}:",
+        "CELERY_QUEUE": f"simplechat-e2e-metrics-{tag}",
+        "SECRET_KEY": "metrics-e2e-" + uuid.uuid4().hex,
+        "SIMPLECHAT_CONFIG": "production",
+        "SESSION_COOKIE_SECURE": "0",
+        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+        "LOG_LEVEL": "WARNING",
+    })
+    redis = redis_lib.Redis.from_url(E2E_REDIS)
+    try:
+        flask(env, "db", "upgrade")
+        yield env
+    finally:
+        keys = list(redis.scan_iter(match=env["REDIS_KEY_PREFIX"] + "*", count=1000))
+        redis.delete(env["CELERY_QUEUE"], *keys)
+        redis.close()
+        with engine.connect() as conn:
+            conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        engine.dispose()
+
+
+def flask(env, *args) -> str:
+    # Only the web processes write to the metrics directory.
+    env = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def start_gunicorn(e2e_env, tmp_path):
+    started: list[subprocess.Popen] = []
+
+    def start(port: int) -> tuple[str, int]:
+        """The server's URL and its worker's pid."""
+        log = open(tmp_path / f"gunicorn-{port}.log", "w")
+        process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-k", "eventlet", "-w", "1", "-b", f"127.0.0.1:{port}",
+             "--access-logfile", "-", "wsgi:app"],
+            cwd=ROOT, env=e2e_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        started.append(process)
+        base = f"http://127.0.0.1:{port}"
+        import requests
+
+        wait_for(lambda: requests.get(base + "/healthz", timeout=2).status_code == 200,
+                 what=f"gunicorn on {port}")
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        assert len(children) == 1
+        return base, int(children[0])
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in started:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def login(base: str, username: str):
+    import requests
+
+    http = requests.Session()
+    page = http.get(base + "/auth/login", timeout=5).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    response = http.post(base + "/auth/login", allow_redirects=False, timeout=5,
+                         data={"username": username, "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 302, response.text
+    return http
+
+
+def open_socket(base: str, http):
+    import socketio
+
+    sio = socketio.Client(reconnection=False)
+    cookies = "; ".join(f"{c.name}={c.value}" for c in http.cookies)
+    sio.connect(base, namespaces=["/chat"], transports=["websocket"],
+                headers={"Cookie": cookies}, wait_timeout=10)
+    return sio
+
+
+@pytest.mark.e2e
+def test_two_gunicorn_processes_add_up_in_metrics(e2e_env, start_gunicorn):
+    """Two gunicorn-eventlet servers share one PROMETHEUS_MULTIPROC_DIR: /metrics from either
+    shows the sum of both processes' figures."""
+    import requests
+
+    for name in ("ada", "bob"):
+        flask(e2e_env, "users", "create", name, "--email", f"{name}@example.com",
+              "--password", PASSWORD)
+    created = flask(e2e_env, "conversations", "create", "--users", "ada,bob")
+    conversation_id = int(re.search(r"conversation (\d+)", created).group(1))
+
+    port_a, port_b = free_ports(2)
+    (a, worker_a), (b, worker_b) = start_gunicorn(port_a), start_gunicorn(port_b)
+    sockets = [open_socket(a, login(a, "ada")), open_socket(b, login(b, "bob"))]
+    try:
+        for sio in sockets:
+            joined = sio.call("join", {"conversation_id": conversation_id}, namespace="/chat",
+                              timeout=10)
+            assert joined["ok"], joined
+            sent = sio.call("send_message", {"conversation_id": conversation_id,
+                                             "message": "hello"}, namespace="/chat", timeout=10)
+            assert sent["ok"], sent
+        for _ in range(2):
+            assert requests.get(a + "/healthz", timeout=5).status_code == 200
+        for _ in range(3):
+            assert requests.get(b + "/healthz", timeout=5).status_code == 200
+
+        from_a = parse(requests.get(a + "/metrics", timeout=5).text)
+        from_b = parse(requests.get(b + "/metrics", timeout=5).text)
+        for samples in (from_a, from_b):
+            assert value(samples, "simplechat_sockets_connected") == 2
+            assert value(samples, "simplechat_joins_total", outcome="ok") == 2
+            assert value(samples, "simplechat_messages_sent_total", outcome="ok") == 2
+            assert value(samples, "simplechat_send_duration_seconds_count") == 2
+            # The readiness waits at start-up plus the five requests above.
+            healthz = value(samples, "flask_http_request_duration_seconds_count",
+                            method="GET", status="200", url_rule="/healthz")
+            assert healthz >= 7
+        assert from_a == from_b  # one picture, whichever process is scraped
+        pids = {int(f.stem.rsplit("_", 1)[-1])
+                for f in Path(e2e_env["PROMETHEUS_MULTIPROC_DIR"]).glob("counter_*.db")}
+        assert pids == {worker_a, worker_b}
+    finally:
+        for sio in sockets:
+            sio.disconnect()
+    wait_for(lambda: value(parse(requests.get(a + "/metrics", timeout=5).text),
+                           "simplechat_sockets_connected") == 0, what="sockets closed")
