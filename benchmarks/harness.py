@@ -64,6 +64,7 @@ def app_env(database_url: str, prefix: str, **extra: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "REDIS_URL": REDIS_URL,
         "REDIS_KEY_PREFIX": prefix,
+        "CELERY_QUEUE": queue_name(prefix),
         "CHAT_RATE_LIMIT": "off",
         "LOG_LEVEL": "WARNING",
     })
@@ -71,11 +72,18 @@ def app_env(database_url: str, prefix: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def queue_name(prefix: str) -> str:
+    """The Celery queue of one benchmark run, so runs never consume each other's tasks."""
+    return prefix.rstrip(":").replace(":", "-")
+
+
 def drop_redis_keys(prefix: str) -> None:
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)
     keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    queue = queue_name(prefix)
+    keys += [queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]
     for start in range(0, len(keys), 1000):
         client.delete(*keys[start:start + 1000])
     client.close()
@@ -130,7 +138,8 @@ def gunicorn(procs: Processes, target: str, port: int, env: dict[str, str], log:
 def celery_worker(procs: Processes, env: dict[str, str], log: str, concurrency: int = 1,
                   ) -> subprocess.Popen:
     return procs.start([f"{BIN}/celery", "-A", "celery_worker.celery", "worker",
-                        "--loglevel=warning", "-c", str(concurrency), "--without-gossip",
+                        "--loglevel=warning", "-c", str(concurrency), "-Q", env["CELERY_QUEUE"],
+                        "-n", f"{env['CELERY_QUEUE']}@%h", "--without-gossip",
                         "--without-mingle", "--without-heartbeat"], env, log)
 
 
