@@ -51,3 +51,11 @@ else:
     control_socket_disable = True
 
 # Request line and header limits stay at gunicorn's defaults; bodies are capped by the app.
+
+
+def child_exit(server, worker):
+    """With PROMETHEUS_MULTIPROC_DIR set, a dead worker's open sockets stop counting."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
