@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 
 from flask import Flask
 from prometheus_client import Counter, Gauge, Histogram
-from prometheus_client.multiprocess import mark_process_dead
 from prometheus_flask_exporter import PrometheusMetrics
 
 SEND_OUTCOMES = ("ok", "rate_limited", "forbidden", "invalid", "error")
@@ -113,12 +112,6 @@ metrics = ChatMetrics(group_by="url_rule", excluded_paths=["^/static/"])
 
 def init_metrics(app: Flask) -> None:
     metrics.init_app(app)
-
-
-def mark_worker_dead(pid: int) -> None:
-    """For gunicorn's ``child_exit`` hook: drop a dead worker's live gauges (open sockets)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        mark_process_dead(pid)
 
 
 # --------------------------------------------------------------------------- hooks
