@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import current_app
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select, tuple_
 
 from ..extensions import db
 from ..metrics import count_history_source
@@ -42,9 +42,9 @@ def _sql_before(conversation_id: int, before: str | None, limit: int) -> list[Me
     query = select(Message).where(Message.conversation_id == conversation_id)
     if before is not None:
         when = message_id_time(before)
-        query = query.where(or_(
-            Message.created_at < when, and_(Message.created_at == when, Message.id < before)
-        ))
+        # A row comparison, so PostgreSQL seeks the (conversation, created_at, id) index to the
+        # page instead of filtering every newer row (OR-ed conditions are only a filter).
+        query = query.where(tuple_(Message.created_at, Message.id) < tuple_(when, before))
     return list(db.session.scalars(
         query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
     ))
@@ -56,7 +56,7 @@ def _sql_after(conversation_id: int, after: str, limit: int) -> list[Message]:
     return list(db.session.scalars(
         select(Message)
         .where(Message.conversation_id == conversation_id)
-        .where(or_(Message.created_at > when, and_(Message.created_at == when, Message.id > after)))
+        .where(tuple_(Message.created_at, Message.id) > tuple_(when, after))
         .order_by(Message.created_at, Message.id).limit(limit)
     ))
 
