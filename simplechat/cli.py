@@ -268,14 +268,11 @@ def rebuild_cache(conversation_id):
 
 def open_sockets() -> int | None:
     """Sockets recorded as open across all web processes (None without Redis)."""
-    redis = services().redis
-    if redis is None:
+    from .chat.presence import presence
+
+    if services().redis is None:
         return None
-    pattern = current_app.config["REDIS_KEY_PREFIX"] + "sockets:*"
-    total = 0
-    for key in redis.scan_iter(match=pattern, count=1000):
-        total += redis.scard(key)
-    return total
+    return presence().live_count()
 
 
 def queue_depth() -> int | None:

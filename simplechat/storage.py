@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import or_, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -70,3 +72,23 @@ def store_messages(payloads: list[dict]) -> int:
         )
     db.session.commit()
     return len(new_rows)
+
+
+def apply_message_change(payload: dict, changed_at: datetime) -> bool:
+    """Store an edit or a deletion; returns whether the row changed.
+
+    Independent of the order in which tasks run: a change that arrives before the message's own
+    write stores the message first; an older edit never overwrites a newer one; nothing
+    overwrites a deletion.
+    """
+    store_messages([payload])
+    table = Message.__table__
+    stmt = update(table).where(table.c.id == payload["id"], table.c.deleted_at.is_(None))
+    if payload.get("deleted"):
+        stmt = stmt.values(text="", deleted_at=changed_at)
+    else:
+        stmt = stmt.where(or_(table.c.edited_at.is_(None), table.c.edited_at < changed_at))
+        stmt = stmt.values(text=payload["message"], edited_at=changed_at)
+    changed = db.session.execute(stmt).rowcount > 0
+    db.session.commit()
+    return changed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from celery import shared_task
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -11,7 +12,7 @@ from .chat.ids import message_id_time
 from .extensions import db
 from .metrics import message_write_failed, message_written
 from .models import GenericActivityLog, GenericErrorLog
-from .storage import store_messages
+from .storage import apply_message_change, store_messages
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,16 @@ def store_message(payload: dict) -> int:
     if written:
         message_written(message_id_time(payload["id"]))
     return written
+
+
+@shared_task(name="simplechat.store_message_change", **_RETRY)
+def store_message_change(payload: dict, changed_at: str) -> bool:
+    """Write an edit or a deletion to SQL (idempotent; order-independent)."""
+    try:
+        return apply_message_change(payload, datetime.fromisoformat(changed_at))
+    except DBAPIError:
+        db.session.rollback()
+        raise
 
 
 @shared_task(name="simplechat.log_activity", **_RETRY)

@@ -12,6 +12,7 @@ from . import api_bp
 from .conversations import participant_conversation
 from .history import messages_before
 from .ids import parse_message_id
+from .search import MAX_QUERY, search_messages
 
 SEARCH_LIMIT = 20
 
@@ -69,3 +70,13 @@ def conversation_messages(conversation_id: int):
     limit = min(int(raw_limit), max_limit)
     messages, has_more, _source = messages_before(conversation_id, before, limit)
     return jsonify({"ok": True, "messages": messages, "has_more": has_more})
+
+
+@api_bp.get("/search")
+def search():
+    """Messages of my conversations matching ``q``, newest first, 20 a page."""
+    q = request.args.get("q", "").strip()
+    raw_page = request.args.get("page", "1")
+    if len(q) > MAX_QUERY or not raw_page.isdigit() or not 0 < int(raw_page) <= 1000:
+        return api_error("invalid", 400)
+    return jsonify({"ok": True, **search_messages(current_user.id, q, int(raw_page))})

@@ -48,12 +48,31 @@ return ''
 """
 
 
+# KEYS: list. ARGV: the '"id":"<id>"' needle, the new payload json. Replaces the message with
+# that id in place; returns 1 if it was in the list, else 0.
+_REPLACE = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+for i, raw in ipairs(items) do
+  if string.find(raw, ARGV[1], 1, true) then
+    redis.call('LSET', KEYS[1], i - 1, ARGV[2])
+    return 1
+  end
+end
+return 0
+"""
+
+
+def _json(payload: dict) -> str:
+    return json.dumps(payload, separators=(",", ":"))
+
+
 class RecentCache(Protocol):
     def push(self, conversation_id: int, payload: dict, dedupe_key: str | None) -> dict | None: ...
     def remove(self, conversation_id: int, message_id: str, dedupe_key: str | None) -> None: ...
     def recent(self, conversation_id: int) -> tuple[list[dict], str | None]: ...
     def rewarm(self, conversation_id: int, messages: list[dict], complete: bool) -> list[dict]: ...
     def lookup(self, dedupe_key: str) -> dict | None: ...
+    def replace(self, conversation_id: int, payload: dict) -> bool: ...
 
 
 def _sorted_unique(messages: list[dict]) -> list[dict]:
@@ -69,6 +88,7 @@ class RedisRecentCache:
         self._ttl = ttl
         self._dedupe_ttl = dedupe_ttl
         self._push = redis.register_script(_PUSH)
+        self._replace = redis.register_script(_REPLACE)
 
     def _keys(self, conversation_id: int) -> tuple[str, str]:
         base = f"{self._prefix}conv:{conversation_id}"
@@ -82,7 +102,7 @@ class RedisRecentCache:
         list_key, state_key = self._keys(conversation_id)
         existing = self._push(
             keys=[list_key, state_key, self._dedupe(dedupe_key) if dedupe_key else ""],
-            args=[json.dumps(payload, separators=(",", ":")), self.size, self._ttl,
+            args=[_json(payload), self.size, self._ttl,
                   self._dedupe_ttl],
         )
         return json.loads(existing) if existing else None
@@ -95,6 +115,12 @@ class RedisRecentCache:
                 self._redis.lrem(list_key, 1, raw)
         if dedupe_key:
             self._redis.delete(self._dedupe(dedupe_key))
+
+    def replace(self, conversation_id: int, payload: dict) -> bool:
+        """Put an edited or deleted message in place of its old version, if it is cached."""
+        list_key, _ = self._keys(conversation_id)
+        needle = '"id":' + json.dumps(payload["id"])
+        return bool(self._replace(keys=[list_key], args=[needle, _json(payload)]))
 
     def lookup(self, dedupe_key: str) -> dict | None:
         raw = self._redis.get(self._dedupe(dedupe_key))
@@ -129,8 +155,7 @@ class RedisRecentCache:
                     pipe.multi()
                     pipe.delete(list_key)
                     if merged:
-                        pipe.rpush(list_key, *[json.dumps(m, separators=(",", ":"))
-                                               for m in merged])
+                        pipe.rpush(list_key, *[_json(m) for m in merged])
                         pipe.expire(list_key, self._ttl)
                     pipe.set(state_key, PARTIAL if has_older else ALL, ex=self._ttl)
                     pipe.execute()
@@ -193,6 +218,15 @@ class MemoryRecentCache:
     def lookup(self, dedupe_key: str) -> dict | None:
         with self._lock:
             return self._live_dedupe(dedupe_key)
+
+    def replace(self, conversation_id: int, payload: dict) -> bool:
+        with self._lock:
+            items = self._lists.get(conversation_id, [])
+            for index, item in enumerate(items):
+                if item["id"] == payload["id"]:
+                    items[index] = payload
+                    return True
+        return False
 
     def recent(self, conversation_id: int) -> tuple[list[dict], str | None]:
         with self._lock:

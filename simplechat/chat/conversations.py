@@ -28,6 +28,12 @@ def participant_ids(conversation_id: int) -> list[int]:
     ))
 
 
+def conversation_ids_of(user_id: int) -> list[int]:
+    return list(db.session.scalars(
+        select(Participant.conversation_id).where(Participant.user_id == user_id)
+    ))
+
+
 def is_participant(user_id: int, conversation_id: int) -> bool:
     found = db.session.execute(
         select(Participant.id).where(

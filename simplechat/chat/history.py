@@ -18,22 +18,24 @@ from .messages import payload_from_row
 log = logging.getLogger(__name__)
 
 
-def _sender_names(conversation_id: int) -> dict[int, str]:
+def sender_names(conversation_id: int, rows: list[Message]) -> dict[int, str]:
+    """Display names of the senders of ``rows``, former participants included."""
     users = db.session.scalars(
         select(User).join(Participant, Participant.user_id == User.id)
         .where(Participant.conversation_id == conversation_id)
     )
-    return {u.id: u.full_name for u in users}
+    names = {u.id: u.full_name for u in users}
+    missing = {r.sender_id for r in rows} - names.keys()
+    if missing:  # former participants keep their names on old messages
+        for u in db.session.scalars(select(User).where(User.id.in_(missing))):
+            names[u.id] = u.full_name
+    return names
 
 
 def _rows_to_payloads(conversation_id: int, rows: list[Message]) -> list[dict]:
     if not rows:
         return []
-    names = _sender_names(conversation_id)
-    missing = {r.sender_id for r in rows} - names.keys()
-    if missing:  # former participants keep their names on old messages
-        for u in db.session.scalars(select(User).where(User.id.in_(missing))):
-            names[u.id] = u.full_name
+    names = sender_names(conversation_id, rows)
     return [payload_from_row(r, names) for r in rows]
 
 
@@ -67,6 +69,11 @@ def _cached(conversation_id: int) -> tuple[list[dict], str | None]:
     except Exception:
         log.warning("recent-message cache unavailable; reading SQL", exc_info=True)
         return [], None
+
+
+def cached_messages(conversation_id: int) -> list[dict]:
+    """What the recent-message cache holds for a conversation (empty if it is unreachable)."""
+    return _cached(conversation_id)[0]
 
 
 @count_history_source

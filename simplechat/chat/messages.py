@@ -25,7 +25,7 @@ def message_payload(
 
 def payload_from_row(message: Message, sender_names: dict[int, str]) -> dict:
     """The payload of a stored message (its client id is not stored, so it reads null)."""
-    return {
+    payload = {
         "message": message.text,
         "sender": message.sender_id,
         "timestamp": message.created_at.strftime(TIMESTAMP_FORMAT),
@@ -34,3 +34,14 @@ def payload_from_row(message: Message, sender_names: dict[int, str]) -> dict:
         "sender_name": sender_names.get(message.sender_id),
         "client_id": None,
     }
+    if message.deleted_at is not None:
+        return tombstone(payload)
+    if message.edited_at is not None:
+        payload["edited_at"] = message.edited_at.strftime(TIMESTAMP_FORMAT)
+    return payload
+
+
+def tombstone(payload: dict) -> dict:
+    """What is left of a deleted message: its place in history, no text."""
+    kept = {k: v for k, v in payload.items() if k != "edited_at"}
+    return {**kept, "message": "", "deleted": True}

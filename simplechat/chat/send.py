@@ -37,6 +37,23 @@ def clean_text(text: str) -> str:
     return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
 
 
+def checked_text(text: object) -> tuple[str, dict | None]:
+    """The text as it will be stored, or an error ack: the rules for sending and editing."""
+    if not isinstance(text, str):
+        return "", error("invalid")
+    limit = current_app.config["CHAT_MAX_MESSAGE_LENGTH"]
+    if len(text) > limit:
+        return "", error("too_long", max_length=limit)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates cannot be stored
+        return "", error("invalid")
+    text = clean_text(text)
+    if not text:
+        return "", error("empty")
+    return text, None
+
+
 @observe_send
 def send_message(sender: User, conversation_id: object, text: object,
                  client_id: object = None) -> dict:
@@ -48,15 +65,9 @@ def send_message(sender: User, conversation_id: object, text: object,
         not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID
     ):
         return error("invalid")
-    if len(text) > current_app.config["CHAT_MAX_MESSAGE_LENGTH"]:
-        return error("too_long", max_length=current_app.config["CHAT_MAX_MESSAGE_LENGTH"])
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates cannot be stored
-        return error("invalid")
-    text = clean_text(text)
-    if not text:
-        return error("empty")
+    text, refusal = checked_text(text)
+    if refusal:
+        return refusal
     members = participant_ids(conversation_id)
     if sender.id not in members:
         return error("forbidden")

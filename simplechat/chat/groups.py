@@ -1,0 +1,130 @@
+"""Group management: rename, add participants, leave."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import delete, select
+
+from ..activity import record_activity
+from ..extensions import db, socketio
+from ..models import Conversation, Participant, User
+from .conversations import (
+    NAMESPACE,
+    participant_conversation,
+    participants_of,
+    room,
+    user_room,
+)
+from .forms import MAX_PARTICIPANTS
+from .presence import presence
+from .send import clean_text, error
+
+log = logging.getLogger(__name__)
+MAX_TITLE = 120
+
+
+def conversation_state(conversation: Conversation) -> dict:
+    members = participants_of(conversation.id)
+    return {
+        "conversation_id": conversation.id,
+        "title": conversation.title,
+        "is_group": conversation.is_group,
+        "participants": [{"id": u.id, "name": u.full_name, "username": u.username}
+                         for u in members],
+    }
+
+
+def _announce(conversation: Conversation, extra_user_ids: list[int] = ()) -> dict:
+    """Tell the room and every participant's personal room what the conversation is now."""
+    state = conversation_state(conversation)
+    rooms = [room(conversation.id)] + [user_room(p["id"]) for p in state["participants"]]
+    rooms += [user_room(uid) for uid in extra_user_ids]
+    socketio.emit("conversation_updated", state, to=rooms, namespace=NAMESPACE)
+    return state
+
+
+def _group_of(user: User, data: dict) -> tuple[Conversation | None, dict | None]:
+    conversation = participant_conversation(user.id, data.get("conversation_id"))
+    if conversation is None:
+        return None, error("forbidden")
+    if not conversation.is_group:
+        return None, error("not_group")
+    return conversation, None
+
+
+def rename_conversation(user: User, data: dict) -> dict:
+    conversation, refusal = _group_of(user, data)
+    if refusal:
+        return refusal
+    title = data.get("title")
+    if not isinstance(title, str):
+        return error("invalid")
+    title = clean_text(title)
+    if len(title) > MAX_TITLE:
+        return error("too_long", max_length=MAX_TITLE)
+    if not title:
+        return error("empty")
+    conversation.title = title
+    db.session.commit()
+    record_activity("conversation_renamed", user.id,
+                    {"conversation_id": conversation.id, "title": title})
+    return {"ok": True, "conversation": _announce(conversation)}
+
+
+def add_participants(user: User, data: dict) -> dict:
+    conversation, refusal = _group_of(user, data)
+    if refusal:
+        return refusal
+    wanted = data.get("user_ids")
+    if (not isinstance(wanted, list) or not wanted or len(wanted) > MAX_PARTICIPANTS
+            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63
+                       for i in wanted)):
+        return error("invalid")
+    present = set(db.session.scalars(select(Participant.user_id).where(
+        Participant.conversation_id == conversation.id)))
+    new_ids = [i for i in dict.fromkeys(wanted) if i not in present]
+    users = list(db.session.scalars(
+        select(User).where(User.id.in_(new_ids), User.is_active.is_(True)))) if new_ids else []
+    if len(users) != len(new_ids):
+        return error("not_found")
+    if len(present) + len(users) > MAX_PARTICIPANTS:
+        return error("too_many")
+    for new_user in users:
+        db.session.add(Participant(conversation_id=conversation.id, user_id=new_user.id))
+    db.session.commit()
+    if users:
+        record_activity("participants_added", user.id,
+                        {"conversation_id": conversation.id, "user_ids": [u.id for u in users]})
+    return {"ok": True, "conversation": _announce(conversation)}
+
+
+def leave_conversation(user: User, data: dict) -> dict:
+    """Leave a group: from now on no events and no history of it reach this user."""
+    conversation, refusal = _group_of(user, data)
+    if refusal:
+        return refusal
+    db.session.execute(delete(Participant).where(
+        Participant.conversation_id == conversation.id, Participant.user_id == user.id))
+    db.session.commit()
+    remove_sockets_from_room(user.id, conversation.id)
+    socketio.emit("conversation_left", {"conversation_id": conversation.id},
+                  to=user_room(user.id), namespace=NAMESPACE)
+    record_activity("conversation_left", user.id, {"conversation_id": conversation.id})
+    _announce(conversation)
+    return {"ok": True}
+
+
+def remove_sockets_from_room(user_id: int, conversation_id: int) -> None:
+    """Take every socket of a user out of a conversation's room, on whichever process it is.
+
+    The Socket.IO message queue carries a leave for a socket another process holds.
+    """
+    manager = socketio.server.manager
+    target = room(conversation_id)
+    local = {sid for sid, _ in manager.get_participants(NAMESPACE, user_room(user_id))}
+    for sid in local | set(presence().sids(user_id)):
+        try:
+            manager.leave_room(sid, NAMESPACE, target)
+        except Exception:
+            log.warning("socket %s could not leave %s", sid, target, exc_info=True)

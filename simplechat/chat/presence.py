@@ -1,0 +1,170 @@
+"""Presence: who has a live socket, correct across web processes and when one dies.
+
+Each socket of a user is a field of a Redis hash (``<prefix>presence:<user id>``) whose value is
+the time it stops counting. Connecting and the client's heartbeat push that time forward; a
+process that dies stops refreshing its sockets, so its users go offline within PRESENCE_TTL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+from flask import current_app
+
+from ..services import services
+from .messages import TIMESTAMP_FORMAT
+
+PRESENCE_TTL = 60  # seconds a socket counts as live without a heartbeat
+HEARTBEAT_INTERVAL = 25  # what the browser client uses
+
+# KEYS: hash, last-seen key. ARGV: sid, now, expires_at, key ttl.
+# Returns 1 if the user had no live socket before this one.
+_TOUCH = """
+local now = tonumber(ARGV[2])
+local was_online = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if tonumber(fields[i + 1]) > now then
+    if fields[i] ~= ARGV[1] then was_online = 1 end
+  else
+    redis.call('HDEL', KEYS[1], fields[i])
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+redis.call('SET', KEYS[2], ARGV[2])
+return 1 - was_online
+"""
+
+# KEYS: hash, last-seen key. ARGV: sid, now. Returns 1 if no live socket is left.
+_DROP = """
+local now = tonumber(ARGV[2])
+redis.call('HDEL', KEYS[1], ARGV[1])
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if tonumber(fields[i + 1]) > now then return 0 end
+end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+def _format(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).strftime(TIMESTAMP_FORMAT)
+
+
+class RedisPresence:
+    def __init__(self, redis, prefix: str):
+        self._redis = redis
+        self._prefix = prefix
+        self._touch = redis.register_script(_TOUCH)
+        self._drop = redis.register_script(_DROP)
+
+    def _keys(self, user_id: int) -> list[str]:
+        return [f"{self._prefix}presence:{user_id}", f"{self._prefix}lastseen:{user_id}"]
+
+    def touch(self, user_id: int, sid: str) -> bool:
+        """Mark a socket live; True if the user just came online."""
+        now = time.time()
+        return bool(self._touch(keys=self._keys(user_id),
+                                args=[sid, now, now + PRESENCE_TTL, PRESENCE_TTL * 2]))
+
+    def drop(self, user_id: int, sid: str) -> bool:
+        """Forget a socket; True if the user has no live socket left."""
+        return bool(self._drop(keys=self._keys(user_id), args=[sid, time.time()]))
+
+    def sids(self, user_id: int) -> list[str]:
+        now = time.time()
+        fields = self._redis.hgetall(self._keys(user_id)[0])
+        return [sid.decode() for sid, until in fields.items() if float(until) > now]
+
+    def live_count(self) -> int:
+        """Live sockets of all users on every process."""
+        now = time.time()
+        total = 0
+        for key in self._redis.scan_iter(match=f"{self._prefix}presence:*", count=1000):
+            total += sum(1 for until in self._redis.hvals(key) if float(until) > now)
+        return total
+
+    def status(self, user_ids: list[int]) -> dict[int, dict]:
+        now = time.time()
+        with self._redis.pipeline(transaction=False) as pipe:
+            for uid in user_ids:
+                hash_key, seen_key = self._keys(uid)
+                pipe.hvals(hash_key)
+                pipe.get(seen_key)
+            replies = pipe.execute()
+        result = {}
+        for i, uid in enumerate(user_ids):
+            expiries, seen = replies[2 * i], replies[2 * i + 1]
+            online = any(float(v) > now for v in expiries)
+            result[uid] = {"online": online,
+                           "last_seen": None if online else _format(seen and float(seen))}
+        return result
+
+
+class MemoryPresence:
+    """The same, kept in this process, for the single-process embedded default."""
+
+    def __init__(self):
+        self._sockets: dict[int, dict[str, float]] = {}
+        self._seen: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def _live(self, user_id: int, now: float) -> dict[str, float]:
+        live = {s: t for s, t in self._sockets.get(user_id, {}).items() if t > now}
+        self._sockets[user_id] = live
+        return live
+
+    def touch(self, user_id: int, sid: str) -> bool:
+        now = time.time()
+        with self._lock:
+            live = self._live(user_id, now)
+            came_online = not any(s != sid for s in live)
+            live[sid] = now + PRESENCE_TTL
+            self._seen[user_id] = now
+        return came_online
+
+    def drop(self, user_id: int, sid: str) -> bool:
+        now = time.time()
+        with self._lock:
+            live = self._live(user_id, now)
+            live.pop(sid, None)
+            if live:
+                return False
+            self._seen[user_id] = now
+            return True
+
+    def sids(self, user_id: int) -> list[str]:
+        with self._lock:
+            return list(self._live(user_id, time.time()))
+
+    def live_count(self) -> int:
+        now = time.time()
+        with self._lock:
+            return sum(len(self._live(uid, now)) for uid in list(self._sockets))
+
+    def status(self, user_ids: list[int]) -> dict[int, dict]:
+        now = time.time()
+        with self._lock:
+            result = {}
+            for uid in user_ids:
+                online = bool(self._live(uid, now))
+                result[uid] = {"online": online,
+                               "last_seen": None if online else _format(self._seen.get(uid))}
+            return result
+
+
+def presence() -> RedisPresence | MemoryPresence:
+    """This app's presence tracker, built on first use."""
+    tracker = current_app.extensions.get("simplechat.presence")
+    if tracker is None:
+        redis = services().redis
+        tracker = (RedisPresence(redis, current_app.config["REDIS_KEY_PREFIX"])
+                   if redis is not None else MemoryPresence())
+        current_app.extensions["simplechat.presence"] = tracker
+    return tracker

@@ -1,0 +1,72 @@
+"""Read state: the newest message each participant has read, and unread counts derived from it."""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, func, or_, select, update
+
+from ..extensions import db, socketio
+from ..models import Message, Participant, User
+from .conversations import NAMESPACE, room, user_room, valid_conversation_id
+from .history import cached_messages
+from .ids import parse_message_id
+from .send import error
+
+
+def _message_exists(conversation_id: int, message_id: str) -> bool:
+    if any(m["id"] == message_id for m in cached_messages(conversation_id)):
+        return True
+    found = db.session.scalar(select(Message.conversation_id).where(Message.id == message_id))
+    return found == conversation_id
+
+
+def mark_read(user: User, data: dict) -> dict:
+    """Move the user's read marker forward to ``message_id`` (never backward)."""
+    conversation_id = data.get("conversation_id")
+    message_id = parse_message_id(data.get("message_id"))
+    if not valid_conversation_id(conversation_id) or message_id is None:
+        return error("invalid")
+    participant = db.session.scalar(select(Participant).where(
+        Participant.conversation_id == conversation_id, Participant.user_id == user.id))
+    if participant is None:
+        return error("forbidden")
+    if not _message_exists(conversation_id, message_id):
+        return error("not_found")
+    moved = db.session.execute(
+        update(Participant)
+        .where(Participant.id == participant.id)
+        .where(or_(Participant.last_read_message_id.is_(None),
+                   Participant.last_read_message_id < message_id))
+        .values(last_read_message_id=message_id)
+    ).rowcount
+    db.session.commit()
+    if moved:
+        notice = {"conversation_id": conversation_id, "user_id": user.id, "message_id": message_id}
+        # The room shows "seen by"; the reader's other devices clear their unread count.
+        socketio.emit("read", notice, to=[room(conversation_id), user_room(user.id)],
+                      namespace=NAMESPACE)
+    return {"ok": True, "last_read": max(message_id, participant.last_read_message_id or "")}
+
+
+def read_markers(conversation_id: int) -> dict[int, str | None]:
+    """Each participant's last-read message id."""
+    return dict(db.session.execute(
+        select(Participant.user_id, Participant.last_read_message_id)
+        .where(Participant.conversation_id == conversation_id)
+    ).all())
+
+
+def unread_counts(user_id: int) -> dict[int, int]:
+    """Per conversation of the user: messages from others newer than the read marker."""
+    rows = db.session.execute(
+        select(Participant.conversation_id, func.count(Message.id))
+        .join(Message, and_(
+            Message.conversation_id == Participant.conversation_id,
+            Message.sender_id != Participant.user_id,
+            Message.deleted_at.is_(None),
+            or_(Participant.last_read_message_id.is_(None),
+                Message.id > Participant.last_read_message_id),
+        ))
+        .where(Participant.user_id == user_id)
+        .group_by(Participant.conversation_id)
+    ).all()
+    return {cid: n for cid, n in rows}
