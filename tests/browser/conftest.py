@@ -3,6 +3,7 @@ Debian's Chromium through Playwright. Screenshots go to artifacts/screenshots/."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -99,8 +100,8 @@ class Stack:
         raise RuntimeError(f"gunicorn did not answer; see {self.tmp / 'web.log'}")
 
     def stop_web(self) -> None:
-        # SIGINT: gunicorn's quick shutdown; a graceful one would wait for open websockets.
-        stop(self.web, signal.SIGINT)
+        """Kill the web process as a crash would: open sockets just drop."""
+        stop(self.web, signal.SIGKILL)
         self.web = None
 
     def restart_web(self) -> None:
@@ -117,11 +118,13 @@ class Stack:
             engine.dispose()
 
     def shutdown(self) -> None:
-        for process, sig in ((self.web, signal.SIGINT), (self.worker, signal.SIGTERM)):
+        # Nothing is left to store by now: no need for graceful shutdowns.
+        for process, sig in ((self.web, signal.SIGKILL), (self.worker, signal.SIGQUIT)):
             if process is not None and process.poll() is None:
-                os.killpg(process.pid, sig)  # both at once; stop() waits for each
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, sig)  # both at once; stop() waits for each
         self.stop_web()
-        stop(self.worker)
+        stop(self.worker, signal.SIGQUIT)
         client = redis_lib.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
         keys += [self.env["CELERY_QUEUE"]]
@@ -132,7 +135,8 @@ class Stack:
 def stop(process: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:
     if process is None or process.poll() is not None:
         return
-    os.killpg(process.pid, sig)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
     try:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:

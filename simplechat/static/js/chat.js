@@ -72,6 +72,7 @@
     row.className = "message " + (mine ? "message-mine" : "message-theirs");
     row.dataset.id = m.id;
     row.dataset.day = dayKey(when);
+    row.dataset.sender = String(m.sender);
     var bubble = document.createElement("div");
     bubble.className = "message-bubble";
     if (!mine && isGroup) {
@@ -103,16 +104,21 @@
     return sep;
   }
 
-  // Rebuild day separators: one before the first message of each local day.
+  // Rebuild day separators (one before the first message of each local day), and mark runs of
+  // messages from one sender so a group shows the name once per run.
   function refreshSeparators() {
     list.querySelectorAll(".day-separator").forEach(function (el) { el.remove(); });
     var previous = null;
+    var previousSender = null;
     list.querySelectorAll(".message").forEach(function (el) {
       if (el.dataset.day !== previous) {
         var t = el.querySelector("time");
         list.insertBefore(daySeparator(new Date(t.dateTime)), el);
         previous = el.dataset.day;
+        previousSender = null;
       }
+      el.classList.toggle("message-continued", el.dataset.sender === previousSender);
+      previousSender = el.dataset.sender;
     });
   }
 
@@ -126,6 +132,8 @@
     opts = opts || {};
     var stick = opts.forceScroll || atBottom();
     var added = 0;
+    // History (the first page, older pages) goes in without being read out message by message.
+    if (opts.quiet) { list.setAttribute("aria-live", "off"); }
     messages.forEach(function (m) {
       if (!m || m.conversation_id !== conversationId || seen.has(m.id)) { return; }
       seen.add(m.id);
@@ -141,6 +149,7 @@
       if (oldestId === null || m.id < oldestId) { oldestId = m.id; }
       added += 1;
     });
+    if (opts.quiet) { setTimeout(function () { list.setAttribute("aria-live", "polite"); }, 0); }
     if (!added) { return 0; }
     refreshSeparators();
     markSeen();
@@ -171,7 +180,7 @@
       }
       var first = !joined;
       joined = true;
-      addMessages(ack.messages, { forceScroll: first, live: !first });
+      addMessages(ack.messages, { forceScroll: first, live: !first, quiet: first });
       if (first) { hasMore = ack.has_more; }
       if (after && ack.has_more && ack.messages.length) {
         join(ack.messages[ack.messages.length - 1].id);  // more missed messages: keep catching up
@@ -216,7 +225,7 @@
         if (!data.ok) { throw new Error(data.error || "failed"); }
         var oldHeight = scroller.scrollHeight;
         var oldTop = scroller.scrollTop;
-        addMessages(data.messages, { prepend: true });
+        addMessages(data.messages, { prepend: true, quiet: true });
         scroller.scrollTop = oldTop + (scroller.scrollHeight - oldHeight);
         hasMore = data.has_more;
         historyStatus.textContent = hasMore ? "" : "This is the beginning of the conversation.";
