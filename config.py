@@ -42,7 +42,9 @@ def env_list(name: str) -> list[str] | None:
 class Config:
     SECRET_KEY = os.environ.get("SECRET_KEY") or DEFAULT_SECRET
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # READ COMMITTED is PostgreSQL's default; MySQL/MariaDB default to REPEATABLE READ, where a
+    # transaction keeps reading the snapshot of its first read and misses rows committed since.
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "isolation_level": "READ COMMITTED"}
     REDIS_URL = os.environ.get("REDIS_URL") or None
     CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or None
     # Prefix for every Redis key this app owns, so several deployments or tests can share a server.

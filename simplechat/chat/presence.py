@@ -2,7 +2,8 @@
 
 Each socket of a user is a field of a Redis hash (``<prefix>presence:<user id>``) whose value is
 the time it stops counting. Connecting and the client's heartbeat push that time forward; a
-process that dies stops refreshing its sockets, so its users go offline within PRESENCE_TTL.
+process that dies stops refreshing its sockets, so its users go offline within
+CHAT_PRESENCE_TTL seconds.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from flask import current_app
 from ..services import services
 from .messages import TIMESTAMP_FORMAT
 
-PRESENCE_TTL = 60  # seconds a socket counts as live without a heartbeat
-HEARTBEAT_INTERVAL = 25  # what the browser client uses
+HEARTBEAT_INTERVAL = 25  # what the browser client uses; CHAT_PRESENCE_TTL must exceed it
 
 # KEYS: hash, last-seen key. ARGV: sid, now, expires_at, key ttl.
 # Returns 1 if the user had no live socket before this one.
@@ -58,9 +58,10 @@ def _format(ts: float | None) -> str | None:
 
 
 class RedisPresence:
-    def __init__(self, redis, prefix: str):
+    def __init__(self, redis, prefix: str, ttl: int):
         self._redis = redis
         self._prefix = prefix
+        self._ttl = ttl
         self._touch = redis.register_script(_TOUCH)
         self._drop = redis.register_script(_DROP)
 
@@ -71,7 +72,7 @@ class RedisPresence:
         """Mark a socket live; True if the user just came online."""
         now = time.time()
         return bool(self._touch(keys=self._keys(user_id),
-                                args=[sid, now, now + PRESENCE_TTL, PRESENCE_TTL * 2]))
+                                args=[sid, now, now + self._ttl, self._ttl * 2]))
 
     def drop(self, user_id: int, sid: str) -> bool:
         """Forget a socket; True if the user has no live socket left."""
@@ -110,7 +111,8 @@ class RedisPresence:
 class MemoryPresence:
     """The same, kept in this process, for the single-process embedded default."""
 
-    def __init__(self):
+    def __init__(self, ttl: int):
+        self._ttl = ttl
         self._sockets: dict[int, dict[str, float]] = {}
         self._seen: dict[int, float] = {}
         self._lock = threading.Lock()
@@ -125,7 +127,7 @@ class MemoryPresence:
         with self._lock:
             live = self._live(user_id, now)
             came_online = not any(s != sid for s in live)
-            live[sid] = now + PRESENCE_TTL
+            live[sid] = now + self._ttl
             self._seen[user_id] = now
         return came_online
 
@@ -164,7 +166,8 @@ def presence() -> RedisPresence | MemoryPresence:
     tracker = current_app.extensions.get("simplechat.presence")
     if tracker is None:
         redis = services().redis
-        tracker = (RedisPresence(redis, current_app.config["REDIS_KEY_PREFIX"])
-                   if redis is not None else MemoryPresence())
+        ttl = current_app.config["CHAT_PRESENCE_TTL"]
+        tracker = (RedisPresence(redis, current_app.config["REDIS_KEY_PREFIX"], ttl)
+                   if redis is not None else MemoryPresence(ttl))
         current_app.extensions["simplechat.presence"] = tracker
     return tracker

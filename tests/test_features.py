@@ -1,0 +1,304 @@
+"""Presence, typing, read state, edit and delete, group management and search."""
+
+import time
+
+import pytest
+from sqlalchemy import select
+
+from simplechat.chat.read_state import unread_counts
+from simplechat.chat.send import send_message
+from simplechat.extensions import db
+from simplechat.models import Message, Participant
+from simplechat.services import init_services
+from simplechat.storage import apply_message_change, store_messages
+
+NS = "/chat"
+
+
+def received(sio, event):
+    return [e["args"][0] for e in sio.get_received(NS) if e["name"] == event]
+
+
+def call(sio, event, **payload):
+    return sio.emit(event, payload, namespace=NS, callback=True)
+
+
+@pytest.fixture
+def trio(app, make_user, make_conversation):
+    app.config["CHAT_RATE_LIMIT"] = "off"
+    init_services(app)
+    ada = make_user("ada", first_name="Ada", last_name="Lovelace")
+    bob = make_user("bob", first_name="Bob", last_name="Babbage")
+    eve = make_user("eve", first_name="Eve", last_name="Outsider")
+    return ada, bob, eve, make_conversation(ada, bob)
+
+
+def login(app, user):
+    http = app.test_client()
+    http.post("/auth/login", data={"username": user.username, "password": "correct horse battery"})
+    return http
+
+
+# ---- presence -------------------------------------------------------------------------------
+
+def test_presence_shows_who_is_online_and_last_seen(trio, socket_client):
+    ada, bob, eve, conversation = trio
+    a = socket_client(ada)
+    joined = call(a, "join", conversation_id=conversation.id)
+    assert joined["presence"][str(ada.id)] == {"online": True, "last_seen": None}
+    assert joined["presence"][str(bob.id)] == {"online": False, "last_seen": None}
+    b = socket_client(bob)
+    assert {"user_id": bob.id, "online": True, "last_seen": None} in received(a, "presence")
+    b.disconnect(NS)
+    gone = [p for p in received(a, "presence") if p["user_id"] == bob.id]
+    assert gone[-1]["online"] is False and gone[-1]["last_seen"]
+    status = call(a, "presence", conversation_id=conversation.id)["presence"][str(bob.id)]
+    assert status["online"] is False and status["last_seen"] == gone[-1]["last_seen"]
+    assert call(socket_client(eve), "presence", conversation_id=conversation.id) == {
+        "ok": False, "error": "forbidden"}
+
+
+def test_a_socket_without_heartbeat_goes_offline(app, trio, socket_client):
+    ada, bob, _, conversation = trio
+    app.config["CHAT_PRESENCE_TTL"] = 1
+    app.extensions.pop("simplechat.presence", None)
+    socket_client(bob)
+    a = socket_client(ada)
+    assert call(a, "presence", conversation_id=conversation.id)["presence"][str(bob.id)][
+        "online"] is True
+    time.sleep(1.2)  # bob's process "died": no heartbeat, no disconnect
+    assert call(a, "heartbeat") == {"ok": True}
+    statuses = call(a, "presence", conversation_id=conversation.id)["presence"]
+    assert statuses[str(bob.id)]["online"] is False
+    assert statuses[str(ada.id)]["online"] is True
+
+
+# ---- typing ---------------------------------------------------------------------------------
+
+def test_typing_reaches_the_others_and_is_never_stored(trio, socket_client):
+    ada, bob, eve, conversation = trio
+    a, b = socket_client(ada), socket_client(bob)
+    call(a, "join", conversation_id=conversation.id)
+    call(b, "join", conversation_id=conversation.id)
+    a.get_received(NS), b.get_received(NS)
+    assert call(a, "typing", conversation_id=conversation.id, typing=True) == {"ok": True}
+    assert received(b, "typing") == [{"conversation_id": conversation.id, "user_id": ada.id,
+                                      "name": "Ada Lovelace", "typing": True}]
+    assert received(a, "typing") == []
+    assert call(a, "typing", conversation_id=conversation.id, typing="yes")["error"] == "invalid"
+    assert call(socket_client(eve), "typing", conversation_id=conversation.id)["error"] == \
+        "forbidden"
+    assert db.session.scalar(select(db.func.count(Message.id))) == 0
+
+
+# ---- read state -----------------------------------------------------------------------------
+
+def test_read_marker_moves_forward_only_and_drives_unread_counts(trio, socket_client):
+    ada, bob, eve, conversation = trio
+    sent = [send_message(ada, conversation.id, f"m{i}")["message"] for i in range(3)]
+    assert unread_counts(bob.id) == {conversation.id: 3}
+    assert unread_counts(ada.id) == {}  # her own messages are not unread for her
+    b = socket_client(bob)
+    a = socket_client(ada)
+    call(a, "join", conversation_id=conversation.id)
+    a.get_received(NS)
+    assert call(b, "read", conversation_id=conversation.id, message_id=sent[1]["id"]) == {
+        "ok": True, "last_read": sent[1]["id"]}
+    assert received(a, "read") == [{"conversation_id": conversation.id, "user_id": bob.id,
+                                    "message_id": sent[1]["id"]}]
+    assert unread_counts(bob.id) == {conversation.id: 1}
+    back = call(b, "read", conversation_id=conversation.id, message_id=sent[0]["id"])
+    assert back == {"ok": True, "last_read": sent[1]["id"]}
+    joined = call(socket_client(bob), "join", conversation_id=conversation.id)
+    assert joined["read"][str(bob.id)] == sent[1]["id"]  # survives reloads and devices
+
+
+def test_read_refusals(trio, socket_client, make_conversation):
+    ada, bob, eve, conversation = trio
+    mine = send_message(ada, conversation.id, "hello")["message"]
+    other = make_conversation(eve, ada)
+    foreign = send_message(eve, other.id, "elsewhere")["message"]
+    b, e = socket_client(bob), socket_client(eve)
+    assert call(e, "read", conversation_id=conversation.id, message_id=mine["id"])["error"] == \
+        "forbidden"
+    assert call(b, "read", conversation_id=conversation.id, message_id=foreign["id"])[
+        "error"] == "not_found"
+    assert call(b, "read", conversation_id=conversation.id, message_id="x")["error"] == "invalid"
+    marker = db.session.scalar(select(Participant.last_read_message_id).where(
+        Participant.user_id == bob.id))
+    assert marker is None
+
+
+# ---- edit and delete ------------------------------------------------------------------------
+
+def test_edit_reaches_every_client_the_cache_and_sql(app, trio, socket_client):
+    ada, bob, _, conversation = trio
+    a, b = socket_client(ada), socket_client(bob)
+    call(b, "join", conversation_id=conversation.id)
+    sent = call(a, "send_message", conversation_id=conversation.id, message="helo")["message"]
+    b.get_received(NS)
+    ack = call(a, "edit_message", conversation_id=conversation.id, message_id=sent["id"],
+               message="hello")
+    assert ack["ok"] and ack["message"]["message"] == "hello" and ack["message"]["edited_at"]
+    assert received(b, "message_updated") == [ack["message"]]
+    assert call(b, "join", conversation_id=conversation.id)["messages"][-1]["message"] == "hello"
+    row = db.session.get(Message, sent["id"])
+    db.session.refresh(row)
+    assert row.text == "hello" and row.edited_at is not None
+    page = login(app, bob).get(f"/api/conversations/{conversation.id}/messages").get_json()
+    assert page["messages"][-1]["message"] == "hello"
+
+
+def test_delete_leaves_a_tombstone_everywhere(app, trio, socket_client):
+    ada, bob, _, conversation = trio
+    a = socket_client(ada)
+    sent = call(a, "send_message", conversation_id=conversation.id, message="oops")["message"]
+    ack = call(a, "delete_message", conversation_id=conversation.id, message_id=sent["id"])
+    assert ack["ok"] and ack["message"]["deleted"] is True and ack["message"]["message"] == ""
+    joined = call(socket_client(bob), "join", conversation_id=conversation.id)
+    assert joined["messages"][-1] == ack["message"]
+    row = db.session.get(Message, sent["id"])
+    db.session.refresh(row)
+    assert row.text == "" and row.deleted_at is not None
+    assert call(a, "edit_message", conversation_id=conversation.id, message_id=sent["id"],
+                message="back")["error"] == "not_found"
+    assert unread_counts(bob.id) == {}
+
+
+def test_only_the_sender_may_edit_or_delete_within_the_window(app, trio, socket_client):
+    ada, bob, eve, conversation = trio
+    a, b, e = socket_client(ada), socket_client(bob), socket_client(eve)
+    sent = call(a, "send_message", conversation_id=conversation.id, message="mine")["message"]
+    target = {"conversation_id": conversation.id, "message_id": sent["id"]}
+    assert call(b, "edit_message", **target, message="bob's")["error"] == "forbidden"
+    assert call(b, "delete_message", **target)["error"] == "forbidden"
+    assert call(e, "edit_message", **target, message="eve's")["error"] == "forbidden"
+    assert call(a, "edit_message", **target, message="   ")["error"] == "empty"
+    assert call(a, "edit_message", **target, message="x" * 4001)["error"] == "too_long"
+    assert call(a, "edit_message", **target, message=["x"])["error"] == "invalid"
+    assert call(a, "edit_message", conversation_id=conversation.id,
+                message_id="0192f4c5-0000-7000-8000-000000000000",
+                message="ghost")["error"] == "not_found"
+    app.config["CHAT_EDIT_WINDOW"] = 0
+    time.sleep(0.01)
+    assert call(a, "edit_message", **target, message="late")["error"] == "edit_window_closed"
+    assert call(a, "delete_message", **target)["error"] == "edit_window_closed"
+    row = db.session.get(Message, sent["id"])
+    db.session.refresh(row)
+    assert row.text == "mine" and row.edited_at is None and row.deleted_at is None
+
+
+def test_edits_follow_the_send_rate_limit(app, trio, socket_client):
+    ada, _, _, conversation = trio
+    app.config["CHAT_RATE_LIMIT"] = "1/2s"
+    init_services(app)
+    a = socket_client(ada)
+    sent = call(a, "send_message", conversation_id=conversation.id, message="one")["message"]
+    edit = call(a, "edit_message", conversation_id=conversation.id, message_id=sent["id"],
+                message="two")
+    assert edit["error"] == "rate_limited" and edit["retry_after"] > 0
+
+
+def test_a_change_stored_before_the_message_itself_still_wins(app, trio):
+    ada, _, _, conversation = trio
+    from datetime import datetime
+
+    from simplechat.chat.ids import new_message_id
+    from simplechat.chat.messages import message_payload
+
+    original = message_payload(new_message_id(), conversation.id, ada, "first")
+    edited = {**original, "message": "second", "edited_at": "x"}
+    assert apply_message_change(edited, datetime(2030, 1, 1)) is True
+    store_messages([original])  # the original write, delivered late
+    assert apply_message_change({**original, "message": "older edit"}, datetime(2029, 1, 1)) \
+        is False
+    row = db.session.get(Message, original["id"])
+    db.session.refresh(row)
+    assert row.text == "second"
+
+
+# ---- group management -----------------------------------------------------------------------
+
+def test_rename_and_add_participants(trio, make_user, make_conversation, socket_client):
+    ada, bob, eve, direct = trio
+    cyd = make_user("cyd")
+    group = make_conversation(ada, bob, cyd, title="Engines")
+    a, e = socket_client(ada), socket_client(eve)
+    assert call(a, "rename_conversation", conversation_id=direct.id, title="x")["error"] == \
+        "not_group"
+    renamed = call(a, "rename_conversation", conversation_id=group.id, title="  Analytical  ")
+    assert renamed["ok"] and renamed["conversation"]["title"] == "Analytical"
+    assert call(a, "rename_conversation", conversation_id=group.id, title="")["error"] == "empty"
+    assert call(e, "rename_conversation", conversation_id=group.id, title="mine")["error"] == \
+        "forbidden"
+    assert call(a, "add_participants", conversation_id=group.id, user_ids=[999999])["error"] == \
+        "not_found"
+    assert call(a, "add_participants", conversation_id=group.id, user_ids="eve")["error"] == \
+        "invalid"
+    e.get_received(NS)
+    added = call(a, "add_participants", conversation_id=group.id, user_ids=[eve.id])
+    assert eve.id in [p["id"] for p in added["conversation"]["participants"]]
+    assert [u["conversation_id"] for u in received(e, "conversation_updated")] == [group.id]
+    assert call(e, "join", conversation_id=group.id)["ok"] is True
+
+
+def test_leaving_stops_events_at_once_and_closes_history(app, trio, make_user,
+                                                         make_conversation, socket_client):
+    ada, bob, eve, _ = trio
+    group = make_conversation(ada, bob, eve, title="Trio")
+    a, b = socket_client(ada), socket_client(bob)
+    b_second_device = socket_client(bob)
+    for sio in (a, b, b_second_device):
+        call(sio, "join", conversation_id=group.id)
+    call(a, "send_message", conversation_id=group.id, message="before")
+    b_second_device.get_received(NS)
+    assert call(b, "leave_conversation", conversation_id=group.id) == {"ok": True}
+    assert received(b_second_device, "conversation_left") == [{"conversation_id": group.id}]
+    call(a, "send_message", conversation_id=group.id, message="after")
+    assert received(b_second_device, "message") == []
+    assert call(b, "join", conversation_id=group.id)["error"] == "forbidden"
+    assert call(b, "send_message", conversation_id=group.id, message="hi")["error"] == "forbidden"
+    http = login(app, bob)
+    assert http.get(f"/api/conversations/{group.id}/messages").status_code == 404
+    assert http.get(f"/chat/{group.id}").status_code == 404
+    assert http.get("/api/search?q=before").get_json()["results"] == []
+
+
+# ---- search ---------------------------------------------------------------------------------
+
+def test_search_finds_my_messages_only_with_snippets(app, trio, make_conversation):
+    ada, bob, eve, conversation = trio
+    send_message(ada, conversation.id, "The analytical engine weaves algebraic patterns")
+    send_message(bob, conversation.id, "nothing to see")
+    secret = make_conversation(eve, ada)
+    send_message(eve, secret.id, "engine room secrets")
+    body = login(app, bob).get("/api/search?q=engine").get_json()
+    assert [r["conversation_id"] for r in body["results"]] == [conversation.id]
+    hit = body["results"][0]
+    assert hit["sender_name"] == "Ada Lovelace"
+    assert [s["text"] for s in hit["snippet"] if s["match"]] == ["engine"]
+    assert "".join(s["text"] for s in hit["snippet"]) == \
+        "The analytical engine weaves algebraic patterns"
+    both = login(app, bob).get("/api/search?q=ALGEBRAIC analyt").get_json()["results"]
+    assert len(both) == 1
+    ada_hits = login(app, ada).get("/api/search?q=engine").get_json()["results"]
+    assert len(ada_hits) == 2
+
+
+def test_search_pages_and_refuses_bad_queries(app, trio, client):
+    ada, bob, _, conversation = trio
+    for i in range(25):
+        send_message(ada, conversation.id, f"needle number {i}")
+    http = login(app, bob)
+    first = http.get("/api/search?q=needle").get_json()
+    second = http.get("/api/search?q=needle&page=2").get_json()
+    assert len(first["results"]) == 20 and first["has_more"] is True
+    assert len(second["results"]) == 5 and second["has_more"] is False
+    ids = [r["id"] for r in first["results"] + second["results"]]
+    assert len(set(ids)) == 25
+    assert http.get("/api/search?q=" + "x" * 201).status_code == 400
+    assert http.get("/api/search?q=a&page=0").status_code == 400
+    assert http.get("/api/search?q=a&page=x").status_code == 400
+    assert http.get("/api/search?q=%27%3B%20DROP%20TABLE%20messages").get_json()["results"] == []
+    assert http.get("/api/search?q=").get_json()["results"] == []
+    assert client.get("/api/search?q=needle").status_code == 401
