@@ -55,6 +55,7 @@ class Config:
     CHAT_DEDUPE_WINDOW = env_int("CHAT_DEDUPE_WINDOW", 600)  # seconds a client_id is remembered
     CHAT_HISTORY_PAGE_MAX = env_int("CHAT_HISTORY_PAGE_MAX", 100)
     CHAT_EDIT_WINDOW = env_int("CHAT_EDIT_WINDOW", 900)  # seconds a message can be changed
+    CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 60)  # a socket without heartbeat goes offline
     # Failed logins allowed per account and per client IP ("0" or "off": no limit).
     LOGIN_RATE_LIMIT_ACCOUNT = os.environ.get("LOGIN_RATE_LIMIT_ACCOUNT", "5/5minute")
     LOGIN_RATE_LIMIT_IP = os.environ.get("LOGIN_RATE_LIMIT_IP", "20/5minute")
