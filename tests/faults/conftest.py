@@ -1,0 +1,118 @@
+"""Fault tests: the end-to-end harness (tests/e2e/harness.py) on ports 18600-18699, plus helpers
+to send a numbered stream of messages and to check that every acknowledged one is stored once."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import pytest
+import redis as redis_lib
+from e2e import harness
+from e2e.conftest import make_stack, pytest_runtest_makereport  # noqa: F401  (reused fixtures)
+from e2e.harness import ChatSocket, TestDatabase, wait_until
+
+# Redelivery of a dead worker's unacknowledged tasks after 3 s instead of 5 minutes, and no
+# send limit, so a stream is steady.
+FAULT_ENV = {"CELERY_VISIBILITY_TIMEOUT": "3", "CHAT_RATE_LIMIT": "off"}
+
+
+@pytest.fixture(autouse=True)
+def fault_ports(monkeypatch):
+    monkeypatch.setattr(harness, "PORTS", range(18600, 18700))
+
+
+@dataclass
+class Stream:
+    """What a sender was told: acknowledged payloads, refusals by error code, and sends whose
+    answer never came (their fate is unknown, so they may or may not be stored)."""
+
+    acked: list[dict] = field(default_factory=list)
+    refused: dict[str, int] = field(default_factory=dict)
+    unanswered: list[str] = field(default_factory=list)
+
+    @property
+    def acked_ids(self) -> list[str]:
+        return [m["id"] for m in self.acked]
+
+    def summary(self) -> str:
+        return (f"sent={len(self.acked) + sum(self.refused.values()) + len(self.unanswered)} "
+                f"acked={len(self.acked)} refused={self.refused} "
+                f"unanswered={len(self.unanswered)}")
+
+
+def send_stream(sock: ChatSocket, conversation_id: int, count: int, label: str,
+                stream: Stream | None = None, between=None, pause: float = 0.0,
+                timeout: float = 10.0) -> Stream:
+    """Send ``count`` numbered messages one after another; ``between(i)`` runs before each."""
+    stream = stream or Stream()
+    for i in range(count):
+        if between is not None:
+            between(i)
+        client_id = f"{label}-{i}"
+        try:
+            ack = sock.call("send_message", {"conversation_id": conversation_id,
+                                             "message": f"{label} {i}", "client_id": client_id},
+                            timeout=timeout)
+        except Exception:  # noqa: BLE001  (a timeout: no answer at all)
+            stream.unanswered.append(client_id)
+            continue
+        if isinstance(ack, dict) and ack.get("ok") is True:
+            assert ack["message"]["client_id"] == client_id
+            stream.acked.append(ack["message"])
+        else:
+            code = ack.get("error") if isinstance(ack, dict) else repr(ack)
+            stream.refused[code] = stream.refused.get(code, 0) + 1
+        if pause:
+            time.sleep(pause)
+    return stream
+
+
+def assert_stored_exactly_once(database: TestDatabase, conversation_id: int, stream: Stream,
+                               timeout: float = 90.0) -> None:
+    """Every acknowledged message reaches SQL, once, with its text; nothing refused is stored."""
+    wanted = set(stream.acked_ids)
+    wait_until(lambda: wanted <= set(database.message_ids(conversation_id)), timeout, 0.5,
+               f"{len(wanted)} acknowledged messages in SQL")
+    rows = database.rows("SELECT id, text FROM messages WHERE conversation_id = :c",
+                         c=conversation_id)
+    stored = {row[0]: row[1] for row in rows}
+    assert len(rows) == len(stored)
+    for message in stream.acked:
+        assert stored[message["id"]] == message["message"]
+    # Only an unanswered send may have been stored without the sender knowing.
+    extra = {text for key, text in stored.items() if key not in wanted}
+    labels = {f"{cid.rsplit('-', 1)[0]} {cid.rsplit('-', 1)[1]}" for cid in stream.unanswered}
+    assert extra <= labels, sorted(extra - labels)[:5]
+    # A redelivered or retried write left no second trace either.
+    duplicates = database.rows(
+        "SELECT detail->>'message_id', count(*) FROM generic_activity_log "
+        "WHERE action = 'message_sent' GROUP BY 1 HAVING count(*) > 1")
+    assert duplicates == []
+    logged = database.scalar("SELECT count(*) FROM generic_activity_log "
+                             "WHERE action = 'message_sent'")
+    assert logged == len(rows)
+
+
+def unacked_tasks(stack) -> int:
+    """Tasks of this stack's queue that a worker took and has not acknowledged (kombu keeps
+    them in the ``unacked`` hash until the ack, or until redelivery after the visibility
+    timeout)."""
+    client = redis_lib.Redis.from_url(stack.redis_url)
+    try:
+        count = 0
+        for raw in client.hvals("unacked"):
+            try:
+                _message, _exchange, routing_key = json.loads(raw)
+            except (ValueError, TypeError):
+                continue
+            count += routing_key == stack.queue
+        return count
+    finally:
+        client.close()
+
+
+def report(name: str, **figures) -> None:
+    """One line of figures per fault test (shown with ``-s``, or in the log of a failure)."""
+    print(f"\n[{name}] " + " ".join(f"{k}={v}" for k, v in figures.items()))
