@@ -75,7 +75,7 @@ class Conversation(db.Model):
     is_group: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, server_default=NOW)
     # Newest activity, for ordering the conversation list; moved forward by each stored message.
-    last_message_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    last_message_at: Mapped[datetime | None] = mapped_column(PreciseDateTime, index=True)
 
     participants: Mapped[list[Participant]] = relationship(
         back_populates="conversation", cascade="all, delete-orphan"
