@@ -48,7 +48,7 @@ def fuzz_app(database_uri, redis_url):
     """The testing app with the send and login limits off, so every payload reaches the checks."""
     app = make_app(database_uri, redis_url, CHAT_RATE_LIMIT="off",
                    LOGIN_RATE_LIMIT_ACCOUNT="off", LOGIN_RATE_LIMIT_IP="off",
-                   SQLALCHEMY_ENGINE_OPTIONS={})
+                   SQLALCHEMY_ENGINE_OPTIONS={"isolation_level": "READ COMMITTED"})
     with app.app_context():
         if database_uri.startswith("sqlite"):
             db.create_all()
