@@ -410,6 +410,16 @@ class Stack:
             process.stop()
         self._drop_redis_keys()
 
+    def flush_cache(self) -> int:
+        """Drop this stack's own Redis keys (recent lists, limiter state), as a Redis flush or
+        eviction would; the Celery queue is kept. Returns how many keys went."""
+        client = redis_lib.Redis.from_url(self.redis_url)
+        try:
+            keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
+            return client.delete(*keys) if keys else 0
+        finally:
+            client.close()
+
     def _drop_redis_keys(self) -> None:
         client = redis_lib.Redis.from_url(self.redis_url)
         try:

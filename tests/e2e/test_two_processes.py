@@ -1,4 +1,4 @@
-"""Two real gunicorn-eventlet processes and a real Celery worker on PostgreSQL and Redis."""
+"""Two real gunicorn-eventlet processes and a real Celery worker on one database and Redis."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-def test_message_sent_on_one_process_reaches_a_client_on_another_once_and_lands_in_sql(stack):
+@pytest.mark.parametrize("database", ["postgresql", "mariadb"])
+def test_message_sent_on_one_process_reaches_a_client_on_another_once_and_lands_in_sql(
+        make_stack, database):
+    stack = make_stack(database)
     web_a = stack.start_web()
     web_b = stack.start_web()
     stack.start_worker()
@@ -42,5 +45,18 @@ def test_message_sent_on_one_process_reaches_a_client_on_another_once_and_lands_
     assert reply["ok"] is True, reply
     assert ada_socket.wait_for(lambda s: len(s.messages(conversation_id)) == 2)
     assert ada_socket.messages(conversation_id)[1]["id"] == reply["message"]["id"]
-    assert stack.database.wait_for_messages(conversation_id, 2) == sorted(
-        [sent["id"], reply["message"]["id"]])
+    ids = [sent["id"], reply["message"]["id"]]
+    assert stack.database.wait_for_messages(conversation_id, 2) == sorted(ids)
+
+    # With Redis's copy gone, history comes from SQL: keyset pages with no gap or duplicate.
+    assert stack.flush_cache() > 0
+    url = f"{web_b.url}/api/conversations/{conversation_id}/messages"
+    page = bob.session.get(url, params={"limit": 50}, timeout=10).json()
+    assert [m["id"] for m in page["messages"]] == ids and page["has_more"] is False
+    older = bob.session.get(url, params={"before": ids[1], "limit": 1}, timeout=10).json()
+    assert [m["id"] for m in older["messages"]] == ids[:1] and older["has_more"] is False
+    first = older["messages"][0]
+    assert (first["message"], first["sender"], first["timestamp"]) == (
+        sent["message"], sent["sender"], sent["timestamp"])
+    rejoined = ada.socket(web_b).join(conversation_id)
+    assert [m["id"] for m in rejoined["messages"]] == ids and rejoined["has_more"] is False
