@@ -44,7 +44,13 @@ def chat_event(name: str) -> Callable:
     def decorator(handler: Callable[[dict], dict]) -> Callable:
         @functools.wraps(handler)
         def wrapper(data=None, *_ignored):
-            if not current_user.is_authenticated:
+            try:
+                authenticated = current_user.is_authenticated  # loads the user from SQL
+            except Exception:
+                # The database is down: still answer, so the client can retry later.
+                log.warning("socket:%s: could not load the user", name, exc_info=True)
+                return error("unavailable")
+            if not authenticated:
                 return error("unauthorized")
             if not isinstance(data, dict):
                 return error("invalid")
