@@ -71,9 +71,10 @@ class Stack:
         return subprocess.Popen(args, cwd=ROOT, env=env or self.env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
-    def flask(self, *args: str, env: dict | None = None) -> None:
-        subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, check=True,
-                       env=env or self.env, capture_output=True, timeout=120)
+    def flask(self, *args: str) -> None:
+        done = subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT,
+                              env=self.env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"flask {' '.join(args)}: {done.stderr[-2000:]}"
 
     def start_worker(self) -> None:
         self.worker = self._spawn("worker", [
@@ -161,7 +162,7 @@ def stack(tmp_path_factory):
     admin_url = url.set(database="postgres").render_as_string(hide_password=False)
     db_url = url.set(database=name).render_as_string(hide_password=False)
     admin = create_engine(admin_url.replace("postgresql://", "postgresql+psycopg2://", 1),
-                          isolation_level="AUTOCOMMIT")
+                          isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
         conn.execute(text(f"CREATE DATABASE {name}"))
@@ -296,8 +297,9 @@ def seed_messages(stack: Stack, sender: str, conversation_id: int, count: int) -
         "        assert ack['ok'], ack\n"
     )
     env = {**stack.env, "CHAT_RATE_LIMIT": "off"}
-    subprocess.run([sys.executable, "-c", script, sender, str(conversation_id), str(count)],
-                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script, sender, str(conversation_id), str(count)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"seeding failed: {done.stderr[-2000:]}"
 
 
 def wait_until(predicate, timeout: float = 15, message: str = "condition") -> None:

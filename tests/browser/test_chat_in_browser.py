@@ -162,8 +162,14 @@ def test_two_people_chat_live_with_unread_counts_history_and_reconnect(stack, op
     assert len(set(ids)) == len(ids) == 9
     # And it still talks after the restart.
     send(page, "Back again")
-    expect(alice.goto(f"/chat/{conversation_id}").locator("#messages .message-text").last
-           ).to_have_text("Back again")
+    page = alice.goto(f"/chat/{conversation_id}")
+    expect(page.locator("#messages .message-text").last).to_have_text("Back again")
+    # The chat page's own list counts what arrives in the other conversations.
+    seed_messages(stack, "carol", group_id, 2)
+    expect(item(page, group_id).locator(".unread-count")).to_have_text("2")
+    expect(item(page, group_id).locator(".conversation-preview")).to_have_text(
+        "Carol Danvers: seed message 2")
+    expect(item(page, conversation_id).locator(".unread-count")).to_be_hidden()
 
     assert alice.dialogs == [] and bob.dialogs == []
     alice.assert_clean()
