@@ -84,7 +84,7 @@ def run_in_service_env(service: dict, code: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "DATABASE_",
                                                                      "REDIS_", "CELERY_"))}
     env.update(service_env(service))
-    env["PROMETHEUS_MULTIPROC_DIR"] = ""  # a container path; not needed to import
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # a container path (even "" turns the mode on)
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
 
@@ -239,6 +239,7 @@ def test_worker_command_names_the_celery_app_and_its_queue(services):
 def test_migrate_command_resolves_to_the_flask_migrate_upgrade(services):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "DATABASE_"))}
     env.update(service_env(services["migrate"]))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     result = subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "db",
                              "upgrade", "--help"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=120)
