@@ -2,7 +2,7 @@
 # Simple Chat images. The default target is the app (web, Celery worker and migrations all run
 # it with different commands); the "nginx" target is the front with the static files baked in.
 
-FROM nginx:1.27-alpine AS nginx
+FROM nginx:1.28-alpine AS nginx
 COPY deploy/nginx/nginx.conf /etc/nginx/nginx.conf
 COPY simplechat/static /srv/simplechat/static
 

@@ -314,4 +314,8 @@ def test_nginx_proxies_websockets_to_the_web_service_and_serves_static_files(ser
     stage = dockerfile_stage("nginx")
     assert f"COPY simplechat/static {static_alias.rstrip('/')}" in stage
     assert "COPY deploy/nginx/nginx.conf /etc/nginx/nginx.conf" in stage
+    if re.search(r"server\s+\S+\s+.*\bresolve\b", upstream.group(2)):
+        # `resolve` in an upstream is in open-source nginx from 1.27.3 on.
+        version = re.match(r"FROM nginx:(\d+)\.(\d+)", stage).groups()
+        assert tuple(map(int, version)) >= (1, 28)
     assert re.search(r"location = /metrics \{\s*return 404;", conf)
