@@ -34,7 +34,8 @@ def _escape_like(term: str) -> str:
 
 @api_bp.get("/users")
 def users():
-    """Active users other than me whose username, first or last name or e-mail start with q."""
+    """Active users other than me whose username, first or last name start with q, or whose
+    e-mail address is q."""
     q = request.args.get("q", "").strip().lower()
     if len(q) > 100:
         return api_error("invalid", 400)
@@ -45,7 +46,9 @@ def users():
             func.lower(User.username).like(pattern, escape="\\"),
             func.lower(User.first_name).like(pattern, escape="\\"),
             func.lower(User.last_name).like(pattern, escape="\\"),
-            User.email.like(pattern, escape="\\"),
+            # The whole address only: matching prefixes of it would let anyone read other
+            # users' addresses out one character at a time.
+            User.email == q,
         ))
     found = db.session.scalars(query.order_by(User.username).limit(SEARCH_LIMIT))
     return jsonify({"results": [
