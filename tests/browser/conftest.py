@@ -206,10 +206,12 @@ class Tab:
     """A browser context (its own cookies and storage) with one page, watching for script
     errors, CSP violations and dialogs."""
 
-    def __init__(self, browser, base_url: str, width: int = 1280, height: int = 800):
+    def __init__(self, browser, base_url: str, width: int = 1280, height: int = 800,
+                 timezone: str = "UTC"):
         self.base_url = base_url
         self.context = browser.new_context(viewport={"width": width, "height": height},
-                                           base_url=base_url)
+                                           base_url=base_url, timezone_id=timezone,
+                                           locale="en-US")
         self.context.add_init_script(_CSP_WATCH)
         self.page = self.context.new_page()
         self.page.set_default_timeout(10_000)
@@ -270,8 +272,8 @@ class Tab:
 def open_tab(browser, stack):
     opened: list[Tab] = []
 
-    def open_(width: int = 1280, height: int = 800) -> Tab:
-        tab = Tab(browser, stack.base_url, width, height)
+    def open_(width: int = 1280, height: int = 800, timezone: str = "UTC") -> Tab:
+        tab = Tab(browser, stack.base_url, width, height, timezone)
         opened.append(tab)
         return tab
 

@@ -4,6 +4,8 @@ safe rendering, the rate-limit countdown, history, unread counts and reconnect c
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
@@ -35,7 +37,7 @@ def item(page, conversation_id: int):
 
 
 def test_two_people_chat_live_with_unread_counts_history_and_reconnect(stack, open_tab):
-    alice, bob = open_tab(), open_tab()
+    alice, bob = open_tab(timezone="Asia/Kolkata"), open_tab()
     alice.register("alice", "Alice", "Liddell")
     bob.register("bob", "Bob", "Builder")
     stack.flask("users", "create", "carol", "--email", "carol@example.com",
@@ -53,6 +55,10 @@ def test_two_people_chat_live_with_unread_counts_history_and_reconnect(stack, op
     expect(page.locator("#chat-title")).to_have_text("Bob Builder")
     send(page, "Hello Bob")
     expect(page.locator("#messages .message-mine .message-text")).to_have_text(["Hello Bob"])
+    # Times show in the viewer's zone (UTC+05:30 here); the payload's are UTC.
+    time = page.locator("#messages .message-time").first
+    utc = datetime.fromisoformat(time.get_attribute("datetime").replace("Z", "+00:00"))
+    expect(time).to_have_text(utc.astimezone(ZoneInfo("Asia/Kolkata")).strftime("%I:%M %p"))
 
     # Bob's open list learns of the new conversation live, with an unread count and title.
     bob_item = item(bob.page, conversation_id)
