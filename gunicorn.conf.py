@@ -54,15 +54,6 @@ else:
 
 
 def child_exit(server, worker):
-    """With several workers sharing PROMETHEUS_MULTIPROC_DIR, a dead worker's live gauges (open
-    sockets) must stop counting."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(worker.pid)
-
-
-def child_exit(server, worker):
     """With PROMETHEUS_MULTIPROC_DIR set, a dead worker's open sockets stop counting."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
