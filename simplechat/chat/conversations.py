@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,6 +12,7 @@ from ..extensions import db
 from ..models import Conversation, Message, Participant, User
 
 NAMESPACE = "/chat"
+log = logging.getLogger(__name__)
 
 
 def room(conversation_id: int) -> str:
@@ -117,6 +119,21 @@ class ConversationSummary:
     last_text: str | None
     last_sender_id: int | None
     last_at: datetime | None
+    unread: int = 0
+    peer_id: int | None = None  # the other person of a direct conversation
+    peer_online: bool = False
+    peer_last_seen: str | None = None
+
+
+def _peer_presence(user_ids: list[int]) -> dict[int, dict]:
+    """Presence of the list's direct peers in one round trip; a nicety, so never an error."""
+    from .presence import presence
+
+    try:
+        return presence().status(user_ids) if user_ids else {}
+    except Exception:
+        log.warning("presence unavailable for the conversation list", exc_info=True)
+        return {}
 
 
 def conversations_for(user: User) -> list[ConversationSummary]:
@@ -138,6 +155,12 @@ def conversations_for(user: User) -> list[ConversationSummary]:
         .where(Participant.conversation_id.in_(ids))
     ):
         members[cid].append(member)
+    from .read_state import unread_counts
+
+    unread = unread_counts(user.id)
+    peers = {c.id: next((m.id for m in members[c.id] if m.id != user.id), None)
+             for c in conversations if not c.is_group}
+    statuses = _peer_presence(sorted({p for p in peers.values() if p is not None}))
     summaries = []
     for conversation in conversations:
         last = db.session.scalars(
@@ -152,5 +175,9 @@ def conversations_for(user: User) -> list[ConversationSummary]:
             last_text=last.text if last else None,
             last_sender_id=last.sender_id if last else None,
             last_at=last.created_at if last else None,
+            unread=unread.get(conversation.id, 0),
+            peer_id=peers.get(conversation.id),
+            peer_online=statuses.get(peers.get(conversation.id), {}).get("online", False),
+            peer_last_seen=statuses.get(peers.get(conversation.id), {}).get("last_seen"),
         ))
     return summaries
