@@ -31,7 +31,7 @@ def scratch_database(tag: str, migrate: bool = True) -> Iterator[str]:
 
     name = f"simplechat_bench_{tag}_{os.getpid()}"
     admin = create_engine(PG_ADMIN.replace("postgresql://", "postgresql+psycopg2://"),
-                          isolation_level="AUTOCOMMIT")
+                          isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
         conn.execute(text(f"CREATE DATABASE {name}"))
@@ -43,11 +43,25 @@ def scratch_database(tag: str, migrate: bool = True) -> Iterator[str]:
                            timeout=120)
         yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        admin.dispose()
+        _drop_database(admin, name)
+
+
+def _drop_database(admin, name: str) -> None:
+    """Drop a scratch database, riding out a PostgreSQL restart (other suites restart it)."""
+    from sqlalchemy import text
+
+    for attempt in range(10):
+        try:
+            with admin.connect() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+            break
+        except Exception as exc:
+            if attempt == 9:
+                print(f"could not drop database {name}: {exc}", file=sys.stderr)
+            time.sleep(2)
+    admin.dispose()
 
 
 def unique_prefix(tag: str) -> str:
