@@ -11,6 +11,7 @@ TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 def message_payload(
     message_id: str, conversation_id: int, sender: User | None, text: str,
     client_id: str | None = None, sender_id: int | None = None,
+    sender_name: str | None = None,
 ) -> dict:
     return {
         "message": text,
@@ -18,7 +19,7 @@ def message_payload(
         "timestamp": message_id_time(message_id).strftime(TIMESTAMP_FORMAT),
         "id": message_id,
         "conversation_id": conversation_id,
-        "sender_name": sender.full_name if sender is not None else None,
+        "sender_name": sender.full_name if sender is not None else sender_name,
         "client_id": client_id,
     }
 
