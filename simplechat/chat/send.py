@@ -10,7 +10,7 @@ import re
 
 from flask import current_app
 
-from ..extensions import socketio
+from ..extensions import db, socketio
 from ..metrics import observe_send
 from ..models import User
 from ..services import services
@@ -69,21 +69,24 @@ def send_message(sender: User, conversation_id: object, text: object,
     if refusal:
         return refusal
     members = participant_ids(conversation_id)
-    if sender.id not in members:
+    sender_id, sender_name = sender.id, sender.full_name
+    if sender_id not in members:
         return error("forbidden")
+    end_transaction()
 
     svc = services()
-    dedupe_key = f"{sender.id}:{client_id}" if client_id else None
+    dedupe_key = f"{sender_id}:{client_id}" if client_id else None
     try:
         # A retry of a send that already went through gets the original back.
         if dedupe_key and (original := svc.cache.lookup(dedupe_key)) is not None:
             return {"ok": True, "message": original, "duplicate": True}
         # 3. Rate limit, shared by every process.
-        wait = svc.limiter.hit(str(sender.id))
+        wait = svc.limiter.hit(str(sender_id))
         if wait:
             return error("rate_limited", retry_after=round(wait, 3))
         # 4. Id and time, recent list, queued SQL write.
-        payload = message_payload(new_message_id(), conversation_id, sender, text, client_id)
+        payload = message_payload(new_message_id(), conversation_id, None, text, client_id,
+                                  sender_id=sender_id, sender_name=sender_name)
         original = svc.cache.push(conversation_id, payload, dedupe_key)
         if original is not None:
             return {"ok": True, "message": original, "duplicate": True}
@@ -105,6 +108,20 @@ def send_message(sender: User, conversation_id: object, text: object,
         log.exception("fan-out of message %s failed", payload["id"])
     # 5. The acknowledgement: the write is queued and will reach SQL.
     return {"ok": True, "message": payload}
+
+
+def end_transaction() -> None:
+    """Give the database connection back to the pool before the Redis and broker round trips.
+
+    One eventlet worker runs many sends at once; each otherwise kept one of the pool's few
+    connections until its event ended, and under load the pool ran dry (sends waited 30 s for
+    a connection, then failed). The caller's objects keep what they had loaded."""
+    session = db.session()
+    expire, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expire
 
 
 PREVIEW_LENGTH = 120
