@@ -28,7 +28,7 @@ def celery_init_app(app: Flask) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=4,
-        broker_transport_options={"visibility_timeout": app.config["CELERY_VISIBILITY_TIMEOUT"]},
+        broker_transport_options=_transport_options(app.config["CELERY_VISIBILITY_TIMEOUT"]),
         broker_connection_retry_on_startup=True,
         # Publishing must fail fast when the broker is down, so the sender hears "unavailable".
         task_publish_retry=True,
@@ -43,3 +43,15 @@ def celery_init_app(app: Flask) -> Celery:
     celery.set_default()
     app.extensions["celery"] = celery
     return celery
+
+
+def _transport_options(visibility_timeout: int) -> dict:
+    """Redis broker options. A dead worker's unacknowledged tasks go back to the queue once
+    ``visibility_timeout`` has passed, at the next sweep for them; kombu sweeps only every
+    100 s by default (every 10 s, scanning every 10th time), so the sweep is made to keep
+    pace with the timeout."""
+    return {
+        "visibility_timeout": visibility_timeout,
+        "unacked_restore_interval": max(1, min(10, visibility_timeout // 3)),
+        "unacked_restore_throttle": 1,
+    }
