@@ -4,14 +4,18 @@ to send a numbered stream of messages and to check that every acknowledged one i
 from __future__ import annotations
 
 import json
+import shutil
+import socket
+import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import redis as redis_lib
 from e2e import harness
-from e2e.conftest import make_stack, pytest_runtest_makereport  # noqa: F401  (reused fixtures)
-from e2e.harness import ChatSocket, TestDatabase, wait_until
+from e2e.conftest import _failed, pytest_runtest_makereport  # noqa: F401  (reused hook)
+from e2e.harness import ChatSocket, Stack, TestDatabase, wait_until
 
 # Redelivery of a dead worker's unacknowledged tasks after 3 s instead of 5 minutes, and no
 # send limit, so a stream is steady.
@@ -21,6 +25,91 @@ FAULT_ENV = {"CELERY_VISIBILITY_TIMEOUT": "3", "CHAT_RATE_LIMIT": "off"}
 @pytest.fixture(autouse=True)
 def fault_ports(monkeypatch):
     monkeypatch.setattr(harness, "PORTS", range(18600, 18700))
+
+
+class OwnRedis:
+    """A throwaway redis-server (no persistence) that a test may crash and start again.
+
+    Fault tests run on one of these rather than the shared server: a short visibility timeout
+    makes their worker redeliver any deployment's unacknowledged tasks in the same database,
+    and a crash must not touch anyone else."""
+
+    def __init__(self, port: int, log_dir: Path):
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.log_path = log_dir / f"redis-{port}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+                 "--save", "", "--appendonly", "no", "--daemonize", "no"],
+                stdout=log, stderr=subprocess.STDOUT)
+        client = self.client()
+        try:
+            wait_until(lambda: self._ping(client), 10, 0.1, "redis-server to answer")
+        finally:
+            client.close()
+
+    @staticmethod
+    def _ping(client) -> bool:
+        try:
+            return client.ping()
+        except redis_lib.RedisError:
+            return False
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def crash(self) -> None:
+        if self.running():
+            self.process.kill()
+            self.process.wait(10)
+
+    def client(self) -> redis_lib.Redis:
+        return redis_lib.Redis.from_url(self.url)
+
+
+def _free_redis_port() -> int:
+    for port in range(18780, 18800):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 18780-18799 for a redis-server")
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server not installed")
+    server = OwnRedis(_free_redis_port(), tmp_path)
+    server.start()
+    yield server
+    server.crash()
+
+
+@pytest.fixture
+def fault_stack(request, own_redis, tmp_path):
+    """A deployment (see tests/e2e/harness.py) on a fresh PostgreSQL database and a
+    redis-server of its own, with FAULT_ENV; nothing started yet."""
+    database = TestDatabase.create_migrated("postgresql", log_dir=tmp_path)
+    stack = Stack(database, tmp_path, redis_url=own_redis.url, **FAULT_ENV)
+    yield stack
+    try:
+        if _failed(request):
+            print(f"\n===== process logs ({tmp_path}) =====\n{stack.logs()}")
+    finally:
+        try:
+            for user in stack.users:
+                user.close_sockets()
+            for process in reversed(stack.processes):
+                process.stop()
+        finally:
+            database.drop()
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FAULT_ENV, assert_stored_exactly_once, report, send_stream
+from .conftest import assert_stored_exactly_once, report, send_stream
 
 pytestmark = pytest.mark.e2e
 
@@ -40,8 +40,8 @@ def postgres_control():
             _pg_ctl("start")
 
 
-def test_database_outage_mid_stream_loses_nothing_and_recovers(make_stack, postgres_control):
-    stack = make_stack(**FAULT_ENV)
+def test_database_outage_mid_stream_loses_nothing_and_recovers(fault_stack, postgres_control):
+    stack = fault_stack
     web = stack.start_web()
     worker = stack.start_worker(pool="solo")
     ada, bob = stack.register(web, "ada"), stack.register(web, "bob")

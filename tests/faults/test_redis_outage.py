@@ -5,83 +5,19 @@ sending, fan-out and the recent lists recover without restarting anything."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 
 import pytest
-import redis as redis_lib
 import requests
-from e2e.harness import Stack, TestDatabase, wait_until
 
-from .conftest import FAULT_ENV, Stream, assert_stored_exactly_once, report, send_stream
+from .conftest import Stream, assert_stored_exactly_once, report, send_stream
 
 pytestmark = pytest.mark.e2e
 
-REDIS_PORT = 18799
 
-
-class OwnRedis:
-    """A throwaway redis-server (no persistence) that the test stops and starts."""
-
-    def __init__(self, port: int, log_dir):
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.log_path = log_dir / "redis.log"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--daemonize", "no"],
-            stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
-        client = redis_lib.Redis.from_url(self.url)
-        wait_until(lambda: self._ping(client), 10, 0.1, "redis-server to answer")
-        client.close()
-
-    @staticmethod
-    def _ping(client) -> bool:
-        try:
-            return client.ping()
-        except redis_lib.RedisError:
-            return False
-
-    def crash(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def client(self) -> redis_lib.Redis:
-        return redis_lib.Redis.from_url(self.url)
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server not installed")
-    server = OwnRedis(REDIS_PORT, tmp_path)
-    server.start()
-    yield server
-    server.crash()
-
-
-@pytest.fixture
-def redis_stack(own_redis, tmp_path):
-    database = TestDatabase.create_migrated("postgresql", log_dir=tmp_path)
-    stack = Stack(database, tmp_path, redis_url=own_redis.url, **FAULT_ENV)
-    yield stack
-    try:
-        if own_redis.process.poll() is None:
-            stack.close()
-        else:
-            for process in stack.processes:
-                process.stop()
-    finally:
-        database.drop()
-
-
-def test_redis_outage_refuses_sends_serves_history_from_sql_and_recovers(redis_stack, own_redis):
-    stack = redis_stack
+def test_redis_outage_refuses_sends_serves_history_from_sql_and_recovers(fault_stack,
+                                                                          own_redis):
+    stack = fault_stack
     web = stack.start_web()
     stack.start_worker(pool="solo")
     ada, bob = stack.register(web, "ada"), stack.register(web, "bob")

@@ -11,15 +11,15 @@ import time
 import pytest
 from e2e.harness import BIN, wait_until
 
-from .conftest import FAULT_ENV, Stream, assert_stored_exactly_once, report, send_stream
+from .conftest import Stream, assert_stored_exactly_once, report, send_stream
 
 pytestmark = pytest.mark.e2e
 
 TOTAL, KILL_AT = 90, 30
 
 
-def test_clients_of_a_killed_web_process_catch_up_on_another_with_no_gap_or_duplicate(make_stack):
-    stack = make_stack(**FAULT_ENV)
+def test_clients_of_a_killed_web_process_catch_up_on_another_with_no_gap_or_duplicate(fault_stack):
+    stack = fault_stack
     web_a, web_b = stack.start_web(), stack.start_web()
     stack.start_worker(pool="solo")
     ada, bob, carol = (stack.register(web_b, name) for name in ("ada", "bob", "carol"))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+import time
+
 import pytest
 from e2e.harness import wait_until
 
 from .conftest import (
-    FAULT_ENV,
     assert_stored_exactly_once,
     report,
     send_stream,
@@ -16,8 +18,8 @@ from .conftest import (
 pytestmark = pytest.mark.e2e
 
 
-def test_worker_killed_mid_stream_loses_and_duplicates_nothing(make_stack):
-    stack = make_stack(**FAULT_ENV)
+def test_worker_killed_mid_stream_loses_and_duplicates_nothing(fault_stack):
+    stack = fault_stack
     web = stack.start_web()
     worker = stack.start_worker(pool="solo")
     ada, bob = stack.register(web, "ada"), stack.register(web, "bob")
@@ -27,8 +29,12 @@ def test_worker_killed_mid_stream_loses_and_duplicates_nothing(make_stack):
     state = {}
 
     def kill_then_restart(i: int) -> None:
+        if i == 130:
+            worker.signal(signal.SIGSTOP)  # a backlog builds up in the queue
         if i == 150:
-            # Mid-stream: some writes done, some queued or reserved by this worker.
+            # Woken, the worker takes a batch of the backlog and dies in the middle of it.
+            worker.signal(signal.SIGCONT)
+            time.sleep(0.1)
             worker.kill()
             state["not_stored"] = 150 - len(stack.database.message_ids(conversation_id))
             state["unacked"] = unacked_tasks(stack)
@@ -45,3 +51,4 @@ def test_worker_killed_mid_stream_loses_and_duplicates_nothing(make_stack):
            not_stored_at_kill=state["not_stored"], unacked_at_kill=state["unacked"])
     # The dead worker's tasks were redelivered and acknowledged.
     wait_until(lambda: unacked_tasks(stack) == 0, 10, 0.2, "no unacknowledged task left")
+    assert state["unacked"], "the worker held no task when it was killed"
