@@ -1,13 +1,20 @@
-/* The chat page: history, live messages, sending, rate-limit countdown, reconnect catch-up. */
+/* The chat page: history, live messages, sending, rate-limit countdown, reconnect catch-up,
+ * read state and "Seen", presence, typing, editing and deleting, group changes, and jumping to a
+ * message found by search (?message=<id>). */
 (function () {
   "use strict";
   var root = document.getElementById("chat");
   if (!root) { return; }
+  var SC = window.SimpleChat;
+  var socket = SC.socket();
   var conversationId = parseInt(root.dataset.conversationId, 10);
   var myId = parseInt(root.dataset.userId, 10);
   var isGroup = root.dataset.isGroup === "true";
   var maxLength = parseInt(root.dataset.maxLength, 10);
   var historyUrl = root.dataset.historyUrl;
+  var editWindowMs = (parseInt(root.dataset.editWindow, 10) || 0) * 1000;
+  var listUrl = root.dataset.listUrl;
+  var target = new URLSearchParams(window.location.search).get("message");
 
   var list = document.getElementById("messages");
   var scroller = document.getElementById("messages-scroll");
@@ -17,8 +24,14 @@
   var historyStatus = document.getElementById("history-status");
   var pill = document.getElementById("new-messages-pill");
   var counter = document.getElementById("char-counter");
+  var typingBox = document.getElementById("typing-indicator");
+  var membersBox = document.getElementById("chat-members");
+  var presenceBox = document.getElementById("chat-presence");
+  var titleBox = document.getElementById("chat-title");
 
-  var seen = new Set();
+  var rows = new Map();      // message id -> its element
+  var readMarkers = {};      // user id -> last-read message id
+  var statuses = {};         // user id -> {online, last_seen}
   var newestId = null;
   var oldestId = null;
   var hasMore = false;
@@ -30,11 +43,8 @@
   var clientSeq = 0;
   var clientPrefix = Math.random().toString(36).slice(2, 10);
 
-  var SC = window.SimpleChat;
-  var socket = SC.socket();
-
   // ---- rendering -------------------------------------------------------------------------
-  function parseUtc(ts) { return new Date(ts.replace(" ", "T") + "Z"); }
+  var parseUtc = SC.parseUtc;
   function pad(n) { return n < 10 ? "0" + n : String(n); }
   function localTime(d) { return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
   function dayKey(d) { return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()); }
@@ -69,7 +79,7 @@
     var mine = m.sender === myId;
     var when = parseUtc(m.timestamp);
     var row = document.createElement("div");
-    row.className = "message " + (mine ? "message-mine" : "message-theirs");
+    row.className = "message " + (mine ? "message-mine" : "message-theirs") + (m.deleted ? " message-deleted" : "");
     row.dataset.id = m.id;
     row.dataset.day = dayKey(when);
     row.dataset.sender = String(m.sender);
@@ -83,16 +93,58 @@
     }
     var body = document.createElement("div");
     body.className = "message-text";
-    appendLinkified(body, m.message);
+    if (m.deleted) { body.textContent = "This message was deleted"; } else { appendLinkified(body, m.message); }
     bubble.appendChild(body);
+    var meta = document.createElement("div");
+    meta.className = "message-meta";
+    if (m.edited_at && !m.deleted) {
+      var edited = document.createElement("span");
+      edited.className = "message-edited";
+      edited.textContent = "(edited)";
+      edited.title = "Edited " + parseUtc(m.edited_at).toLocaleString();
+      meta.appendChild(edited);
+    }
     var time = document.createElement("time");
     time.className = "message-time";
     time.dateTime = when.toISOString();
     time.title = when.toLocaleString();
     time.textContent = localTime(when);
-    bubble.appendChild(time);
+    meta.appendChild(time);
+    bubble.appendChild(meta);
+    if (mine && !m.deleted && Date.now() - when.getTime() < editWindowMs) {
+      row.appendChild(buildActions(m));
+    }
     row.appendChild(bubble);
     return row;
+  }
+
+  // A menu on one's own messages while they can still be changed; a keyboard reaches it too.
+  function buildActions(m) {
+    var box = document.createElement("div");
+    box.className = "dropdown message-actions";
+    var toggle = document.createElement("button");
+    toggle.type = "button";
+    toggle.className = "btn btn-sm btn-link message-actions-toggle";
+    toggle.setAttribute("data-bs-toggle", "dropdown");
+    toggle.setAttribute("aria-expanded", "false");
+    toggle.setAttribute("aria-label", "Message actions");
+    toggle.textContent = "⋯";
+    var menu = document.createElement("ul");
+    menu.className = "dropdown-menu dropdown-menu-end";
+    [["Edit", "edit", function () { startEdit(m.id); }],
+     ["Delete", "delete", function () { confirmDelete(m.id); }]].forEach(function (entry) {
+      var li = document.createElement("li");
+      var item = document.createElement("button");
+      item.type = "button";
+      item.className = "dropdown-item message-" + entry[1] + (entry[1] === "delete" ? " text-danger" : "");
+      item.textContent = entry[0];
+      item.addEventListener("click", entry[2]);
+      li.appendChild(item);
+      menu.appendChild(li);
+    });
+    box.appendChild(toggle);
+    box.appendChild(menu);
+    return box;
   }
 
   function daySeparator(when) {
@@ -135,9 +187,9 @@
     // History (the first page, older pages) goes in without being read out message by message.
     if (opts.quiet) { list.setAttribute("aria-live", "off"); }
     messages.forEach(function (m) {
-      if (!m || m.conversation_id !== conversationId || seen.has(m.id)) { return; }
-      seen.add(m.id);
+      if (!m || m.conversation_id !== conversationId || rows.has(m.id)) { return; }
       var el = buildMessage(m);
+      rows.set(m.id, el);
       var next = null;
       var nodes = list.querySelectorAll(".message");
       for (var i = nodes.length - 1; i >= 0; i--) {
@@ -152,17 +204,75 @@
     if (opts.quiet) { setTimeout(function () { list.setAttribute("aria-live", "polite"); }, 0); }
     if (!added) { return 0; }
     refreshSeparators();
-    markSeen();
+    renderSeen();
     if (opts.prepend) { return added; }
     if (stick) { scrollToBottom(); } else if (opts.live) { pill.classList.remove("d-none"); }
+    if (stick || !opts.live) { markRead(); }
     return added;
   }
 
-  // Everything shown counts as read, but only while someone can see it.
-  function markSeen() {
-    if (!document.hidden && newestId) { SC.markSeen(conversationId, newestId); }
+  // A message changed (edited, deleted): redraw it in place.
+  function updateMessage(m) {
+    var old = m && m.conversation_id === conversationId && rows.get(m.id);
+    if (!old || old.classList.contains("message-editing")) {
+      if (old) { old.dataset.pendingUpdate = "1"; pendingUpdates[m.id] = m; }
+      return;
+    }
+    var el = buildMessage(m);
+    if (old.classList.contains("message-highlight")) { el.classList.add("message-highlight"); }
+    old.replaceWith(el);
+    rows.set(m.id, el);
+    refreshSeparators();
+    renderSeen();
   }
-  document.addEventListener("visibilitychange", markSeen);
+  var pendingUpdates = {};
+
+  // ---- read state and "Seen" ---------------------------------------------------------------
+  // What is on screen counts as read: tell the server (at most once a second), which clears
+  // the unread count on every device and shows "Seen" to the others.
+  var lastReadSent = null;
+  var readTimer = null;
+  var readSentAt = 0;
+  function markRead() {
+    if (readTimer || !joined) { return; }
+    readTimer = setTimeout(sendRead, Math.max(0, readSentAt + 1000 - Date.now()));
+  }
+  function sendRead() {
+    readTimer = null;
+    var id = newestId;
+    if (document.hidden || !socket.connected || !SC.newer(id, lastReadSent)) { return; }
+    lastReadSent = id;
+    readSentAt = Date.now();
+    socket.emit("read", { conversation_id: conversationId, message_id: id }, function (ack) {
+      if (!ack || !ack.ok) { lastReadSent = null; }
+    });
+  }
+  function markReadIfVisible() { if (!document.hidden && atBottom()) { markRead(); } }
+  document.addEventListener("visibilitychange", markReadIfVisible);
+  window.addEventListener("focus", markReadIfVisible);
+
+  // In a direct conversation: "Seen" under my last message once the other person read it.
+  var seenBox = document.createElement("div");
+  seenBox.className = "message-seen";
+  seenBox.textContent = "Seen";
+  function renderSeen() {
+    if (isGroup) { return; }
+    var mine = list.querySelectorAll(".message-mine");
+    var last = mine.length ? mine[mine.length - 1] : null;
+    var peerRead = null;
+    Object.keys(readMarkers).forEach(function (uid) {
+      if (parseInt(uid, 10) !== myId) { peerRead = readMarkers[uid]; }
+    });
+    if (!last || !peerRead || last.dataset.id > peerRead) { seenBox.remove(); return; }
+    if (last.nextSibling !== seenBox) { list.insertBefore(seenBox, last.nextSibling); }
+  }
+
+  socket.on("read", function (r) {
+    if (!r || r.conversation_id !== conversationId || typeof r.message_id !== "string") { return; }
+    if (SC.newer(r.message_id, readMarkers[r.user_id])) { readMarkers[r.user_id] = r.message_id; }
+    if (r.user_id === myId && SC.newer(r.message_id, lastReadSent)) { lastReadSent = r.message_id; }
+    renderSeen();
+  });
 
   function setStatus(text, kind) {
     statusBox.textContent = text || "";
@@ -180,8 +290,11 @@
       }
       var first = !joined;
       joined = true;
+      takeMarkers(ack.read);
+      takeStatuses(ack.presence);
       addMessages(ack.messages, { forceScroll: first, live: !first, quiet: first });
       if (first) { hasMore = ack.has_more; }
+      if (first && target) { jumpTo(target); }
       if (after && ack.has_more && ack.messages.length) {
         join(ack.messages[ack.messages.length - 1].id);  // more missed messages: keep catching up
         return;
@@ -192,8 +305,20 @@
     });
   }
 
+  function takeMarkers(read) {
+    if (!read || typeof read !== "object") { return; }
+    Object.keys(read).forEach(function (uid) {
+      if (SC.newer(read[uid], readMarkers[uid])) { readMarkers[uid] = read[uid]; }
+    });
+    if (SC.newer(readMarkers[myId], lastReadSent)) { lastReadSent = readMarkers[myId]; }
+    renderSeen();
+  }
+
   socket.on("connect", function () {
     join(newestId);
+  });
+  socket.on("session_ended", function () {
+    setStatus("Your session has ended. Reload the page to log in again.", "danger");
   });
   socket.on("disconnect", function () {
     setStatus("Connection lost. Reconnecting…", "warning");
@@ -209,17 +334,20 @@
   socket.on("message", function (m) {
     if (m && m.conversation_id === conversationId) {
       historyStatus.textContent = "";
+      stopTyping(m.sender);
       addMessages([m], { live: true });
     }
   });
+  socket.on("message_updated", updateMessage);
 
   // ---- older messages on scroll up -------------------------------------------------------
-  function loadOlder() {
-    if (loadingOlder || !hasMore || !oldestId) { return; }
-    loadingOlder = true;
+  var olderRequest = null;
+  function loadOlder(limit) {
+    if (olderRequest) { return olderRequest; }
+    if (!hasMore || !oldestId) { return Promise.resolve(false); }
     historyStatus.textContent = "Loading older messages…";
-    var url = historyUrl + "?limit=50&before=" + encodeURIComponent(oldestId);
-    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    var url = historyUrl + "?limit=" + (limit || 50) + "&before=" + encodeURIComponent(oldestId);
+    olderRequest = fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.json(); })
       .then(function (data) {
         if (!data.ok) { throw new Error(data.error || "failed"); }
@@ -229,14 +357,45 @@
         scroller.scrollTop = oldTop + (scroller.scrollHeight - oldHeight);
         hasMore = data.has_more;
         historyStatus.textContent = hasMore ? "" : "This is the beginning of the conversation.";
+        return true;
       })
-      .catch(function () { historyStatus.textContent = "Could not load older messages."; })
-      .finally(function () { loadingOlder = false; });
+      .catch(function () { historyStatus.textContent = "Could not load older messages."; return false; })
+      .finally(function () { olderRequest = null; });
+    return olderRequest;
   }
   scroller.addEventListener("scroll", function () {
-    if (scroller.scrollTop < 60) { loadOlder(); }
-    if (atBottom()) { pill.classList.add("d-none"); }
+    if (scroller.scrollTop < 60 && !jumping) { loadOlder(); }
+    if (atBottom()) { pill.classList.add("d-none"); markRead(); }
   });
+
+  // Opened from a search result: page back (at most 20 pages) until the message is here, then
+  // show it in the middle of the view, highlighted.
+  var jumping = false;
+  function jumpTo(id) {
+    var pages = 0;
+    jumping = true;
+    function step() {
+      var el = rows.get(id);
+      if (el) {
+        jumping = false;
+        el.classList.add("message-highlight");
+        el.scrollIntoView({ block: "center" });
+        el.setAttribute("tabindex", "-1");
+        el.focus({ preventScroll: true });
+        return;
+      }
+      if (!hasMore || pages >= 20 || (oldestId && id > oldestId)) {
+        jumping = false;
+        setStatus("That message is no longer here.", "warning");
+        return;
+      }
+      pages += 1;
+      loadOlder(100).then(function (ok) {
+        if (ok) { step(); } else { jumping = false; }
+      });
+    }
+    step();
+  }
   pill.addEventListener("click", scrollToBottom);
 
   // ---- sending ---------------------------------------------------------------------------
@@ -295,6 +454,7 @@
     pending.push({ text: text, clientId: clientPrefix + "-" + Date.now() + "-" + clientSeq });
     input.value = "";
     updateCounter();
+    endTyping();
     flushPending();
   }
 
@@ -316,5 +476,244 @@
     input.style.height = Math.min(input.scrollHeight, 160) + "px";
   }
   input.addEventListener("input", updateCounter);
+
+  // ---- typing --------------------------------------------------------------------------------
+  // Mine: "typing" at most every 3 s while keys come, "stopped" on send or leaving the box.
+  // Theirs: shown until they stop, send, or 6 s pass without a refresh.
+  var TYPING_EVERY_MS = 3000;
+  var TYPING_SHOWN_MS = 6000;
+  var typingSentAt = 0;
+  function sendTyping(on) {
+    if (!socket.connected || !joined) { return; }
+    socket.emit("typing", { conversation_id: conversationId, typing: on });
+  }
+  input.addEventListener("input", function () {
+    if (!input.value.trim()) { return; }
+    var now = Date.now();
+    if (now - typingSentAt >= TYPING_EVERY_MS) { typingSentAt = now; sendTyping(true); }
+  });
+  function endTyping() {
+    if (typingSentAt) { typingSentAt = 0; sendTyping(false); }
+  }
+  input.addEventListener("blur", endTyping);
+
+  var typists = new Map();  // user id -> {name, timer}
+  function renderTyping() {
+    var names = Array.from(typists.values()).map(function (t) { return t.name; });
+    var text = "";
+    if (names.length === 1) { text = names[0] + " is typing…"; }
+    else if (names.length === 2) { text = names[0] + " and " + names[1] + " are typing…"; }
+    else if (names.length > 2) { text = names.slice(0, -1).join(", ") + " and " + names[names.length - 1] + " are typing…"; }
+    if (typingBox.textContent !== text) { typingBox.textContent = text; }
+  }
+  function stopTyping(userId) {
+    var t = typists.get(userId);
+    if (!t) { return; }
+    clearTimeout(t.timer);
+    typists.delete(userId);
+    renderTyping();
+  }
+  socket.on("typing", function (t) {
+    if (!t || t.conversation_id !== conversationId || t.user_id === myId) { return; }
+    if (!t.typing) { stopTyping(t.user_id); return; }
+    var known = typists.get(t.user_id);
+    if (known) { clearTimeout(known.timer); }
+    typists.set(t.user_id, {
+      name: typeof t.name === "string" && t.name ? t.name : "Someone",
+      timer: setTimeout(function () { stopTyping(t.user_id); }, TYPING_SHOWN_MS)
+    });
+    renderTyping();
+  });
+
+  // ---- presence --------------------------------------------------------------------------------
+  function takeStatuses(map) {
+    if (!map || typeof map !== "object") { return; }
+    Object.keys(map).forEach(function (uid) { statuses[uid] = map[uid]; });
+    renderPresence();
+  }
+  function renderPresence() {
+    membersBox.querySelectorAll(".member").forEach(function (el) {
+      var status = statuses[el.dataset.userId];
+      var online = !!(status && status.online) || parseInt(el.dataset.userId, 10) === myId;
+      el.querySelector(".presence-dot").classList.toggle("online", online);
+      el.querySelector(".presence-dot").title = status ? SC.presenceText(status) : "";
+      el.querySelector(".presence-label").textContent = online ? " (online)" : "";
+    });
+    if (presenceBox) {
+      var peer = Object.keys(statuses).filter(function (uid) { return parseInt(uid, 10) !== myId; })[0];
+      var text = peer ? SC.presenceText(statuses[peer]) : "";
+      if (presenceBox.textContent !== text) { presenceBox.textContent = text; }
+      presenceBox.classList.toggle("is-online", !!(peer && statuses[peer].online));
+    }
+  }
+  socket.on("presence", function (p) {
+    if (!p || typeof p.user_id !== "number" || !membersBox.querySelector('.member[data-user-id="' + p.user_id + '"]')) { return; }
+    statuses[p.user_id] = { online: !!p.online, last_seen: p.last_seen || null };
+    renderPresence();
+  });
+  // A process that dies sends no "offline": ask now and then (cheap: one Redis round trip).
+  setInterval(function () {
+    if (!socket.connected || !joined || document.hidden) { return; }
+    socket.emit("presence", { conversation_id: conversationId }, function (ack) {
+      if (ack && ack.ok) { takeStatuses(ack.presence); }
+    });
+  }, 30000);
+  // "Last seen" reads relative to today: keep it fresh.
+  setInterval(renderPresence, 60000);
+
+  // ---- editing and deleting my messages --------------------------------------------------------
+  var CHANGE_ERRORS = {
+    edit_window_closed: "Too late: messages can only be changed for a while after sending.",
+    not_found: "That message is gone.", empty: "A message cannot be blank; delete it instead.",
+    too_long: "That message is too long.", forbidden: "You cannot change that message.",
+    unavailable: "The server could not take the change; try again.", invalid: "That change could not be saved."
+  };
+  function changeRefused(ack) {
+    if (ack && ack.error === "rate_limited") {
+      setStatus("Slow down: try again in " + Math.ceil(ack.retry_after || 1) + " s.", "warning");
+    } else {
+      setStatus(CHANGE_ERRORS[ack && ack.error] || "That change could not be saved.", "danger");
+    }
+  }
+  function change(event, payload, done) {
+    socket.timeout(10000).emit(event, payload, function (err, ack) {
+      if (err) { setStatus("No answer from the server; try again.", "warning"); done(false); return; }
+      if (ack && ack.ok) { setStatus(""); updateMessage(ack.message); done(true); return; }
+      changeRefused(ack);
+      done(false);
+    });
+  }
+
+  function finishEdit(row) {
+    row.classList.remove("message-editing");
+    var id = row.dataset.id;
+    var editor = row.querySelector(".message-editor");
+    if (editor) { editor.remove(); }
+    row.querySelector(".message-text").classList.remove("d-none");
+    if (pendingUpdates[id]) { var m = pendingUpdates[id]; delete pendingUpdates[id]; updateMessage(m); }
+  }
+
+  function startEdit(id) {
+    var row = rows.get(id);
+    if (!row || row.classList.contains("message-editing")) { return; }
+    var textEl = row.querySelector(".message-text");
+    var original = textEl.textContent;
+    row.classList.add("message-editing");
+    var editor = document.createElement("div");
+    editor.className = "message-editor";
+    var box = document.createElement("textarea");
+    box.className = "form-control form-control-sm message-edit-input";
+    box.rows = 2;
+    box.maxLength = maxLength;
+    box.value = original;
+    box.setAttribute("aria-label", "Edit message");
+    var hint = document.createElement("div");
+    hint.className = "message-edit-hint";
+    hint.textContent = "Enter saves, Escape cancels";
+    editor.appendChild(box);
+    editor.appendChild(hint);
+    textEl.classList.add("d-none");
+    textEl.after(editor);
+    box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
+    var busy = false;
+    function cancel() { finishEdit(row); focusActions(id); }
+    box.addEventListener("keydown", function (e) {
+      if (e.key === "Escape") { e.preventDefault(); cancel(); return; }
+      if (e.key !== "Enter" || e.shiftKey || e.isComposing) { return; }
+      e.preventDefault();
+      var text = box.value;
+      if (busy) { return; }
+      if (text.trim() === original.trim()) { cancel(); return; }
+      if (!text.trim()) { setStatus(CHANGE_ERRORS.empty, "danger"); return; }
+      busy = true;
+      change("edit_message", { conversation_id: conversationId, message_id: id, message: text }, function (ok) {
+        busy = false;
+        if (ok) { finishEdit(row); input.focus(); } else { box.focus(); }
+      });
+    });
+  }
+  function focusActions(id) {
+    var row = rows.get(id);
+    var toggle = row && row.querySelector(".message-actions-toggle");
+    if (toggle) { toggle.focus(); } else { input.focus(); }
+  }
+
+  // Deleting asks once more, in place, so a slip of the menu costs nothing.
+  function confirmDelete(id) {
+    var row = rows.get(id);
+    if (!row || row.querySelector(".message-delete-confirm")) { return; }
+    var bar = document.createElement("div");
+    bar.className = "message-delete-confirm";
+    var question = document.createElement("span");
+    question.textContent = "Delete this message?";
+    var yes = document.createElement("button");
+    yes.type = "button";
+    yes.className = "btn btn-sm btn-danger message-delete-yes";
+    yes.textContent = "Delete";
+    var no = document.createElement("button");
+    no.type = "button";
+    no.className = "btn btn-sm btn-light message-delete-no";
+    no.textContent = "Keep";
+    bar.appendChild(question);
+    bar.appendChild(yes);
+    bar.appendChild(no);
+    row.querySelector(".message-bubble").appendChild(bar);
+    yes.focus();
+    no.addEventListener("click", function () { bar.remove(); focusActions(id); });
+    bar.addEventListener("keydown", function (e) {
+      if (e.key === "Escape") { e.preventDefault(); bar.remove(); focusActions(id); }
+    });
+    yes.addEventListener("click", function () {
+      yes.disabled = true;
+      change("delete_message", { conversation_id: conversationId, message_id: id }, function (ok) {
+        if (!ok) { bar.remove(); } else { input.focus(); }
+      });
+    });
+  }
+
+  // ---- group changes -----------------------------------------------------------------------
+  function renderMembers(participants) {
+    var url = membersBox.dataset.profileUrl;
+    var nodes = [];
+    participants.forEach(function (p, i) {
+      var span = document.createElement("span");
+      span.className = "member";
+      span.dataset.userId = String(p.id);
+      var dot = document.createElement("span");
+      dot.className = "presence-dot";
+      dot.setAttribute("aria-hidden", "true");
+      var a = document.createElement("a");
+      a.className = "text-muted";
+      a.href = url.replace("USERNAME", encodeURIComponent(p.username));
+      a.textContent = p.name;
+      var label = document.createElement("span");
+      label.className = "visually-hidden presence-label";
+      span.appendChild(dot);
+      span.appendChild(a);
+      span.appendChild(label);
+      if (i) { nodes.push(document.createTextNode(", ")); }
+      nodes.push(span);
+    });
+    membersBox.replaceChildren.apply(membersBox, nodes);
+    renderPresence();
+  }
+  socket.on("conversation_updated", function (state) {
+    if (!state || state.conversation_id !== conversationId || !Array.isArray(state.participants)) { return; }
+    var others = state.participants.filter(function (p) { return p.id !== myId; })
+      .map(function (p) { return p.name; });
+    var title = state.title || others.join(", ") || "Just you";
+    titleBox.textContent = title;
+    renderMembers(state.participants);
+    socket.emit("presence", { conversation_id: conversationId }, function (ack) {
+      if (ack && ack.ok) { takeStatuses(ack.presence); }
+    });
+  });
+  socket.on("conversation_left", function (data) {
+    if (!data || data.conversation_id !== conversationId) { return; }
+    SC.leaveNotice("You left “" + titleBox.textContent + "”.");
+    window.location.href = listUrl;
+  });
+
   input.focus();
 })();

@@ -1,5 +1,6 @@
-/* The conversation list (its own page and the chat page's left pane): local times, and live
- * previews, ordering and unread counts from the `conversation_activity` event. */
+/* The conversation list (its own page and the chat page's left pane): local times, unread counts
+ * from the server kept live by `conversation_activity` and `read`, peers' presence, group
+ * changes, browser notifications and the title-bar count. */
 (function () {
   "use strict";
 
@@ -37,14 +38,12 @@
   function idOf(el) { return parseInt(el.dataset.conversationId, 10); }
   function onScreen(conversationId) { return conversationId === openId && !document.hidden; }
 
-  function unreadOf(conversationId) {
-    if (onScreen(conversationId)) { return 0; }
-    var state = SC.readState(conversationId);
-    return state ? state.count : 0;
-  }
+  function countOf(el) { return parseInt(el.dataset.unread, 10) || 0; }
+  function setCount(el, n) { el.dataset.unread = String(Math.max(0, n)); }
+  function unreadOf(el) { return onScreen(idOf(el)) ? 0 : countOf(el); }
 
   function renderBadge(el) {
-    var n = unreadOf(idOf(el));
+    var n = unreadOf(el);
     var badge = el.querySelector(".unread-count");
     var label = el.querySelector(".unread-label");
     badge.textContent = n > 99 ? "99+" : String(n);
@@ -55,44 +54,25 @@
 
   function renderTitle() {
     var total = 0;
-    items().forEach(function (el) { total += unreadOf(idOf(el)); });
+    items().forEach(function (el) { total += unreadOf(el); });
     document.title = total ? "(" + (total > 99 ? "99+" : total) + ") " + baseTitle : baseTitle;
   }
 
-  function renderAll() {
-    items().forEach(renderBadge);
-    renderTitle();
+  // The peer's dot says online; its tooltip and the hidden label say "last seen" too.
+  function renderPresence(el) {
+    var label = el.querySelector(".presence-label");
+    var dot = el.querySelector(".presence-dot");
+    if (!label || !dot) { return; }
+    var status = { online: label.dataset.online === "true", last_seen: label.dataset.lastSeen || null };
+    var text = SC.presenceText(status);
+    dot.classList.toggle("online", status.online);
+    dot.title = text;
+    label.textContent = ", " + text.charAt(0).toLowerCase() + text.slice(1);
   }
 
-  // On load (and after a reconnect) the server's latest message may be newer than anything this
-  // browser counted: count the unread ones from the recent history.
-  function reconcile(el) {
-    var conversationId = idOf(el);
-    var lastId = el.dataset.lastId || null;
-    var state = SC.readState(conversationId);
-    if (!lastId || conversationId === openId) { return; }  // the chat page marks what it shows
-    if (parseInt(el.dataset.lastSender, 10) === me) { SC.markSeen(conversationId, lastId); return; }
-    if (state && (!SC.newer(lastId, state.upto) || !SC.newer(lastId, state.seen))) { return; }
-    fetch(el.dataset.historyUrl + "?limit=100", {
-      credentials: "same-origin", headers: { Accept: "application/json" }
-    })
-      .then(function (r) { return r.json(); })
-      .then(function (data) {
-        if (!data || !data.ok || !Array.isArray(data.messages)) { return; }
-        var current = SC.readState(conversationId) || { seen: null, upto: null, count: 0 };
-        var floor = current.seen;
-        data.messages.forEach(function (m) {
-          if (m.sender === me) { floor = SC.newest(floor, m.id); }  // I wrote after reading those
-        });
-        var count = 0;
-        var upto = SC.newest(current.upto, lastId);
-        data.messages.forEach(function (m) {
-          upto = SC.newest(upto, m.id);
-          if (m.sender !== me && SC.newer(m.id, floor)) { count += 1; }
-        });
-        SC.writeState(conversationId, { seen: floor, upto: upto, count: count });
-      })
-      .catch(function () { /* the badge stays as it was; the next event or reload corrects it */ });
+  function renderAll() {
+    items().forEach(function (el) { renderBadge(el); renderPresence(el); });
+    renderTitle();
   }
 
   function markActive() {
@@ -103,7 +83,7 @@
     });
   }
 
-  // Fetch the list again (a conversation we have not heard of, or events missed while away).
+  // Fetch the list again: the server's counts, previews and presence after missed events.
   var refreshing = null;
   function refreshList() {
     if (refreshing) { return refreshing; }
@@ -117,7 +97,6 @@
         }));
         formatTimes(list);
         markActive();
-        items().forEach(reconcile);
         renderAll();
       })
       .catch(function () { /* keep the list we have */ })
@@ -129,16 +108,15 @@
     if (!a || typeof a.conversation_id !== "number" || typeof a.id !== "string") { return; }
     var el = itemFor(a.conversation_id);
     if (!el) {
-      // A conversation new to this page: fetch the list, then apply the event to it (the
-      // server renders the list from SQL, which may not hold this message yet).
+      // A conversation new to this page: the server's list has it (and its count).
+      // The server's list may not hold this message yet (SQL is written just after): apply it.
       if (!afterRefresh) { refreshList().then(function () { onActivity(a, true); }); }
       return;
     }
-    if (!SC.newer(el.dataset.lastId, a.id)) { showActivity(el, a); }
-    if (a.sender === me || onScreen(a.conversation_id)) {
-      SC.markSeen(a.conversation_id, a.id);
-    } else {
-      SC.countUnread(a.conversation_id, a.id);
+    if (SC.newer(a.id, el.dataset.lastId)) {
+      showActivity(el, a);
+      if (a.sender !== me && !onScreen(a.conversation_id)) { setCount(el, countOf(el) + 1); }
+      notify(a);
     }
     renderBadge(el);
     renderTitle();
@@ -152,7 +130,7 @@
     var who = a.sender === me ? "You: " : (el.dataset.isGroup === "true" && a.sender_name ? a.sender_name + ": " : "");
     preview.textContent = who + (a.preview || "");
     var time = el.querySelector(".conversation-time");
-    var when = new Date(String(a.timestamp).replace(" ", "T") + "Z");
+    var when = SC.parseUtc(a.timestamp);
     if (time && !isNaN(when)) {
       time.setAttribute("datetime", when.toISOString());
       showTime(time, when);
@@ -160,12 +138,68 @@
     if (list.firstElementChild !== el) { list.insertBefore(el, list.firstElementChild); }
   }
 
-  document.addEventListener("simplechat:read-state", function (e) {
-    var el = itemFor(e.detail.conversationId);
-    if (el) { renderBadge(el); }
+  // I read a conversation (here or on another device): up to its newest message means none left.
+  function onRead(r) {
+    if (!r || r.user_id !== me || typeof r.message_id !== "string") { return; }
+    var el = itemFor(r.conversation_id);
+    if (!el) { return; }
+    if (SC.newer(el.dataset.lastId, r.message_id)) { refreshList(); return; }
+    setCount(el, 0);
+    renderBadge(el);
     renderTitle();
+  }
+
+  function onConversationUpdated(state) {
+    if (!state || typeof state.conversation_id !== "number") { return; }
+    var el = itemFor(state.conversation_id);
+    if (!el) { refreshList(); return; }
+    if (state.title) {
+      el.querySelector(".conversation-name").textContent = state.title;
+      if (state.conversation_id === openId) { baseTitle = state.title + " · Simple Chat"; renderTitle(); }
+    }
+  }
+
+  function onConversationLeft(data) {
+    var el = data && itemFor(data.conversation_id);
+    if (el) { el.remove(); renderTitle(); }
+  }
+
+  // ---- browser notifications ---------------------------------------------------------------
+  var canNotify = "Notification" in window;
+  var notifyButton = document.getElementById("enable-notifications");
+  function renderNotifyButton() {
+    if (notifyButton) {
+      notifyButton.classList.toggle("d-none", !canNotify || Notification.permission !== "default");
+    }
+  }
+  if (notifyButton) {
+    notifyButton.addEventListener("click", function () {
+      Notification.requestPermission().then(renderNotifyButton, renderNotifyButton);
+    });
+  }
+  renderNotifyButton();
+
+  function notify(a) {
+    if (!canNotify || Notification.permission !== "granted" || !document.hidden || a.sender === me) { return; }
+    var el = itemFor(a.conversation_id);
+    var title = el ? el.querySelector(".conversation-name").textContent : (a.sender_name || "Simple Chat");
+    var body = (el && el.dataset.isGroup === "true" && a.sender_name ? a.sender_name + ": " : "") + (a.preview || "");
+    try {
+      var n = new Notification(title, { body: body, tag: "conversation-" + a.conversation_id });
+      n.onclick = function () {
+        window.focus();
+        if (a.conversation_id !== openId) { window.location.href = el ? el.href : list.dataset.listUrl; }
+        n.close();
+      };
+    } catch (e) { /* some browsers allow notifications only from a service worker */ }
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden) { renderAll(); return; }
+    var el = openId && itemFor(openId);
+    if (el) { setCount(el, 0); }  // the chat page marks what is on screen as read
+    renderAll();
   });
-  document.addEventListener("visibilitychange", renderAll);
 
   var socket = SC.socket();
   var connectedBefore = false;
@@ -174,7 +208,15 @@
     connectedBefore = true;
   });
   socket.on("conversation_activity", function (a) { onActivity(a, false); });
+  socket.on("read", onRead);
+  socket.on("conversation_updated", onConversationUpdated);
+  socket.on("conversation_left", onConversationLeft);
+  // Peers' presence and counts drift while the page stays open: refresh now and then, unless
+  // someone is moving through the list with the keyboard.
+  setInterval(function () {
+    if (!document.hidden && !list.contains(document.activeElement)) { refreshList(); }
+  }, 60000);
 
-  items().forEach(reconcile);
+  if (openId) { var open = itemFor(openId); if (open) { setCount(open, 0); } }
   renderAll();
 })();

@@ -1,0 +1,88 @@
+/* Group settings on the chat page: rename, add people (Select2 over /api/users), leave. The
+ * page itself applies the resulting `conversation_updated` and `conversation_left` events. */
+(function () {
+  "use strict";
+  var modal = document.getElementById("group-modal");
+  var root = document.getElementById("chat");
+  if (!modal || !root || !window.SimpleChat) { return; }
+  var conversationId = parseInt(root.dataset.conversationId, 10);
+  var socket = window.SimpleChat.socket();
+  var status = document.getElementById("group-status");
+  var titleInput = document.getElementById("group-title-input");
+  var leaveButton = document.getElementById("leave-group");
+  var leaveCancel = document.getElementById("leave-cancel");
+  var leaveConfirm = document.getElementById("leave-confirm");
+  var $people = $("#add-people");
+
+  var REASONS = {
+    invalid: "That is not a valid name.", empty: "The name cannot be blank.",
+    too_long: "That name is too long.", not_found: "Someone picked is not available.",
+    too_many: "A group can have at most 50 people.", rate_limited: "Too fast; try again in a moment.",
+    forbidden: "You are not in this group any more.", unavailable: "The server could not do that; try again."
+  };
+
+  function say(text, kind) {
+    status.textContent = text || "";
+    status.className = "small mt-2" + (kind ? " text-" + kind : "");
+  }
+
+  function ask(event, payload, done) {
+    socket.timeout(10000).emit(event, payload, function (err, ack) {
+      if (err) { say("No answer from the server; try again.", "danger"); return; }
+      if (!ack || !ack.ok) { say(REASONS[ack && ack.error] || "That did not work.", "danger"); return; }
+      done(ack);
+    });
+  }
+
+  $people.select2({
+    theme: "bootstrap-5",
+    width: "100%",
+    dropdownParent: $(modal),
+    placeholder: "Search people by name or username",
+    minimumInputLength: 1,
+    ajax: {
+      url: $people.data("search-url"),
+      dataType: "json",
+      delay: 200,
+      data: function (params) { return { q: params.term || "" }; },
+      processResults: function (data) { return { results: data.results || [] }; }
+    }
+  });
+
+  document.getElementById("rename-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var title = titleInput.value.trim();
+    if (!title) { say(REASONS.empty, "danger"); return; }
+    ask("rename_conversation", { conversation_id: conversationId, title: title }, function () {
+      say("Renamed.", "success");
+    });
+  });
+
+  document.getElementById("add-people-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var ids = ($people.val() || []).map(function (v) { return parseInt(v, 10); });
+    if (!ids.length) { say("Pick someone to add first.", "warning"); return; }
+    ask("add_participants", { conversation_id: conversationId, user_ids: ids }, function () {
+      $people.val(null).trigger("change");
+      say(ids.length === 1 ? "Added 1 person." : "Added " + ids.length + " people.", "success");
+    });
+  });
+
+  // Leaving takes a second click, so a slip does not cost the group's history.
+  function confirming(on) {
+    leaveConfirm.classList.toggle("d-none", !on);
+    leaveCancel.classList.toggle("d-none", !on);
+    leaveButton.textContent = on ? "Leave" : "Leave group";
+    leaveButton.classList.toggle("btn-danger", on);
+    leaveButton.classList.toggle("btn-outline-danger", !on);
+  }
+  leaveButton.addEventListener("click", function () {
+    if (leaveConfirm.classList.contains("d-none")) { confirming(true); leaveCancel.focus(); return; }
+    ask("leave_conversation", { conversation_id: conversationId }, function () {
+      say("You left the group.", "success");  // the page follows `conversation_left`
+    });
+  });
+  leaveCancel.addEventListener("click", function () { confirming(false); leaveButton.focus(); });
+  modal.addEventListener("hidden.bs.modal", function () { confirming(false); say(""); });
+  modal.addEventListener("shown.bs.modal", function () { titleInput.focus(); });
+})();
