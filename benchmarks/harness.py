@@ -120,9 +120,10 @@ class Processes:
     def __init__(self) -> None:
         self.started: list[subprocess.Popen] = []
 
-    def start(self, argv: list[str], env: dict[str, str], log_path: str) -> subprocess.Popen:
+    def start(self, argv: list[str], env: dict[str, str], log_path: str,
+              cwd: str = ROOT) -> subprocess.Popen:
         log = open(log_path, "wb")  # noqa: SIM115 (kept open for the child's lifetime)
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.started.append(proc)
         return proc
@@ -143,10 +144,18 @@ class Processes:
 
 
 def gunicorn(procs: Processes, target: str, port: int, env: dict[str, str], log: str,
-             ) -> subprocess.Popen:
+             cwd: str = ROOT) -> subprocess.Popen:
     return procs.start([f"{BIN}/gunicorn", "-k", "eventlet", "-w", "1", "--worker-connections",
                         "10000", "--timeout", "120", "-b", f"127.0.0.1:{port}", target],
-                       env, log)
+                       env, log, cwd)
+
+
+def checkout(ref: str, into: str) -> str:
+    """The tree of a git commit, extracted into a directory (no change to the repository)."""
+    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=ROOT, check=True,
+                             capture_output=True, timeout=60).stdout
+    subprocess.run(["tar", "-x", "-C", into], input=archive, check=True, timeout=60)
+    return into
 
 
 def celery_worker(procs: Processes, env: dict[str, str], log: str, concurrency: int = 1,

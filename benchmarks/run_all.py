@@ -87,6 +87,8 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="scenarios to run")
     parser.add_argument("--img-dir", help="write a latency plot per scenario here")
     parser.add_argument("--out", help="write every report and the ratios as JSON")
+    parser.add_argument("--ref", help="also drive the full server as of this git commit "
+                                      "(a before/after comparison in the same run)")
     args = parser.parse_args()
     scenarios = QUICK if args.quick else SCENARIOS
     names = args.only or list(scenarios)
@@ -117,9 +119,19 @@ def main() -> int:
             harness.wait_http(full_url + "/auth/login", full)
             harness.wait_http(base_url + "/healthz", base)
             workers = {"full": harness.worker_pid(full), "baseline": harness.worker_pid(base)}
+            targets = [("baseline", base_url), ("full", full_url)]
+            if args.ref:
+                tree = harness.checkout(args.ref, tempfile.mkdtemp(prefix="simplechat-ref-"))
+                ref_port = harness.free_port(base_port + 1)
+                ref = harness.gunicorn(procs, "wsgi:app", ref_port, env,
+                                       os.path.join(workdir, "ref.log"), cwd=tree)
+                harness.wait_http(f"http://127.0.0.1:{ref_port}/auth/login", ref)
+                kind = f"full@{args.ref}"
+                workers[kind] = harness.worker_pid(ref)
+                targets.insert(1, (kind, f"http://127.0.0.1:{ref_port}"))
             for name in names:
                 entry: dict = {}
-                for kind, url in (("baseline", base_url), ("full", full_url)):
+                for kind, url in targets:
                     pid = workers[kind]
                     rss_before = harness.rss_kib(pid)
                     cpu_before = harness.cpu_seconds(pid)
@@ -141,11 +153,11 @@ def main() -> int:
                     report["server"]["rss_per_socket_kib"] = round(
                         (sampler.peak - rss_before) / connected, 1)
                     entry[kind] = report
-                if len(entry) < 2:
+                if len(entry) < len(targets):
                     continue
                 results["scenarios"][name] = entry
                 if args.img_dir:
-                    plot_reports([(k, entry[k]) for k in ("baseline", "full")],
+                    plot_reports(list(entry.items()),
                                  os.path.join(args.img_dir, f"loadtest-{name}.png"))
     finally:
         procs.stop_all()
@@ -159,28 +171,32 @@ def main() -> int:
 
 
 def print_summary(results: dict) -> None:
-    print(f"\n{'scenario':<10} {'figure':<24} {'baseline':>12} {'full':>12} {'full/base':>10}")
     for name, entry in results["scenarios"].items():
-        b, f = entry["baseline"], entry["full"]
+        kinds = list(entry)
+        print(f"\n{name:<10} {'figure':<22}" + "".join(f"{k:>16}" for k in kinds)
+              + "".join(f"{k + '/base':>18}" for k in kinds[1:]))
         rows = [
-            ("clients connected", b["clients_connected"], f["clients_connected"]),
-            ("messages sent", b["messages_sent"], f["messages_sent"]),
-            ("deliveries/s", b["deliveries_per_s"], f["deliveries_per_s"]),
-            ("deliveries missing", b["deliveries_missing"], f["deliveries_missing"]),
-            ("latency p50 ms", b["latency_ms"]["p50"], f["latency_ms"]["p50"]),
-            ("latency p95 ms", b["latency_ms"]["p95"], f["latency_ms"]["p95"]),
-            ("latency p99 ms", b["latency_ms"]["p99"], f["latency_ms"]["p99"]),
-            ("latency max ms", b["latency_ms"]["max"], f["latency_ms"]["max"]),
-            ("server CPU s", b["server"]["cpu_seconds"], f["server"]["cpu_seconds"]),
-            ("server RSS peak MiB", round(b["server"]["rss_peak_kib"] / 1024, 1),
-             round(f["server"]["rss_peak_kib"] / 1024, 1)),
-            ("RSS per socket KiB", b["server"]["rss_per_socket_kib"],
-             f["server"]["rss_per_socket_kib"]),
+            ("clients connected", lambda r: r["clients_connected"]),
+            ("messages sent", lambda r: r["messages_sent"]),
+            ("acks ok", lambda r: r["acks_ok"]),
+            ("deliveries/s", lambda r: r["deliveries_per_s"]),
+            ("deliveries missing", lambda r: r["deliveries_missing"]),
+            ("latency p50 ms", lambda r: r["latency_ms"]["p50"]),
+            ("latency p95 ms", lambda r: r["latency_ms"]["p95"]),
+            ("latency p99 ms", lambda r: r["latency_ms"]["p99"]),
+            ("latency max ms", lambda r: r["latency_ms"]["max"]),
+            ("server CPU s", lambda r: r["server"]["cpu_seconds"]),
+            ("server RSS peak MiB", lambda r: round(r["server"]["rss_peak_kib"] / 1024, 1)),
+            ("RSS per socket KiB", lambda r: r["server"]["rss_per_socket_kib"]),
         ]
-        for label, bv, fv in rows:
-            print(f"{name:<10} {label:<24} {bv!s:>12} {fv!s:>12} {ratio(fv, bv):>10}")
-        errs = {k: (entry[k]["errors"], entry[k]["refusals"]) for k in entry}
-        print(f"{name:<10} errors/refusals          {errs}")
+        for label, get in rows:
+            values = [get(entry[k]) for k in kinds]
+            print(f"{name:<10} {label:<22}" + "".join(f"{v!s:>16}" for v in values)
+                  + "".join(f"{ratio(v, values[0]):>18}" for v in values[1:]))
+        for kind in kinds:
+            if entry[kind]["errors"] or entry[kind]["refusals"]:
+                print(f"{name:<10} {kind}: errors {entry[kind]['errors']}, "
+                      f"refusals {entry[kind]['refusals']}")
     if results.get("failed"):
         print(f"failed runs: {results['failed']}")
     print(f"\n{results['load_before']} before, {results['load_after']} after")
