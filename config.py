@@ -59,6 +59,9 @@ class Config:
     # Failed logins allowed per account and per client IP ("0" or "off": no limit).
     LOGIN_RATE_LIMIT_ACCOUNT = os.environ.get("LOGIN_RATE_LIMIT_ACCOUNT", "5/5minute")
     LOGIN_RATE_LIMIT_IP = os.environ.get("LOGIN_RATE_LIMIT_IP", "20/5minute")
+    # Reverse proxies in front of the app that set X-Forwarded-For/-Proto: the client address
+    # (login limits, activity log) is then taken from that many hops back. 0: the TCP peer.
+    TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
     CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
     SOCKETIO_ASYNC_MODE = os.environ.get("SOCKETIO_ASYNC_MODE") or None
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

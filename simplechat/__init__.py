@@ -72,6 +72,12 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
         engineio_logger=False,
     )
 
+    if app.config.get("TRUSTED_PROXY_HOPS"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+
     from . import models  # noqa: F401  (registers the models with SQLAlchemy)
     from .auth import bp as auth_bp
     from .chat import api_bp
