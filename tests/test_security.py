@@ -344,3 +344,40 @@ def test_a_deactivated_users_socket_events_are_refused_and_change_nothing(
         assert ack == {"ok": False, "error": "unauthorized"}, event
     assert db.session.scalar(select(func.count(Message.id))) == 0
     assert services().cache.recent(conversation.id)[0] == []
+
+
+def test_forwarded_for_is_ignored_unless_a_proxy_is_trusted(database_uri, redis_url, app,
+                                                            make_user):
+    user = make_user()
+    targets = [make_user() for _ in range(4)]
+
+    # Directly exposed: a client cannot dodge the address limit by inventing the header.
+    http = app.test_client()
+    for i in range(20):
+        http.post("/auth/login", headers={"X-Forwarded-For": f"198.51.100.{i}"},
+                  environ_base={"REMOTE_ADDR": "10.0.0.1"},
+                  data={"username": targets[i % 4].username, "password": "wrong"})
+    response = http.post("/auth/login", headers={"X-Forwarded-For": "192.0.2.1"},
+                         environ_base={"REMOTE_ADDR": "10.0.0.1"},
+                         data={"username": user.username, "password": PASSWORD})
+    assert response.status_code == 429
+
+    # Behind one trusted proxy, the address is the client's, so one client's failures do not
+    # lock out everyone else behind the same proxy.
+    proxied = make_app(database_uri, redis_url, TRUSTED_PROXY_HOPS=1)
+    try:
+        http = proxied.test_client()
+        for i in range(20):
+            http.post("/auth/login", headers={"X-Forwarded-For": "198.51.100.1"},
+                      environ_base={"REMOTE_ADDR": "10.0.0.1"},
+                      data={"username": f"nobody{i % 4}", "password": "wrong"})
+        blocked = http.post("/auth/login", headers={"X-Forwarded-For": "198.51.100.1"},
+                            environ_base={"REMOTE_ADDR": "10.0.0.1"},
+                            data={"username": user.username, "password": PASSWORD})
+        assert blocked.status_code == 429
+        other = http.post("/auth/login", headers={"X-Forwarded-For": "198.51.100.2"},
+                          environ_base={"REMOTE_ADDR": "10.0.0.1"},
+                          data={"username": user.username, "password": PASSWORD})
+        assert other.status_code == 302
+    finally:
+        _drop_redis_keys(proxied)
