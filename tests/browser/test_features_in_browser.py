@@ -95,6 +95,7 @@ def test_typing_edits_deletes_read_state_search_and_groups_between_two_people(st
     editor = first.locator("textarea.message-edit-input")
     expect(editor).to_be_focused()
     editor.fill("The analytical engine weaves algebraic patterns")
+    ada.screenshot("chat-editing")
     editor.press("Enter")
     edited = theirs.locator(f'#messages .message[data-id="{first_id}"]')
     expect(edited.locator(".message-text")).to_have_text(
