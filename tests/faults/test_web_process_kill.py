@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+import socketio
 from e2e.harness import BIN, wait_until
 
 from .conftest import Stream, assert_stored_exactly_once, report, send_stream
@@ -82,6 +83,21 @@ def test_clients_of_a_killed_web_process_catch_up_on_another_with_no_gap_or_dupl
     with pytest.raises(Exception):  # noqa: B017  (refused at connect: a connection error)
         carol.socket(web_b)
     wait_until(lambda: new.connected and sender.connected, 5)
+
+    # On the production stack (gunicorn-eventlet) too: an oversized packet drops only the
+    # socket that sent it, and another site's page cannot open a socket with ada's cookie.
+    greedy = ada.socket(web_b)
+    greedy.sio.emit("send_message", {"conversation_id": conversation_id,
+                                     "message": "x" * 70_000}, namespace="/chat")
+    assert greedy.wait_for(lambda s: not s.connected, 15), "oversized packet was accepted"
+    assert sender.send(conversation_id, "after the big one")["ok"] is True
+    assert new.wait_for(lambda s: any(m["message"] == "after the big one"
+                                      for m in s.messages(conversation_id)), 10)
+    hijack = socketio.Client(reconnection=False,
+                             websocket_extra_options={"origin": "http://evil.example"})
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        hijack.connect(web_b.url, headers={"Cookie": ada.cookie_header}, namespaces=["/chat"],
+                       transports=["websocket"], wait_timeout=10)
 
     report("web-kill", faults="SIGKILL web process x1", sent=TOTAL, acked=len(stream.acked),
            seen_before_kill=len(seen_before), caught_up=len(catch_up),
