@@ -59,17 +59,18 @@ class Sampler(threading.Thread):
                 return
 
 
-def run_loadtest(url: str, baseline: bool, scenario: tuple, prefix: str, workdir: str,
+def run_loadtest(url: str, kind: str, scenario: tuple, prefix: str, workdir: str,
                  name: str) -> dict:
+    baseline = kind == "baseline"
     users, conversations, rate, duration, inflight, processes = scenario
-    out = os.path.join(workdir, f"{name}-{'baseline' if baseline else 'full'}.json")
+    out = os.path.join(workdir, f"{name}-{kind.replace('@', '-')}.json")
     argv = [sys.executable, "-m", "simplechat.loadtest", "--url", url, "--users", str(users),
             "--conversations", str(conversations), "--rate", str(rate), "--duration",
             str(duration), "--inflight", str(inflight), "--processes", str(processes),
             "--prefix", prefix, "--json", out, "--drain", "15"]
     if baseline:
         argv.append("--baseline")
-    print(f"\n== {name} against the {'baseline' if baseline else 'full server'}", flush=True)
+    print(f"\n== {name} against {kind}", flush=True)
     subprocess.run(argv, cwd=harness.ROOT, check=True, timeout=duration + 240)
     with open(out) as f:
         return json.load(f)
@@ -89,6 +90,8 @@ def main() -> int:
     parser.add_argument("--out", help="write every report and the ratios as JSON")
     parser.add_argument("--ref", help="also drive the full server as of this git commit "
                                       "(a before/after comparison in the same run)")
+    parser.add_argument("--ref-last", action="store_true",
+                        help="drive the --ref server after the current one (default: before)")
     args = parser.parse_args()
     scenarios = QUICK if args.quick else SCENARIOS
     names = args.only or list(scenarios)
@@ -128,7 +131,8 @@ def main() -> int:
                 harness.wait_http(f"http://127.0.0.1:{ref_port}/auth/login", ref)
                 kind = f"full@{args.ref}"
                 workers[kind] = harness.worker_pid(ref)
-                targets.insert(1, (kind, f"http://127.0.0.1:{ref_port}"))
+                targets.insert(len(targets) if args.ref_last else 1,
+                               (kind, f"http://127.0.0.1:{ref_port}"))
             for name in names:
                 entry: dict = {}
                 for kind, url in targets:
@@ -138,7 +142,7 @@ def main() -> int:
                     sampler = Sampler(pid)
                     sampler.start()
                     try:
-                        report = run_loadtest(url, kind == "baseline", scenarios[name],
+                        report = run_loadtest(url, kind, scenarios[name],
                                               user_prefix, workdir, name)
                     except subprocess.SubprocessError as exc:
                         print(f"!! {name} against {kind} failed: {exc}", flush=True)

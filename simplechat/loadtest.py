@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing as mp
 import os
 import re
@@ -298,7 +299,7 @@ def _worker_main(plan: WorkerPlan, progress, ready, go, results) -> None:
 def percentile(ordered: list[float], p: float) -> float | None:
     if not ordered:
         return None
-    rank = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1))  # nearest rank
     return ordered[rank]
 
 
@@ -328,12 +329,13 @@ def summarise(config: dict, results: list[WorkerResult]) -> dict:
     buckets: dict[int, list[float]] = {}
     for t, x in zip(send_times, latencies, strict=True):
         buckets.setdefault(int(t), []).append(x)
-    for second in sorted(buckets):
-        values = sorted(buckets[second])
-        series.append({"t": second, "deliveries": len(values),
+    arrived = Counter(int(t + x / 1000) for t, x in zip(send_times, latencies, strict=True))
+    for second in range(max([*buckets, *arrived], default=-1) + 1):
+        values = sorted(buckets.get(second, []))
+        series.append({"t": second, "sent_then": len(values), "deliveries": arrived[second],
                        "p50_ms": _rounded(percentile(values, 50)),
                        "p99_ms": _rounded(percentile(values, 99)),
-                       "max_ms": _rounded(values[-1])})
+                       "max_ms": _rounded(values[-1] if values else None)})
     sent = sum(r.sent for r in results)
     return {
         "config": config,
@@ -385,7 +387,8 @@ def format_report(report: dict) -> str:
 
 
 def plot_reports(labelled: list[tuple[str, dict]], path: str) -> None:
-    """Latency (p50, p99 per second of send time) and deliveries/s over time, one line per run."""
+    """Latency (p50, p99 of the messages sent in each second) and deliveries arriving per
+    second, one line per run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -399,6 +402,7 @@ def plot_reports(labelled: list[tuple[str, dict]], path: str) -> None:
         top.plot(t, [s["p50_ms"] for s in series], linestyle="--", color=line.get_color(),
                  label=f"{label} p50")
         bottom.plot(t, [s["deliveries"] for s in series], color=line.get_color(), label=label)
+    bottom.set_title("deliveries arriving per second", fontsize=9)
     top.set_ylabel("send→deliver ms")
     top.set_yscale("log")
     top.legend(fontsize=8)
