@@ -113,9 +113,10 @@ def send_message(sender: User, conversation_id: object, text: object,
 def end_transaction() -> None:
     """Give the database connection back to the pool before the Redis and broker round trips.
 
-    One eventlet worker runs many sends at once; each otherwise kept one of the pool's few
-    connections until its event ended, and under load the pool ran dry (sends waited 30 s for
-    a connection, then failed). The caller's objects keep what they had loaded."""
+    One eventlet worker runs many events at once; a send otherwise kept one of the pool's few
+    connections until its event ended. A benchmark with 1,000 clients ran the pool dry (events
+    waited 30 s for a connection, then failed; docs/PERFORMANCE.md). The caller's objects keep
+    what they had loaded."""
     session = db.session()
     expire, session.expire_on_commit = session.expire_on_commit, False
     try:
