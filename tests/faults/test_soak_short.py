@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from e2e.harness import ROOT
@@ -22,8 +23,12 @@ def _soak_module():
 
 def test_short_soak_has_no_errors_no_loss_and_no_duplicates(tmp_path):
     soak = _soak_module()
-    figures = soak.run(clients=30, webs=2, duration=20, interval=4, group=10,
-                       ports=range(18600, 18700), progress=False, log_dir=tmp_path)
+    # In a thread of its own: the soak runs its own asyncio loop, and browser tests earlier in
+    # the same session leave one installed on the main thread.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        figures = pool.submit(soak.run, clients=30, webs=2, duration=20, interval=4, group=10,
+                              ports=range(18600, 18700), progress=False,
+                              log_dir=tmp_path).result()
     print(f"\n[soak-short] {figures}")
     assert figures["connected"] == 30
     assert figures["acknowledged"] >= 30 * 4  # about one send per client every 4 s
