@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery, Task
+from celery.signals import worker_ready
 from flask import Flask
 
 
@@ -42,7 +43,14 @@ def celery_init_app(app: Flask) -> Celery:
     )
     celery.set_default()
     app.extensions["celery"] = celery
+    worker_ready.connect(_flush_left_writes, dispatch_uid="simplechat.flush_left_writes")
     return celery
+
+
+def _flush_left_writes(sender=None, **_) -> None:
+    """A starting worker drains what a crashed one left in the write buffer, without waiting
+    for the next send to queue a flush; it takes over a dead flusher's lease."""
+    sender.app.send_task("simplechat.flush_writes", kwargs={"take_over": True})
 
 
 def _transport_options(visibility_timeout: int) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import or_, update
+from sqlalchemy import insert, or_, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -28,13 +28,19 @@ def _insert_ignoring_duplicates(rows: list[dict]):
 
 
 def store_messages(payloads: list[dict]) -> int:
-    """Insert the messages that are not stored yet, in one statement; returns how many were new.
+    """Insert the messages that are not stored yet; returns how many were new."""
+    return len(store_new_messages(payloads))
+
+
+def store_new_messages(payloads: list[dict]) -> list[str]:
+    """Insert the messages that are not stored yet, in one statement; returns the new ids.
 
     A message whose id is already stored is left as it is, so a retried write never duplicates
-    a row. Also moves each conversation's last activity forward and logs "message_sent".
+    a row. Also moves each conversation's last activity forward and logs "message_sent" for
+    each new row, in the same transaction.
     """
     if not payloads:
-        return 0
+        return []
     rows = {}
     for p in payloads:
         rows[p["id"]] = {
@@ -49,7 +55,14 @@ def store_messages(payloads: list[dict]) -> int:
     )
     new_rows = [row for key, row in rows.items() if key not in existing]
     if new_rows:
-        db.session.execute(_insert_ignoring_duplicates(new_rows))
+        stmt = _insert_ignoring_duplicates(new_rows)
+        if db.session.get_bind().dialect.name in ("postgresql", "sqlite"):
+            # Only the rows this statement inserted: a concurrent writer's are not counted twice.
+            inserted = set(db.session.scalars(stmt.returning(Message.__table__.c.id)))
+            new_rows = [row for row in new_rows if row["id"] in inserted]
+        else:
+            db.session.execute(stmt)
+    if new_rows:
         latest: dict[int, object] = {}
         for row in new_rows:
             cid = row["conversation_id"]
@@ -62,16 +75,14 @@ def store_messages(payloads: list[dict]) -> int:
                            Conversation.last_message_at < when))
                 .values(last_message_at=when)
             )
-        db.session.add_all(
-            GenericActivityLog(
-                user_id=row["sender_id"],
-                action="message_sent",
-                detail={"conversation_id": row["conversation_id"], "message_id": row["id"]},
-            )
+        # One multi-row INSERT rather than one ORM object per message.
+        db.session.execute(insert(GenericActivityLog.__table__), [
+            {"user_id": row["sender_id"], "action": "message_sent", "ip": None,
+             "detail": {"conversation_id": row["conversation_id"], "message_id": row["id"]}}
             for row in new_rows
-        )
+        ])
     db.session.commit()
-    return len(new_rows)
+    return [row["id"] for row in new_rows]
 
 
 def apply_message_change(payload: dict, changed_at: datetime) -> bool:

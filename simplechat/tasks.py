@@ -9,10 +9,11 @@ from celery import shared_task
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from .chat.ids import message_id_time
+from .chat.write_buffer import write_buffer
 from .extensions import db
 from .metrics import message_write_failed, message_written
 from .models import GenericActivityLog, GenericErrorLog
-from .storage import apply_message_change, store_messages
+from .storage import apply_message_change, store_new_messages
 
 log = logging.getLogger(__name__)
 
@@ -21,27 +22,74 @@ _RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "retry_backo
           "retry_jitter": True, "max_retries": 60}
 
 
+@shared_task(name="simplechat.flush_writes", **_RETRY)
+def flush_writes(take_over: bool = False) -> int:
+    """Store what waits in the write buffer, a batch at a time; returns the rows stored.
+
+    A database error leaves the batch in the buffer's processing list and retries this task
+    with backoff. A run stops after a bounded number of batches and queues the next one.
+    """
+    flushed = write_buffer().flush(store_batch, take_over=take_over)
+    if flushed.more:
+        flush_writes.apply_async()
+    elif flushed.recheck_in is not None:
+        # Another flusher holds the lease over a batch: should it have died, this run stores it.
+        flush_writes.apply_async(countdown=flushed.recheck_in)
+    return flushed.stored
+
+
 @shared_task(name="simplechat.store_message", **_RETRY)
 def store_message(payload: dict) -> int:
-    """Write one message to SQL (idempotent on its id)."""
+    """Write one message to SQL (idempotent on its id).
+
+    The write path before the write buffer; kept for tasks queued by an older version."""
+    return store_batch([payload])
+
+
+def store_batch(payloads: list[dict]) -> int:
+    """Store messages (idempotent on their ids); returns how many rows were new.
+
+    A batch the database refuses (a conversation or sender gone) is stored message by message,
+    and each refused message is recorded and dropped: retrying cannot help it."""
     try:
-        written = store_messages([payload])
+        written = _store(payloads)
     except IntegrityError:
-        # The conversation or sender is gone: retrying cannot help; record it and drop the write.
         db.session.rollback()
-        message_write_failed("refused")
-        log.exception("message %s could not be stored", payload.get("id"))
-        _write_error("tasks.store_message", "IntegrityError",
-                     f"message {payload.get('id')} refused by the database", None,
-                     payload.get("sender"))
-        return 0
+        if len(payloads) == 1:
+            _refused(payloads[0])
+            return 0
+        return sum(store_batch([payload]) for payload in payloads)
+    except (KeyError, TypeError, ValueError):
+        db.session.rollback()
+        if len(payloads) == 1:
+            _refused(payloads[0], "malformed")
+            return 0
+        return sum(store_batch([payload]) for payload in payloads)
+    return written
+
+
+def _store(payloads: list[dict]) -> int:
+    try:
+        new_ids = store_new_messages(payloads)
+    except IntegrityError:
+        raise
     except DBAPIError:
         db.session.rollback()
         message_write_failed("database")
         raise
-    if written:
-        message_written(message_id_time(payload["id"]))
-    return written
+    for message_id in new_ids:
+        message_written(message_id_time(message_id))
+    return len(new_ids)
+
+
+def _refused(payload: object, why: str = "refused by the database") -> None:
+    message_write_failed("refused")
+    message_id = payload.get("id") if isinstance(payload, dict) else None
+    sender = payload.get("sender") if isinstance(payload, dict) else None
+    log.exception("message %s could not be stored", message_id)
+    _write_error("tasks.store_message", "IntegrityError" if why.startswith("refused")
+                 else "InvalidPayload", f"message {message_id} {why}", None,
+                 sender if isinstance(sender, int) else None)
 
 
 @shared_task(name="simplechat.store_message_change", **_RETRY)

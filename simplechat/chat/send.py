@@ -141,12 +141,24 @@ def activity_notice(payload: dict) -> dict:
 
 
 def _queue_write(payload: dict, dedupe_key: str | None) -> None:
-    from ..tasks import store_message
+    """Put the message in the write buffer and make sure a flush is queued; raises Unavailable
+    (with the message taken back from the cache) when neither Redis nor the broker can take it."""
+    from ..tasks import flush_writes
+    from .write_buffer import write_buffer
 
+    buffer = write_buffer()
     try:
-        store_message.apply_async(args=[payload])
+        # Eager Celery (the embedded default, tests) stores it before the ack, as before.
+        eager = current_app.extensions["celery"].conf.task_always_eager
+        if buffer.append(payload) or eager:
+            flush_writes.apply_async()
     except Exception as exc:
         log.warning("could not queue message %s", payload["id"], exc_info=True)
+        try:
+            if not buffer.take_back(payload):
+                return  # a flush already holds it: it will be stored
+        except Exception:
+            log.warning("could not take message %s back from the write buffer", payload["id"])
         try:
             services().cache.remove(payload["conversation_id"], payload["id"], dedupe_key)
         except Exception:
