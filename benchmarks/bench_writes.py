@@ -1,11 +1,16 @@
-"""Messages/s written to PostgreSQL by one Celery worker (-c 1): one task, one insert (the
-production shape) against the batching write buffer of write_buffer.py, in the same run.
+"""Messages/s written to PostgreSQL by one Celery worker (-c 1), in one run:
 
-Each design gets a backlog of N queued messages while the worker is stopped; then the worker
-starts and the clock runs from the first stored row until every row is stored and the queue is
-empty (the batching design's no-op flush tasks count too).
+- one task, one insert: ``simplechat.store_message``, the write path before the write buffer
+  (still registered for tasks queued by an older version);
+- write buffer, one ``flush_writes`` task queued per message (what coalescing avoids);
+- the production path: ``_queue_write`` of the send path, which buffers the payload and queues
+  a flush only when none is pending.
 
-    .venv/bin/python benchmarks/bench_writes.py [--single 3000] [--batched 30000]
+Each design gets a backlog of N messages while the worker is stopped; then the worker starts
+(celery_worker.celery, the production worker) and the clock runs from the first stored row until
+every row is stored, the buffer is empty and the queue is empty (no-op flush tasks count too).
+
+    .venv/bin/python benchmarks/bench_writes.py [--single 1000] [--batched 5000] [--per-message N]
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import harness  # noqa: E402
 
 
-def wait_stored(db, text, target: int, queue_len, timeout: float) -> tuple[float, float]:
+def wait_stored(db, text, target: int, backlog, timeout: float) -> tuple[float, float]:
     """Seconds from the first new row to ``target`` rows, and to an empty queue."""
     deadline = time.monotonic() + timeout
     first = stored_at = None
@@ -34,7 +39,7 @@ def wait_stored(db, text, target: int, queue_len, timeout: float) -> tuple[float
             first = now
         if stored_at is None and count >= target:
             stored_at = now
-        if stored_at is not None and queue_len() == 0:
+        if stored_at is not None and backlog() == 0:
             return stored_at - first, now - first
         time.sleep(0.05)
     raise RuntimeError(f"timed out with {count} of {target} rows stored")
@@ -42,8 +47,12 @@ def wait_stored(db, text, target: int, queue_len, timeout: float) -> tuple[float
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--single", type=int, default=3000, help="messages, one task each")
-    parser.add_argument("--batched", type=int, default=30000, help="messages, batched")
+    parser.add_argument("--single", type=int, default=1000, help="messages, one task each")
+    parser.add_argument("--batched", type=int, default=5000,
+                        help="messages through the production write path")
+    parser.add_argument("--per-message", type=int, default=None,
+                        help="messages through the buffer with one flush task each "
+                             "(default: as --single; 0 skips it)")
     parser.add_argument("--timeout", type=float, default=180)
     args = parser.parse_args()
     prefix = harness.unique_prefix("writes")
@@ -56,12 +65,16 @@ def main() -> int:
             os.environ.update(env)
             from sqlalchemy import text
 
-            from benchmarks import write_buffer
+            from simplechat import create_app
             from simplechat.chat.ids import new_message_id
+            from simplechat.chat.send import _queue_write
+            from simplechat.chat.write_buffer import write_buffer
             from simplechat.extensions import db
             from simplechat.services import services
+            from simplechat.tasks import flush_writes, store_message
 
-            app = write_buffer.app
+            app = create_app()
+            per_message = args.single if args.per_message is None else args.per_message
             results = {}
             with app.app_context():
                 users = [db.session.execute(text(
@@ -80,25 +93,36 @@ def main() -> int:
                             "sender": users[n % 2], "message": f"bench write {n}",
                             "timestamp": "", "sender_name": "w", "client_id": None}
 
+                buffer = write_buffer()
+
+                def flush_per_message(p: dict) -> None:
+                    buffer.append(p)
+                    flush_writes.apply_async()
+
+                def backlog() -> int:
+                    return redis.llen(queue) + buffer.pending()
+
                 stored = 0
-                for label, count, send in (
+                designs = [
                     ("one task, one insert", args.single,
-                     lambda p: write_buffer.store_one.apply_async(args=[p])),
-                    ("batched, task/message", args.batched, write_buffer.buffer_write),
-                    ("batched, coalesced", args.batched, write_buffer.buffer_write_coalesced),
-                ):
+                     lambda p: store_message.apply_async(args=[p])),
+                    ("buffer, task/message", per_message, flush_per_message),
+                    ("production (coalesced)", args.batched, lambda p: _queue_write(p, None)),
+                ]
+                for label, count, send in designs:
+                    if not count:
+                        continue
                     began = time.monotonic()
                     for n in range(count):
                         send(payload(n))
                     enqueue_s = time.monotonic() - began
                     worker = procs.start(
-                        [f"{harness.BIN}/celery", "-A", "benchmarks.write_buffer.celery",
+                        [f"{harness.BIN}/celery", "-A", "celery_worker.celery",
                          "worker", "--loglevel=warning", "-c", "1", "-Q", queue, "--without-gossip",
                          "--without-mingle", "--without-heartbeat"], env,
                         os.path.join(workdir, f"worker-{len(results)}.log"))
                     stored += count
-                    rows_s, drained_s = wait_stored(db, text, stored,
-                                                    lambda: redis.llen(queue), args.timeout)
+                    rows_s, drained_s = wait_stored(db, text, stored, backlog, args.timeout)
                     procs.stop_all()
                     worker.wait()
                     results[label] = count / drained_s
@@ -110,9 +134,10 @@ def main() -> int:
                 distinct = db.session.execute(text(
                     "SELECT count(DISTINCT id) FROM messages")).scalar_one()
                 print(f"rows {total}, distinct ids {distinct}, expected {stored}")
+                baseline = results.get("one task, one insert")
                 for label, rate in results.items():
-                    ratio = rate / results["one task, one insert"]
-                    print(f"{label:<22} {rate:8.0f} msg/s  {ratio:5.1f}x one-task-one-insert")
+                    ratio = f"{rate / baseline:6.1f}x one-task-one-insert" if baseline else ""
+                    print(f"{label:<22} {rate:8.0f} msg/s  {ratio}")
                 db.session.remove()
                 db.engine.dispose()
     finally:
