@@ -132,13 +132,13 @@ class RedisWriteBuffer:
         """
         redis = self._redis
         token = uuid.uuid4().hex
-        # Cleared before draining: a payload appended after our last take queues the next flush.
-        redis.delete(self.flag_key)
         if not redis.set(self.lease_key, token, nx=not take_over, px=LEASE_MS):
-            if redis.exists(self.processing_key):
+            # The holder looks at the buffer again before it leaves; should it have died
+            # instead, its lease runs out and the payloads waiting are this flush's to store.
+            if self.pending():
                 left = redis.pttl(self.lease_key)
                 return Flushed(recheck_in=max(left, 0) / 1000 + 0.5)
-            return Flushed()  # the lease holder checks the buffer again before it leaves
+            return Flushed()
         stored = 0
         try:
             for _ in range(max_batches):
@@ -152,6 +152,8 @@ class RedisWriteBuffer:
                     return Flushed(stored)  # taken over: the new owner carries on
         finally:
             self._release(keys=[self.lease_key], args=[token])
+        # From here on an append queues the next flush itself; one that came before is counted.
+        redis.delete(self.flag_key)
         return Flushed(stored, more=bool(redis.llen(self.buffer_key)))
 
 
