@@ -74,9 +74,13 @@ _handed_out: set[int] = set()
 _port_lock = threading.Lock()
 
 
-def free_port() -> int:
-    """A port in 18200-18399 that nothing listens on and this process has not handed out."""
-    candidates = list(PORTS)
+def free_port(ports: range = PORTS) -> int:
+    """A port in ``ports`` that nothing listens on and this process has not handed out.
+
+    Each suite that starts servers keeps to a range of its own (end-to-end 18200-18399,
+    browser 18400-18499, faults 18600-18799, metrics 18100-18199) so that suites run at the same
+    time never race for a port."""
+    candidates = list(ports)
     random.shuffle(candidates)
     with _port_lock:
         for port in candidates:
@@ -89,7 +93,7 @@ def free_port() -> int:
                     continue
             _handed_out.add(port)
             return port
-    raise RuntimeError("no free port in 18200-18399")
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 # --------------------------------------------------------------------------- databases
@@ -326,17 +330,21 @@ def _ready(url: str) -> bool:
 
 class Stack:
     """One deployment under test: its database, a Redis key prefix and Celery queue of its own,
-    and the web and worker processes started on them. ``close()`` stops everything."""
+    and the web and worker processes started on them. ``close()`` stops everything.
+
+    ``ports`` is the suite's own port range for web processes; ``label`` names the suite in the
+    key prefix and queue."""
 
     def __init__(self, database: TestDatabase, log_dir: Path, redis_url: str = E2E_REDIS_URL,
-                 **env: str):
+                 ports: range = PORTS, label: str = "e2e", **env: str):
         self.database = database
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.redis_url = redis_url
+        self.ports = ports
         tag = uuid.uuid4().hex[:10]
-        self.prefix = f"simplechat-e2e:{tag}:"
-        self.queue = f"simplechat-e2e-{tag}"
+        self.prefix = f"simplechat-{label}:{tag}:"
+        self.queue = f"simplechat-{label}-{tag}"
         self.secret = "e2e-" + uuid.uuid4().hex
         self.env = {
             "DATABASE_URL": database.url,
@@ -359,13 +367,18 @@ class Stack:
         return base_env({**self.env, **(extra or {})})
 
     def start_web(self, workers: int = 1, worker_class: str = "eventlet",
-                  env: dict[str, str] | None = None, timeout: float = 40.0) -> WebProcess:
-        """``gunicorn -c gunicorn.conf.py -k <class> -w N -b 127.0.0.1:PORT wsgi:app``, ready."""
+                  env: dict[str, str] | None = None, timeout: float = 40.0,
+                  port: int | None = None) -> WebProcess:
+        """``gunicorn -c gunicorn.conf.py -k <class> -w N -b 127.0.0.1:PORT wsgi:app``, ready.
+
+        PORT is a free one of ``self.ports`` unless ``port`` is given (to start a process again
+        where its clients expect it)."""
         extra = dict(env or {})
         if worker_class == "gevent":
             extra.setdefault("SOCKETIO_ASYNC_MODE", "gevent")
-        for _attempt in range(3):
-            port = free_port()
+        fixed = port
+        for _attempt in range(1 if fixed else 3):
+            port = fixed or free_port(self.ports)
             name = f"web{next(self._names)}-{port}"
             args = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
                     "-k", worker_class, "-w", str(workers), "-b", f"127.0.0.1:{port}",
@@ -404,11 +417,15 @@ class Stack:
         return worker
 
     def close(self) -> None:
+        self.stop_processes()
+        self._drop_redis_keys()
+
+    def stop_processes(self) -> None:
+        """Close the users' sockets and stop every process, newest first; Redis is left as is."""
         for user in self.users:
             user.close_sockets()
         for process in reversed(self.processes):
             process.stop()
-        self._drop_redis_keys()
 
     def flush_cache(self) -> int:
         """Drop this stack's own Redis keys (recent lists, limiter state), as a Redis flush or
