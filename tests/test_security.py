@@ -4,7 +4,6 @@ and deactivated users losing their open sockets."""
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 
@@ -12,6 +11,7 @@ import pytest
 import requests
 import socketio as socketio_client
 from conftest import PASSWORD, _drop_redis_keys, make_app
+from e2e.harness import free_port
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
@@ -28,21 +28,13 @@ EVIL = "http://evil.example"
 
 # --- a real server in this process, for what only a real HTTP and websocket stack checks ---
 
-def _free_port(first: int = 18600, last: int = 18649) -> int:
-    for port in range(first, last + 1):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18600-18649")
+PORTS = range(18600, 18650)
 
 
 @contextlib.contextmanager
 def serving(app):
     """Serve ``app`` (threading Socket.IO mode) on a real port; yields its base URL."""
-    server = make_server("127.0.0.1", _free_port(), app, threaded=True)
+    server = make_server("127.0.0.1", free_port(PORTS), app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
