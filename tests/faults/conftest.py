@@ -1,11 +1,11 @@
-"""Fault tests: the end-to-end harness (tests/e2e/harness.py) on ports 18600-18699, plus helpers
-to send a numbered stream of messages and to check that every acknowledged one is stored once."""
+"""Fault tests: the end-to-end harness (tests/e2e/harness.py) on ports 18600-18699, redis-servers
+of their own on 18780-18799, plus helpers to send a numbered stream of messages and
+to check that every acknowledged one is stored once."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -13,18 +13,14 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
-from e2e import harness
 from e2e.conftest import _failed, pytest_runtest_makereport  # noqa: F401  (reused hook)
-from e2e.harness import ChatSocket, Stack, TestDatabase, wait_until
+from e2e.harness import ChatSocket, Process, Stack, TestDatabase, free_port, wait_until
 
 # Redelivery of a dead worker's unacknowledged tasks after 3 s instead of 5 minutes, and no
 # send limit, so a stream is steady.
 FAULT_ENV = {"CELERY_VISIBILITY_TIMEOUT": "3", "CHAT_RATE_LIMIT": "off"}
-
-
-@pytest.fixture(autouse=True)
-def fault_ports(monkeypatch):
-    monkeypatch.setattr(harness, "PORTS", range(18600, 18700))
+WEB_PORTS = range(18600, 18700)
+REDIS_PORTS = range(18780, 18800)
 
 
 class OwnRedis:
@@ -71,22 +67,11 @@ class OwnRedis:
         return redis_lib.Redis.from_url(self.url)
 
 
-def _free_redis_port() -> int:
-    for port in range(18780, 18800):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18780-18799 for a redis-server")
-
-
 @pytest.fixture
 def own_redis(tmp_path):
     if not shutil.which("redis-server"):
         pytest.skip("redis-server not installed")
-    server = OwnRedis(_free_redis_port(), tmp_path)
+    server = OwnRedis(free_port(REDIS_PORTS), tmp_path)
     server.start()
     yield server
     server.crash()
@@ -97,19 +82,28 @@ def fault_stack(request, own_redis, tmp_path):
     """A deployment (see tests/e2e/harness.py) on a fresh PostgreSQL database and a
     redis-server of its own, with FAULT_ENV; nothing started yet."""
     database = TestDatabase.create_migrated("postgresql", log_dir=tmp_path)
-    stack = Stack(database, tmp_path, redis_url=own_redis.url, **FAULT_ENV)
+    stack = Stack(database, tmp_path, redis_url=own_redis.url, ports=WEB_PORTS, **FAULT_ENV)
     yield stack
     try:
         if _failed(request):
             print(f"\n===== process logs ({tmp_path}) =====\n{stack.logs()}")
     finally:
         try:
-            for user in stack.users:
-                user.close_sockets()
-            for process in reversed(stack.processes):
-                process.stop()
+            stack.stop_processes()  # the redis-server, perhaps crashed, goes with its keys
         finally:
             database.drop()
+
+
+def start_sender(stack: Stack) -> tuple[Process, int, ChatSocket]:
+    """A web process and a solo worker; ada and bob in a conversation, ada's socket joined to
+    it. Returns the worker, the conversation id and the socket."""
+    web = stack.start_web()
+    worker = stack.start_worker(pool="solo")
+    ada, bob = stack.register(web, "ada"), stack.register(web, "bob")
+    conversation_id = ada.start_conversation(web, [bob.id])
+    sock = ada.socket(web)
+    sock.join(conversation_id)
+    return worker, conversation_id, sock
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import assert_stored_exactly_once, report, send_stream
+from .conftest import assert_stored_exactly_once, report, send_stream, start_sender
 
 pytestmark = pytest.mark.e2e
 
@@ -42,12 +42,7 @@ def postgres_control():
 
 def test_database_outage_mid_stream_loses_nothing_and_recovers(fault_stack, postgres_control):
     stack = fault_stack
-    web = stack.start_web()
-    worker = stack.start_worker(pool="solo")
-    ada, bob = stack.register(web, "ada"), stack.register(web, "bob")
-    conversation_id = ada.start_conversation(web, [bob.id])
-    sock = ada.socket(web)
-    sock.join(conversation_id)
+    worker, conversation_id, sock = start_sender(stack)
     outage: dict[str, float] = {}
     restarter: list[threading.Thread] = []
 

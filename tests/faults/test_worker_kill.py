@@ -12,6 +12,7 @@ from .conftest import (
     assert_stored_exactly_once,
     report,
     send_stream,
+    start_sender,
     unacked_tasks,
 )
 
@@ -20,12 +21,7 @@ pytestmark = pytest.mark.e2e
 
 def test_worker_killed_mid_stream_loses_and_duplicates_nothing(fault_stack):
     stack = fault_stack
-    web = stack.start_web()
-    worker = stack.start_worker(pool="solo")
-    ada, bob = stack.register(web, "ada"), stack.register(web, "bob")
-    conversation_id = ada.start_conversation(web, [bob.id])
-    sock = ada.socket(web)
-    sock.join(conversation_id)
+    worker, conversation_id, sock = start_sender(stack)
     state = {}
 
     def kill_then_restart(i: int) -> None:
