@@ -3,146 +3,72 @@ Debian's Chromium through Playwright. Screenshots go to artifacts/screenshots/."
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import pytest
-import redis as redis_lib
-import requests
-from sqlalchemy import create_engine, text
+from e2e.harness import (
+    BIN,
+    PASSWORD,
+    ROOT,
+    Stack,
+    TestDatabase,
+    WebProcess,
+    base_env,
+    free_port,
+    wait_until,
+)
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+__all__ = ["PASSWORD", "seed_messages", "wait_until"]  # what the browser tests import
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 PORTS = range(18400, 18500)
 REDIS_URL = "redis://127.0.0.1:6379/12"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-PASSWORD = "correct horse battery"
-
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18400-18499")
 
 
-class Stack:
-    """One database, one Redis key prefix and Celery queue, a web process and a worker."""
+class BrowserStack(Stack):
+    """The end-to-end harness's deployment (production config, plain-http cookies, a key prefix
+    and Celery queue of its own) on Redis db 12, with one web process on a port that stays the
+    same when it is killed and started again, as the browser's pages expect."""
 
-    def __init__(self, admin_url: str, db_url: str, tmp: Path):
-        self.admin_url = admin_url
-        self.db_url = db_url
-        self.tmp = tmp
-        self.port = free_port()
+    def __init__(self, database: TestDatabase, log_dir: Path):
+        super().__init__(database, log_dir, redis_url=REDIS_URL, ports=PORTS, label="browser",
+                         CHAT_RATE_LIMIT="1/2s")
+        self.port = free_port(PORTS)
         self.base_url = f"http://127.0.0.1:{self.port}"
-        tag = uuid.uuid4().hex[:10]
-        self.prefix = f"simplechat-browser-{tag}:"
-        self.env = {
-            **os.environ,
-            "SIMPLECHAT_CONFIG": "production",
-            "SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
-            "SESSION_COOKIE_SECURE": "0",
-            "DATABASE_URL": db_url,
-            "REDIS_URL": REDIS_URL,
-            "REDIS_KEY_PREFIX": self.prefix,
-            "CELERY_QUEUE": f"simplechat-browser-{tag}",
-            "CHAT_RATE_LIMIT": "1/2s",
-            "LOG_LEVEL": "WARNING",
-        }
-        self.web: subprocess.Popen | None = None
-        self.worker: subprocess.Popen | None = None
-
-    def _spawn(self, name: str, args: list[str], env: dict | None = None) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}.log", "ab")
-        return subprocess.Popen(args, cwd=ROOT, env=env or self.env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.web: WebProcess | None = None
 
     def flask(self, *args: str) -> None:
         done = subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT,
-                              env=self.env, capture_output=True, text=True, timeout=120)
+                              env=base_env(self.env), capture_output=True, text=True,
+                              timeout=120)
         assert done.returncode == 0, f"flask {' '.join(args)}: {done.stderr[-2000:]}"
 
-    def start_worker(self) -> None:
-        self.worker = self._spawn("worker", [
-            str(BIN / "celery"), "-A", "celery_worker.celery", "worker", "-P", "solo",
-            "-Q", self.env["CELERY_QUEUE"], "--loglevel=warning", "--without-gossip",
-            "--without-mingle", "--without-heartbeat",
-        ])
-
-    def start_web(self) -> None:
-        self.web = self._spawn("web", [
-            str(BIN / "gunicorn"), "-k", "eventlet", "-w", "1", "-b", f"127.0.0.1:{self.port}",
-            "--timeout", "60", "wsgi:app",
-        ])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.web.poll() is not None:
-                raise RuntimeError(f"gunicorn exited; see {self.tmp / 'web.log'}")
-            try:
-                if requests.get(self.base_url + "/auth/login", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not answer; see {self.tmp / 'web.log'}")
+    def start_web(self, **options) -> WebProcess:
+        self.web = super().start_web(port=self.port, **options)
+        return self.web
 
     def stop_web(self) -> None:
         """Kill the web process as a crash would: open sockets just drop."""
-        stop(self.web, signal.SIGKILL)
-        self.web = None
+        if self.web is not None:
+            self.web.kill()
+            self.web = None
 
-    def restart_web(self) -> None:
-        self.stop_web()
-        self.start_web()
-
-    def sql(self, query: str, **params):
-        engine = create_engine(make_url(self.db_url.replace("postgresql://",
-                                                            "postgresql+psycopg2://", 1)))
-        try:
-            with engine.begin() as conn:
-                return conn.execute(text(query), params).all()
-        finally:
-            engine.dispose()
+    def sql(self, query: str, **params) -> list[tuple]:
+        return self.database.rows(query, **params)
 
     def shutdown(self) -> None:
         # Nothing is left to store by now: no need for graceful shutdowns.
-        for process, sig in ((self.web, signal.SIGKILL), (self.worker, signal.SIGQUIT)):
-            if process is not None and process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, sig)  # both at once; stop() waits for each
-        self.stop_web()
-        stop(self.worker, signal.SIGQUIT)
-        client = redis_lib.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
-        keys += [self.env["CELERY_QUEUE"]]
-        client.delete(*keys)
-        client.close()
-
-
-def stop(process: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:
-    if process is None or process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
+        for process in self.processes:
+            process.signal(signal.SIGKILL if isinstance(process, WebProcess) else signal.SIGQUIT)
+        self.close()
 
 
 def _postgres_url() -> str:
@@ -157,29 +83,20 @@ def stack(tmp_path_factory):
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     raw = _postgres_url()
-    name = f"simplechat_browser_{os.getpid()}"
-    url = make_url(raw.replace("postgres://", "postgresql://", 1))
-    admin_url = url.set(database="postgres").render_as_string(hide_password=False)
-    db_url = url.set(database=name).render_as_string(hide_password=False)
-    admin = create_engine(admin_url.replace("postgresql://", "postgresql+psycopg2://", 1),
-                          isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    stack = Stack(admin_url, db_url, tmp_path_factory.mktemp("browser-stack"))
+    admin_url = make_url(raw.replace("postgres://", "postgresql://", 1)).set(database="postgres")
+    log_dir = tmp_path_factory.mktemp("browser-stack")
+    database = TestDatabase.create_migrated(
+        "postgresql", admin_url.render_as_string(hide_password=False), log_dir)
+    stack = BrowserStack(database, log_dir)
     try:
-        stack.flask("db", "upgrade")
         stack.start_worker()
         stack.start_web()
         yield stack
     finally:
-        stack.shutdown()
-        with admin.connect() as conn:
-            conn.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        admin.dispose()
+        try:
+            stack.shutdown()
+        finally:
+            database.drop()
 
 
 @pytest.fixture(scope="session")
@@ -282,7 +199,7 @@ def open_tab(browser, stack):
         tab.close()
 
 
-def seed_messages(stack: Stack, sender: str, conversation_id: int, count: int) -> None:
+def seed_messages(stack: BrowserStack, sender: str, conversation_id: int, count: int) -> None:
     """Send ``count`` messages through the real send path in a separate process (no limit)."""
     script = (
         "import sys\n"
@@ -298,16 +215,8 @@ def seed_messages(stack: Stack, sender: str, conversation_id: int, count: int) -
         "        ack = send_message(user, int(sys.argv[2]), f'seed message {n}')\n"
         "        assert ack['ok'], ack\n"
     )
-    env = {**stack.env, "CHAT_RATE_LIMIT": "off"}
+    env = base_env({**stack.env, "CHAT_RATE_LIMIT": "off"})
     done = subprocess.run([sys.executable, "-c", script, sender, str(conversation_id), str(count)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"seeding failed: {done.stderr[-2000:]}"
 
-
-def wait_until(predicate, timeout: float = 15, message: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {message}")
