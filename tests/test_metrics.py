@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+from e2e.harness import BIN, ROOT, Stack, TestDatabase, base_env
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from config import database_url as normalise_url
@@ -24,9 +19,6 @@ from simplechat.chat.ids import new_message_id
 from simplechat.chat.send import send_message
 from simplechat.metrics import send_outcome
 from simplechat.tasks import store_message
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 
 def scrape(client) -> dict[tuple[str, tuple], float]:
@@ -165,20 +157,6 @@ E2E_REDIS = "redis://127.0.0.1:6379/14"
 PASSWORD = "correct horse battery"
 
 
-def free_ports(count: int) -> list[int]:
-    found = []
-    for port in PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        found.append(port)
-        if len(found) == count:
-            return found
-    raise RuntimeError("no free ports in 18100-18199")
-
-
 def wait_for(probe, timeout=30.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -193,55 +171,38 @@ def wait_for(probe, timeout=30.0, what="condition"):
 
 
 @pytest.fixture
-def e2e_env(tmp_path):
-    """A fresh PostgreSQL database (migrated with ``flask db upgrade``), a Redis key prefix and
-    Celery queue of its own, and an empty multiprocess metrics directory."""
+def metrics_stack(tmp_path):
+    """A deployment (see tests/e2e/harness.py) on a fresh PostgreSQL database, Redis db 14 and
+    ports 18100-18199, whose web processes share an empty multiprocess metrics directory."""
     raw = os.environ.get("TEST_DATABASE_URL", "")
     if not raw.startswith(("postgres", "postgresql")):
         pytest.skip("needs TEST_DATABASE_URL pointing at PostgreSQL")
-    import redis as redis_lib
-
-    name = f"simplechat_metrics_{uuid.uuid4().hex[:10]}"
     admin = make_url(normalise_url(raw)).set(database="postgres")
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
+    database = TestDatabase.create_migrated(
+        "postgresql", admin.render_as_string(hide_password=False), tmp_path)
     multiproc = tmp_path / "prometheus"
-    shutil.rmtree(multiproc, ignore_errors=True)
     multiproc.mkdir()
-    tag = uuid.uuid4().hex[:10]
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("TEST_", "PYTEST", "SIMPLECHAT_"))}
-    env.update({
-        "DATABASE_URL": admin.set(database=name).render_as_string(hide_password=False),
-        "REDIS_URL": E2E_REDIS,
-        "REDIS_KEY_PREFIX": f"simplechat-e2e-metrics-{tag}:",
-        "CELERY_QUEUE": f"simplechat-e2e-metrics-{tag}",
-        "SECRET_KEY": "metrics-e2e-" + uuid.uuid4().hex,
-        "SIMPLECHAT_CONFIG": "production",
-        "SESSION_COOKIE_SECURE": "0",
-        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
-        "LOG_LEVEL": "WARNING",
-    })
-    redis = redis_lib.Redis.from_url(E2E_REDIS)
+    stack = Stack(database, tmp_path, redis_url=E2E_REDIS, ports=PORTS, label="e2e-metrics",
+                  PROMETHEUS_MULTIPROC_DIR=str(multiproc))
     try:
-        flask(env, "db", "upgrade")
-        yield env
+        yield stack
     finally:
-        keys = list(redis.scan_iter(match=env["REDIS_KEY_PREFIX"] + "*", count=1000))
-        redis.delete(env["CELERY_QUEUE"], *keys)
-        redis.close()
-        with engine.connect() as conn:
-            conn.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        engine.dispose()
+        try:
+            stack.close()
+        finally:
+            database.drop()
+
+
+@pytest.fixture
+def e2e_env(metrics_stack) -> dict[str, str]:
+    """What the stack's processes get on top of the environment (PROMETHEUS_MULTIPROC_DIR
+    among it)."""
+    return metrics_stack.env
 
 
 def flask(env, *args) -> str:
     # Only the web processes write to the metrics directory.
-    env = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = base_env({k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"})
     result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -249,36 +210,15 @@ def flask(env, *args) -> str:
 
 
 @pytest.fixture
-def start_gunicorn(e2e_env, tmp_path):
-    started: list[subprocess.Popen] = []
+def start_gunicorn(metrics_stack):
+    def start() -> tuple[str, int]:
+        """A gunicorn-eventlet server with one worker, answering: its URL and worker's pid."""
+        web = metrics_stack.start_web(workers=1)
+        workers = web.worker_pids()
+        assert len(workers) == 1
+        return web.url, workers[0]
 
-    def start(port: int) -> tuple[str, int]:
-        """The server's URL and its worker's pid."""
-        log = open(tmp_path / f"gunicorn-{port}.log", "w")
-        process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-k", "eventlet", "-w", "1", "-b", f"127.0.0.1:{port}",
-             "--access-logfile", "-", "wsgi:app"],
-            cwd=ROOT, env=e2e_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        started.append(process)
-        base = f"http://127.0.0.1:{port}"
-        import requests
-
-        wait_for(lambda: requests.get(base + "/healthz", timeout=2).status_code == 200,
-                 what=f"gunicorn on {port}")
-        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-        assert len(children) == 1
-        return base, int(children[0])
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in started:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    return start
 
 
 def login(base: str, username: str):
@@ -315,8 +255,7 @@ def test_two_gunicorn_processes_add_up_in_metrics(e2e_env, start_gunicorn):
     created = flask(e2e_env, "conversations", "create", "--users", "ada,bob")
     conversation_id = int(re.search(r"conversation (\d+)", created).group(1))
 
-    port_a, port_b = free_ports(2)
-    (a, worker_a), (b, worker_b) = start_gunicorn(port_a), start_gunicorn(port_b)
+    (a, worker_a), (b, worker_b) = start_gunicorn(), start_gunicorn()
     sockets = [open_socket(a, login(a, "ada")), open_socket(b, login(b, "bob"))]
     try:
         for sio in sockets:
