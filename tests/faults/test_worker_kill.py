@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
+import redis as redis_lib
 from e2e.harness import wait_until
+from sqlalchemy import text
 
 from .conftest import (
     assert_stored_exactly_once,
@@ -28,12 +29,18 @@ def test_worker_killed_mid_stream_loses_and_duplicates_nothing(fault_stack):
         if i == 130:
             worker.signal(signal.SIGSTOP)  # a backlog builds up in the queue
         if i == 150:
-            # Woken, the worker takes a batch of the backlog and dies in the middle of it.
-            worker.signal(signal.SIGCONT)
-            time.sleep(0.1)
-            worker.kill()
+            # Woken, the worker takes a batch of the backlog and dies in the middle of writing
+            # it: a lock on the table holds its INSERT until the kill has happened.
+            with stack.database.engine.connect() as lock:
+                lock.execute(text("LOCK TABLE messages IN EXCLUSIVE MODE"))
+                worker.signal(signal.SIGCONT)
+                wait_until(lambda: in_flight(stack) > 0, 15, 0.05,
+                           "the worker to take a batch")
+                worker.kill()
+                state["in_flight"] = in_flight(stack)
+                state["unacked"] = unacked_tasks(stack)
+                lock.rollback()
             state["not_stored"] = 150 - len(stack.database.message_ids(conversation_id))
-            state["unacked"] = unacked_tasks(stack)
         if i == 250:
             stack.start_worker(pool="solo")
 
@@ -41,10 +48,22 @@ def test_worker_killed_mid_stream_loses_and_duplicates_nothing(fault_stack):
     assert not worker.alive()
     assert len(stream.acked) == 400, stream.summary()  # the web side never noticed
     assert_stored_exactly_once(stack.database, conversation_id, stream)
-    wait_until(lambda: stack.database.scalar("SELECT count(*) FROM messages") == 400, 5)
+    wait_until(lambda: stack.database.scalar("SELECT count(*) FROM messages") == 400, 30)
     report("worker-kill", faults="SIGKILL worker x1", sent=400, acked=len(stream.acked),
            stored=len(stack.database.message_ids(conversation_id)),
-           not_stored_at_kill=state["not_stored"], unacked_at_kill=state["unacked"])
-    # The dead worker's tasks were redelivered and acknowledged.
-    wait_until(lambda: unacked_tasks(stack) == 0, 10, 0.2, "no unacknowledged task left")
+           not_stored_at_kill=state["not_stored"], in_flight_at_kill=state["in_flight"],
+           unacked_at_kill=state["unacked"])
+    # The dead worker held a task and a batch; the task was redelivered and acknowledged, and
+    # the batch it left in the processing list was stored (exactly once, above).
     assert state["unacked"], "the worker held no task when it was killed"
+    wait_until(lambda: unacked_tasks(stack) == 0, 30, 0.2, "no unacknowledged task left")
+    assert in_flight(stack) == 0
+
+
+def in_flight(stack) -> int:
+    """Payloads a flush has taken from the write buffer and not yet stored."""
+    client = redis_lib.Redis.from_url(stack.redis_url)
+    try:
+        return client.llen(f"{stack.prefix}writes:processing")
+    finally:
+        client.close()
