@@ -10,14 +10,23 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-def _spread_over_workers(user, web, conversation_id, sockets, limit=16):
-    """Open sockets on ``web`` (several workers on one port) until every worker serves one."""
+def _spread_over_workers(user, web, conversation_id, sockets, limit=60):
+    """Open sockets on ``web`` (several workers on one port) until every worker serves one.
+
+    The kernel hands a new connection to whichever worker is waiting in accept(); a worker
+    that just accepted one is often first again. A connection that lands on a worker already
+    served is closed, and the next try waits a moment, so the other workers get their turn."""
     served = set()
     for _ in range(limit):
         sock = user.socket(web)
+        worker = web.worker_serving(sock)
+        if worker in served:
+            sock.close()
+            time.sleep(0.1)
+            continue
         sock.join(conversation_id)
         sockets.append(sock)
-        served.add(web.worker_serving(sock))
+        served.add(worker)
         if served >= set(web.worker_pids()):
             return served
     raise AssertionError(f"{limit} connections all went to workers {served} of "
