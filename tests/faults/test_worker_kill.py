@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 import redis as redis_lib
 from e2e.harness import wait_until
@@ -27,19 +25,22 @@ def test_worker_killed_mid_stream_loses_and_duplicates_nothing(fault_stack):
 
     def kill_then_restart(i: int) -> None:
         if i == 130:
-            worker.signal(signal.SIGSTOP)  # a backlog builds up in the queue
+            # A lock on the table holds the worker's next batch INSERT: a backlog builds up
+            # while the worker sits in the middle of a flush. (Never SIGSTOP the worker here:
+            # stopped inside its own INSERT, it would make the lock wait forever.)
+            lock = state["lock"] = stack.database.engine.connect()
+            lock.execute(text("SET lock_timeout = '20s'"))
+            lock.execute(text("LOCK TABLE messages IN EXCLUSIVE MODE"))
         if i == 150:
-            # Woken, the worker takes a batch of the backlog and dies in the middle of writing
-            # it: a lock on the table holds its INSERT until the kill has happened.
-            with stack.database.engine.connect() as lock:
-                lock.execute(text("LOCK TABLE messages IN EXCLUSIVE MODE"))
-                worker.signal(signal.SIGCONT)
-                wait_until(lambda: in_flight(stack) > 0, 15, 0.05,
-                           "the worker to take a batch")
-                worker.kill()
+            lock = state.pop("lock")
+            try:
+                wait_until(lambda: in_flight(stack) > 0, 15, 0.05, "the worker to take a batch")
+                worker.kill()  # dies holding a task and a batch
                 state["in_flight"] = in_flight(stack)
                 state["unacked"] = unacked_tasks(stack)
+            finally:
                 lock.rollback()
+                lock.close()
             state["not_stored"] = 150 - len(stack.database.message_ids(conversation_id))
         if i == 250:
             stack.start_worker(pool="solo")
