@@ -104,13 +104,17 @@
     return refreshing;
   }
 
-  function onActivity(a, afterRefresh) {
+  function onActivity(a, refreshes) {
     if (!a || typeof a.conversation_id !== "number" || typeof a.id !== "string") { return; }
     var el = itemFor(a.conversation_id);
     if (!el) {
       // A conversation new to this page: the server's list has it (and its count).
       // The server's list may not hold this message yet (SQL is written just after): apply it.
-      if (!afterRefresh) { refreshList().then(function () { onActivity(a, true); }); }
+      // A refresh already under way may predate the conversation: then fetch once more.
+      refreshes = refreshes || 0;
+      if (refreshes < 3) {
+        refreshList().then(function () { onActivity(a, refreshes + 1); });
+      }
       return;
     }
     if (SC.newer(a.id, el.dataset.lastId)) {
@@ -207,7 +211,7 @@
     if (connectedBefore) { refreshList(); }  // catch up on whatever happened while away
     connectedBefore = true;
   });
-  socket.on("conversation_activity", function (a) { onActivity(a, false); });
+  socket.on("conversation_activity", function (a) { onActivity(a, 0); });
   socket.on("read", onRead);
   socket.on("conversation_updated", onConversationUpdated);
   socket.on("conversation_left", onConversationLeft);
