@@ -116,9 +116,9 @@ def _fresh_context_per_request(app) -> None:
     app.request_context = lambda environ: _FreshContext(app, original(environ))
 
 
-@pytest.fixture
-def app(database_uri, redis_url):
-    app = make_app(database_uri, redis_url)
+def app_in_context(database_uri: str, redis_url: str | None, **overrides):
+    """Yield a test app inside its context; afterwards empty its tables and Redis keys."""
+    app = make_app(database_uri, redis_url, **overrides)
     with app.app_context():
         if database_uri.startswith("sqlite"):
             db.create_all()
@@ -127,6 +127,11 @@ def app(database_uri, redis_url):
         _empty_tables()
         db.engine.dispose()
     _drop_redis_keys(app)
+
+
+@pytest.fixture
+def app(database_uri, redis_url):
+    yield from app_in_context(database_uri, redis_url)
 
 
 def _empty_tables() -> None:

@@ -10,7 +10,7 @@ from collections import Counter
 from urllib.parse import quote
 
 import pytest
-from conftest import PASSWORD, _drop_redis_keys, _empty_tables, make_app
+from conftest import PASSWORD, app_in_context
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -46,17 +46,10 @@ def report_payloads(request):
 @pytest.fixture
 def fuzz_app(database_uri, redis_url):
     """The testing app with the send and login limits off, so every payload reaches the checks."""
-    app = make_app(database_uri, redis_url, CHAT_RATE_LIMIT="off",
-                   LOGIN_RATE_LIMIT_ACCOUNT="off", LOGIN_RATE_LIMIT_IP="off",
-                   SQLALCHEMY_ENGINE_OPTIONS={"isolation_level": "READ COMMITTED"})
-    with app.app_context():
-        if database_uri.startswith("sqlite"):
-            db.create_all()
-        yield app
-        db.session.remove()
-        _empty_tables()
-        db.engine.dispose()
-    _drop_redis_keys(app)
+    yield from app_in_context(
+        database_uri, redis_url, CHAT_RATE_LIMIT="off",
+        LOGIN_RATE_LIMIT_ACCOUNT="off", LOGIN_RATE_LIMIT_IP="off",
+        SQLALCHEMY_ENGINE_OPTIONS={"isolation_level": "READ COMMITTED"})
 
 
 def _user(username: str) -> User:
