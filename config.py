@@ -56,6 +56,11 @@ class Config:
     CHAT_HISTORY_PAGE_MAX = env_int("CHAT_HISTORY_PAGE_MAX", 100)
     CHAT_EDIT_WINDOW = env_int("CHAT_EDIT_WINDOW", 900)  # seconds a message can be changed
     CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 60)  # a socket without heartbeat goes offline
+    # A login session unused for this many days ends; "remember me" keeps one for this many.
+    SESSION_IDLE_DAYS = env_int("SESSION_IDLE_DAYS", 14)
+    REMEMBER_DAYS = env_int("REMEMBER_DAYS", 30)
+    # Seconds a socket trusts its session before checking it again (an end is also pushed).
+    SESSION_CHECK_INTERVAL = float(os.environ.get("SESSION_CHECK_INTERVAL") or 0.5)
     # Failed logins allowed per account and per client IP ("0" or "off": no limit).
     LOGIN_RATE_LIMIT_ACCOUNT = os.environ.get("LOGIN_RATE_LIMIT_ACCOUNT", "5/5minute")
     LOGIN_RATE_LIMIT_IP = os.environ.get("LOGIN_RATE_LIMIT_IP", "20/5minute")

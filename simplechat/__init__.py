@@ -109,10 +109,15 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
 
 @login_manager.user_loader
 def load_user(user_id: str):
-    from .models import User
+    """The user of the cookie's server-side session, if that session is live."""
+    from .auth.sessions import load_session_user
 
-    try:
-        user = db.session.get(User, int(user_id))
-    except (TypeError, ValueError):
-        return None
-    return user if user is not None and user.is_active else None
+    return load_session_user(user_id)
+
+
+@login_manager.request_loader
+def load_user_from_request(request):
+    """A browser back with only its remember-me cookie gets its session again."""
+    from .auth.sessions import restore_remembered
+
+    return restore_remembered(request)

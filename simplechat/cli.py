@@ -27,6 +27,7 @@ from .auth.forms import (
     USERNAME_MIN,
     USERNAME_RE,
 )
+from .auth.sessions import describe_agent, end_sessions, end_user_sessions, live_sessions
 from .extensions import db
 from .models import (
     Conversation,
@@ -131,16 +132,16 @@ def set_password(username, password):
     check_password(password)
     user.set_password(password)
     db.session.commit()
-    record_activity("password_reset", user.id, {"by": "cli"})
-    click.echo(f"password of {user.username} changed")
+    ended = end_user_sessions(user.id, "password_changed")
+    record_activity("password_reset", user.id, {"by": "cli", "sessions_ended": ended.sessions})
+    click.echo(f"password of {user.username} changed; {ended.sessions} session(s) signed out, "
+               f"{ended.sockets} open socket(s) closed")
 
 
 @users_cli.command("deactivate")
 @click.argument("username")
 def deactivate_user(username):
-    """Deactivate an account: no more logins, and its open sockets are closed."""
-    from .chat.sockets import disconnect_user
-
+    """Deactivate an account: no more logins, and its sessions and open sockets end."""
     user = find_user(username)
     if not user.is_active:
         click.echo(f"{user.username} is already inactive")
@@ -150,11 +151,53 @@ def deactivate_user(username):
     record_activity("account_deactivated", user.id, {"by": "cli"})
     # After the commit: a reconnect, or an event still in flight, now finds an inactive user.
     try:
-        closed = disconnect_user(user.id)
+        ended = end_user_sessions(user.id, "deactivated")
     except Exception as exc:
-        fail(f"{user.username} is deactivated, but closing the open sockets failed ({exc}); "
-             "their events are refused until they disconnect")
-    click.echo(f"{user.username} deactivated; {closed} open socket(s) closed")
+        fail(f"{user.username} is deactivated, but ending the sessions failed ({exc}); "
+             "their events are refused within a second all the same")
+    click.echo(f"{user.username} deactivated; {ended.sessions} session(s) ended, "
+               f"{ended.sockets} open socket(s) closed")
+
+
+@users_cli.command("sessions")
+@click.argument("username")
+def list_sessions(username):
+    """List a user's live login sessions."""
+    user = find_user(username)
+    rows = live_sessions(user.id)
+    if not rows:
+        click.echo(f"{user.username} has no live sessions")
+        return
+    click.echo(f"{'id':>8}  {'created (UTC)':<16}  {'last seen (UTC)':<16}  {'address':<15}  "
+               "remembered  browser")
+    for row in rows:
+        click.echo(f"{row.id:>8}  {row.created_at:%Y-%m-%d %H:%M}  "
+                   f"{row.last_seen_at:%Y-%m-%d %H:%M}  {row.ip or '-':<15}  "
+                   f"{'yes' if row.remember_hash else 'no':<10}  {describe_agent(row.user_agent)}")
+
+
+@users_cli.command("sign-out")
+@click.argument("username")
+@click.option("--all", "everything", is_flag=True, help="Every live session of the user.")
+@click.option("--session", "session_id", type=click.IntRange(min=1),
+              help="One session, by the id `users sessions` shows.")
+def sign_out(username, everything, session_id):
+    """End a user's sessions: their cookies stop working and their sockets close."""
+    from .models import UserSession
+
+    user = find_user(username)
+    if everything == (session_id is not None):
+        fail("say which: --all, or --session ID")
+    if everything:
+        ended = end_user_sessions(user.id, "signed_out")
+    else:
+        row = db.session.get(UserSession, session_id)
+        if row is None or row.user_id != user.id or row.ended_at is not None:
+            fail(f"{user.username} has no live session {session_id}")
+        ended = end_sessions([row], "signed_out")
+    record_activity("sessions_signed_out", user.id, {"by": "cli", "count": ended.sessions})
+    click.echo(f"{ended.sessions} session(s) of {user.username} signed out; "
+               f"{ended.sockets} open socket(s) closed")
 
 
 @users_cli.command("activate")

@@ -141,12 +141,12 @@ def observe_send(send: Callable[..., dict]) -> Callable[..., dict]:
     return timed
 
 
-def count_join(handler: Callable[[dict], dict]) -> Callable[[dict], dict]:
+def count_join(handler: Callable[..., dict]) -> Callable[..., dict]:
     """Decorate the join handler: count its answers by outcome."""
 
     @functools.wraps(handler)
-    def counted(data: dict) -> dict:
-        ack = handler(data)
+    def counted(*args) -> dict:
+        ack = handler(*args)
         outcome = "ok" if ack.get("ok") else ack.get("error")
         _joins.get(outcome, _joins["invalid"]).inc()
         return ack

@@ -17,6 +17,7 @@ class Services:
     cache: Any  # chat.cache.RecentCache
     limiter: Any  # chat.ratelimit.RedisRateLimiter or MemoryRateLimiter
     login_limiter: Any = None  # chat.ratelimit.LoginLimiter
+    liveness: Any = None  # auth.liveness.RedisLiveness or MemoryLiveness
 
     @property
     def embedded(self) -> bool:
@@ -31,6 +32,7 @@ def redis_from_url(url: str) -> redis_lib.Redis:
 
 
 def init_services(app: Flask) -> Services:
+    from .auth.liveness import MemoryLiveness, RedisLiveness
     from .chat.cache import MemoryRecentCache, RedisRecentCache
     from .chat.ratelimit import LoginLimiter, MemoryRateLimiter, RedisRateLimiter, parse_rate
 
@@ -49,6 +51,7 @@ def init_services(app: Flask) -> Services:
             limiter=RedisRateLimiter(client, rate, prefix),
             login_limiter=LoginLimiter(*(RedisRateLimiter(client, r, prefix)
                                          for r in login_rates)),
+            liveness=RedisLiveness(client, prefix),
         )
     else:
         services = Services(
@@ -56,6 +59,7 @@ def init_services(app: Flask) -> Services:
             cache=MemoryRecentCache(size, dedupe_ttl),
             limiter=MemoryRateLimiter(rate),
             login_limiter=LoginLimiter(*(MemoryRateLimiter(r) for r in login_rates)),
+            liveness=MemoryLiveness(),
         )
     app.extensions["simplechat"] = services
     return services

@@ -262,7 +262,7 @@ def test_login_with_json_payload_is_refused(client, make_user):
 def test_login_with_remember_sets_a_remember_cookie(client, make_user):
     make_user("ada")
     client.post("/auth/login", data={"username": "ada", "password": PASSWORD, "remember": "y"})
-    assert client.get_cookie("remember_token") is not None
+    assert client.get_cookie("simplechat_remember") is not None
 
 
 def test_login_follows_a_local_next_from_the_query_string(client, make_user):

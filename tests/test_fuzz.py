@@ -30,7 +30,8 @@ from simplechat.services import services
 FUZZ = settings(max_examples=150, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
-ERROR_CODES = {"forbidden", "not_found", "invalid", "too_long", "empty", "rate_limited"}
+ERROR_CODES = {"forbidden", "not_found", "invalid", "too_long", "empty", "rate_limited",
+               "conflict", "unknown_event"}
 tried: Counter[str] = Counter()
 
 
@@ -126,7 +127,7 @@ def test_socket_events_answer_any_payload_cleanly_and_refusals_change_nothing(fu
     outcomes: Counter[tuple[str, bool]] = Counter()
 
     @settings(FUZZ, max_examples=300)
-    @given(event=st.sampled_from(["join", "leave", "send_message"]),
+    @given(event=st.sampled_from(["join", "leave", "send_message", "no_such_event"]),
            payload=event_payloads(own_id, other_id),
            extra_args=st.lists(json_values, max_size=2))
     def check(event, payload, extra_args):

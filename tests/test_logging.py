@@ -19,7 +19,7 @@ log = logging.getLogger("simplechat.tests")
 
 
 @chat_event("test_explode")
-def _explode(data: dict) -> dict:
+def _explode(user, data: dict) -> dict:
     log.info("about to fail")
     raise RuntimeError(f"boom {data.get('conversation_id')}")
 

@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 from simplechat import create_app
 from simplechat.chat.presence import presence
 from simplechat.chat.ratelimit import LoginLimiter, MemoryRateLimiter, Rate, RedisRateLimiter
-from simplechat.chat.sockets import disconnect_user
+from simplechat.auth.sessions import end_user_sessions, live_sessions
 from simplechat.extensions import db, socketio
 from simplechat.models import Message, User
 from simplechat.services import redis_from_url, services
@@ -136,7 +136,7 @@ def test_production_cookies_are_secure_httponly_and_samesite_lax(monkeypatch, da
         "/auth/login", data={"username": user.username, "password": PASSWORD, "remember": "y"})
     assert response.status_code == 302
     cookies = {c.split("=", 1)[0]: c for c in response.headers.getlist("Set-Cookie")}
-    assert {"session", "remember_token"} <= cookies.keys()
+    assert {"session", "simplechat_remember"} <= cookies.keys()
     for header in cookies.values():
         flags = [part.strip().lower() for part in header.split(";")]
         assert "secure" in flags and "httponly" in flags and "samesite=lax" in flags, header
@@ -306,7 +306,8 @@ def test_deactivating_a_user_closes_their_open_sockets(app, make_user, make_conv
 
     assert len(presence().sids(alice.id)) == 2
     _deactivate(alice)
-    assert disconnect_user(alice.id) == 2
+    ended = end_user_sessions(alice.id, "deactivated")
+    assert (ended.sessions, ended.sockets) == (2, 2)
 
     for sio in (a1, a2):
         assert not sio.is_connected("/chat")
@@ -327,7 +328,11 @@ def test_a_deactivated_users_socket_events_are_refused_and_change_nothing(
     assert a.emit("join", {"conversation_id": conversation.id}, namespace="/chat",
                   callback=True)["ok"]
 
-    _deactivate(alice)  # without closing the socket: every event must still be refused
+    # Deactivated in SQL alone: no session ended, no socket closed. Once the socket's cached
+    # identity is gone (it lives IDENTITY_TTL seconds), its next check reads SQL and refuses.
+    app.config["SESSION_CHECK_INTERVAL"] = 0
+    _deactivate(alice)
+    services().liveness.forget([row.id for row in live_sessions(alice.id)])
     for event, payload in [("send_message", {"conversation_id": conversation.id,
                                              "message": "sneaky"}),
                            ("join", {"conversation_id": conversation.id}),

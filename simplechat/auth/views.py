@@ -9,7 +9,7 @@ from functools import cache
 from urllib.parse import urlsplit
 
 from flask import flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -20,6 +20,7 @@ from ..models import User
 from ..services import services
 from . import bp
 from .forms import LoginForm, RegisterForm
+from .sessions import end_current_session, start_session
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def register():
             db.session.rollback()
             form.username.errors.append("That username or e-mail address is already taken.")
             return render_template("auth/register.html", form=form)
-        login_user(user)
+        start_session(user)
         record_activity("register", user.id)
         flash(f"Welcome to Simple Chat, {user.first_name}!", "success")
         return redirect(url_for("chat.index"))
@@ -114,7 +115,7 @@ def login():
         else:
             user = authenticate(form.username.data, form.password.data, found)
             if user is not None:
-                login_user(user, remember=form.remember.data)
+                start_session(user, remember=bool(form.remember.data))
                 record_activity("login", user.id)
                 target = safe_next(form.next.data) or safe_next(request.args.get("next"))
                 return redirect(target or url_for("chat.index"))
@@ -144,7 +145,7 @@ def _login_failed(account: str, ip: str) -> None:
 def logout():
     if current_user.is_authenticated:
         user_id = current_user.id
-        logout_user()
+        end_current_session("logged_out")
         record_activity("logout", user_id)
         flash("You have been logged out.", "info")
     return redirect(url_for("auth.login"))

@@ -6,10 +6,11 @@ import logging
 
 from flask import current_app
 
-from ..extensions import db, socketio
+from ..extensions import db
 from ..models import Message, User
 from ..services import services
-from .conversations import NAMESPACE, is_participant, room, valid_conversation_id
+from .conversations import is_participant, room, valid_conversation_id
+from .fanout import emit_to
 from .history import cached_messages, sender_names
 from .ids import message_id_time, parse_message_id
 from .messages import TIMESTAMP_FORMAT, payload_from_row, tombstone
@@ -84,8 +85,7 @@ def _apply(user: User, payload: dict, changed_at) -> dict:
                     exc_info=True)
         return error("unavailable")
     try:
-        socketio.emit("message_updated", payload, to=room(payload["conversation_id"]),
-                      namespace=NAMESPACE)
+        emit_to(room(payload["conversation_id"]), "message_updated", payload)
     except Exception:
         log.exception("fan-out of the change to message %s failed", payload["id"])
     return {"ok": True, "message": payload}

@@ -11,6 +11,7 @@ from flask_login import current_user
 from flask_socketio import join_room, leave_room
 
 from ..activity import record_error
+from ..auth.sessions import current_session
 from ..extensions import socketio
 from ..metrics import count_join, socket_connected, socket_disconnected
 from .conversations import (
@@ -23,44 +24,48 @@ from .conversations import (
     valid_conversation_id,
 )
 from .edits import delete_message, edit_message
+from .fanout import emit_to
 from .groups import add_participants, leave_conversation, rename_conversation
 from .history import messages_after, recent_messages
 from .ids import parse_message_id
 from .presence import presence
 from .read_state import mark_read, read_markers
 from .send import error, send_message
+from .sockets import SocketUser, register_socket, session_room, socket_user, unregister_socket
 
 log = logging.getLogger(__name__)
 
 
 def chat_event(name: str) -> Callable:
-    """Register a handler that gets a dict payload and the logged-in user, and always answers.
+    """Register a handler that gets the socket's user and a dict payload, and always answers.
 
-    Any other payload shape gets ``invalid``; an unexpected exception is recorded in
-    GenericErrorLog and answered with ``unavailable``; a user logged out or deactivated since
-    connecting gets ``unauthorized``.
+    The user comes from the socket's session, checked against the shared session cache (no SQL
+    per event); a session ended since connecting gets ``unauthorized``. Any other payload shape
+    gets ``invalid``; an unexpected exception is recorded in GenericErrorLog and answered with
+    ``unavailable``.
     """
 
-    def decorator(handler: Callable[[dict], dict]) -> Callable:
+    def decorator(handler: Callable[[SocketUser, dict], dict]) -> Callable:
         @functools.wraps(handler)
         def wrapper(data=None, *_ignored):
             try:
-                authenticated = current_user.is_authenticated  # loads the user from SQL
+                user = socket_user(request.sid)
             except Exception:
-                # The database is down: still answer, so the client can retry later.
-                log.warning("socket:%s: could not load the user", name, exc_info=True)
+                # Neither the session cache nor the database answered: the client retries later.
+                log.warning("socket:%s: could not check the session", name, exc_info=True)
                 return error("unavailable")
-            if not authenticated:
+            if user is None:
                 return error("unauthorized")
             if not isinstance(data, dict):
                 return error("invalid")
-            g.log_user_id = current_user.id
+            g._login_user = user  # current_user, for anything the handler calls
+            g.log_user_id = user.id
             conversation_id = data.get("conversation_id")
             g.log_conversation_id = conversation_id if isinstance(conversation_id, int) else None
             try:
-                return handler(data)
+                return handler(user, data)
             except Exception as exc:
-                record_error(f"socket:{name}", exc, current_user.id)
+                record_error(f"socket:{name}", exc, user.id)
                 return error("unavailable")
 
         socketio.on_event(name, wrapper, namespace=NAMESPACE)
@@ -71,19 +76,31 @@ def chat_event(name: str) -> Callable:
 
 @socketio.on("connect", namespace=NAMESPACE)
 def on_connect(auth=None):
-    if not current_user.is_authenticated:
+    # The one SQL read of a socket's life: the session and its user (Flask-Login's loader).
+    row = current_session() if current_user.is_authenticated else None
+    if row is None:
         return False  # refused: the client gets a connect_error
-    join_room(user_room(current_user.id))
+    user = SocketUser(current_user.id, current_user.username, current_user.full_name, row.id)
+    join_room(user_room(user.id))
+    join_room(session_room(row.id))
+    register_socket(request.sid, user)
     socket_connected()
-    _presence_changed(current_user.id, request.sid, online=True)
+    _presence_changed(user.id, request.sid, online=True)
     return True
 
 
 @socketio.on("disconnect", namespace=NAMESPACE)
 def on_disconnect(reason=None):
     socket_disconnected()
-    if current_user.is_authenticated:
-        _presence_changed(current_user.id, request.sid, online=False)
+    user = unregister_socket(request.sid)
+    if user is not None:
+        _presence_changed(user.id, request.sid, online=False)
+
+
+@socketio.on("*", namespace=NAMESPACE)
+def on_unknown_event(event, *_args):
+    """An event this server does not know: answered, when the client asked for an answer."""
+    return error("unknown_event")
 
 
 def _presence_changed(user_id: int, sid: str, online: bool) -> None:
@@ -94,17 +111,18 @@ def _presence_changed(user_id: int, sid: str, online: bool) -> None:
         changed = tracker.touch(user_id, sid) if online else tracker.drop(user_id, sid)
         if changed:
             status = tracker.status([user_id])[user_id]
-            socketio.emit("presence", {"user_id": user_id, **status},
-                          to=[room(cid) for cid in conversation_ids_of(user_id)],
-                          namespace=NAMESPACE)
+            emit_to([room(cid) for cid in conversation_ids_of(user_id)], "presence",
+                    {"user_id": user_id, **status})
     except Exception:
         log.warning("presence of user %s not updated", user_id, exc_info=True)
 
 
 @chat_event("join")
 @count_join
-def on_join(data: dict) -> dict:
-    conversation = participant_conversation(current_user.id, data.get("conversation_id"))
+def on_join(user: SocketUser, data: dict) -> dict:
+    if not valid_conversation_id(data.get("conversation_id")):
+        return error("invalid")
+    conversation = participant_conversation(user.id, data.get("conversation_id"))
     if conversation is None:
         return error("forbidden")
     after = data.get("after")
@@ -132,7 +150,7 @@ def _presence_of(user_ids: list[int]) -> dict[str, dict]:
 
 
 @chat_event("leave")
-def on_leave(data: dict) -> dict:
+def on_leave(user: SocketUser, data: dict) -> dict:
     conversation_id = data.get("conversation_id")
     if not valid_conversation_id(conversation_id):
         return error("invalid")
@@ -141,9 +159,9 @@ def on_leave(data: dict) -> dict:
 
 
 @chat_event("send_message")
-def on_send_message(data: dict) -> dict:
+def on_send_message(user: SocketUser, data: dict) -> dict:
     return send_message(
-        current_user._get_current_object(),
+        user,
         data.get("conversation_id"),
         data.get("message"),
         data.get("client_id"),
@@ -151,61 +169,63 @@ def on_send_message(data: dict) -> dict:
 
 
 @chat_event("heartbeat")
-def on_heartbeat(data: dict) -> dict:
+def on_heartbeat(user: SocketUser, data: dict) -> dict:
     """Keeps this socket counted as online (clients send it every 25 seconds)."""
-    presence().touch(current_user.id, request.sid)
+    presence().touch(user.id, request.sid)
     return {"ok": True}
 
 
 @chat_event("presence")
-def on_presence(data: dict) -> dict:
+def on_presence(user: SocketUser, data: dict) -> dict:
     """Online state and last-seen time of a conversation's participants."""
-    conversation = participant_conversation(current_user.id, data.get("conversation_id"))
+    if not valid_conversation_id(data.get("conversation_id")):
+        return error("invalid")
+    conversation = participant_conversation(user.id, data.get("conversation_id"))
     if conversation is None:
         return error("forbidden")
     return {"ok": True, "presence": _presence_of(participant_ids(conversation.id))}
 
 
 @chat_event("typing")
-def on_typing(data: dict) -> dict:
+def on_typing(user: SocketUser, data: dict) -> dict:
     """Relay "is typing" to the others in the room; never stored."""
     typing = data.get("typing", True)
-    if not isinstance(typing, bool):
+    if not isinstance(typing, bool) or not valid_conversation_id(data.get("conversation_id")):
         return error("invalid")
-    conversation = participant_conversation(current_user.id, data.get("conversation_id"))
+    conversation = participant_conversation(user.id, data.get("conversation_id"))
     if conversation is None:
         return error("forbidden")
-    socketio.emit("typing", {"conversation_id": conversation.id, "user_id": current_user.id,
-                             "name": current_user.full_name, "typing": typing},
-                  to=room(conversation.id), skip_sid=request.sid, namespace=NAMESPACE)
+    emit_to(room(conversation.id), "typing",
+            {"conversation_id": conversation.id, "user_id": user.id, "name": user.full_name,
+             "typing": typing}, skip_sid=request.sid)
     return {"ok": True}
 
 
 @chat_event("read")
-def on_read(data: dict) -> dict:
-    return mark_read(current_user._get_current_object(), data)
+def on_read(user: SocketUser, data: dict) -> dict:
+    return mark_read(user, data)
 
 
 @chat_event("edit_message")
-def on_edit_message(data: dict) -> dict:
-    return edit_message(current_user._get_current_object(), data)
+def on_edit_message(user: SocketUser, data: dict) -> dict:
+    return edit_message(user, data)
 
 
 @chat_event("delete_message")
-def on_delete_message(data: dict) -> dict:
-    return delete_message(current_user._get_current_object(), data)
+def on_delete_message(user: SocketUser, data: dict) -> dict:
+    return delete_message(user, data)
 
 
 @chat_event("rename_conversation")
-def on_rename_conversation(data: dict) -> dict:
-    return rename_conversation(current_user._get_current_object(), data)
+def on_rename_conversation(user: SocketUser, data: dict) -> dict:
+    return rename_conversation(user, data)
 
 
 @chat_event("add_participants")
-def on_add_participants(data: dict) -> dict:
-    return add_participants(current_user._get_current_object(), data)
+def on_add_participants(user: SocketUser, data: dict) -> dict:
+    return add_participants(user, data)
 
 
 @chat_event("leave_conversation")
-def on_leave_conversation(data: dict) -> dict:
-    return leave_conversation(current_user._get_current_object(), data)
+def on_leave_conversation(user: SocketUser, data: dict) -> dict:
+    return leave_conversation(user, data)

@@ -16,6 +16,7 @@ from .conversations import (
     room,
     user_room,
 )
+from .fanout import emit_to
 from .forms import MAX_PARTICIPANTS
 from .presence import presence
 from .send import clean_text, error
@@ -40,7 +41,7 @@ def _announce(conversation: Conversation, extra_user_ids: list[int] = ()) -> dic
     state = conversation_state(conversation)
     rooms = [room(conversation.id)] + [user_room(p["id"]) for p in state["participants"]]
     rooms += [user_room(uid) for uid in extra_user_ids]
-    socketio.emit("conversation_updated", state, to=rooms, namespace=NAMESPACE)
+    emit_to(rooms, "conversation_updated", state)
     return state
 
 
@@ -77,10 +78,12 @@ def add_participants(user: User, data: dict) -> dict:
     if refusal:
         return refusal
     wanted = data.get("user_ids")
-    if (not isinstance(wanted, list) or not wanted or len(wanted) > MAX_PARTICIPANTS
+    if (not isinstance(wanted, list) or not wanted
             or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63
                        for i in wanted)):
         return error("invalid")
+    if len(wanted) > MAX_PARTICIPANTS:
+        return error("too_many", max_participants=MAX_PARTICIPANTS)
     present = set(db.session.scalars(select(Participant.user_id).where(
         Participant.conversation_id == conversation.id)))
     new_ids = [i for i in dict.fromkeys(wanted) if i not in present]
@@ -89,7 +92,7 @@ def add_participants(user: User, data: dict) -> dict:
     if len(users) != len(new_ids):
         return error("not_found")
     if len(present) + len(users) > MAX_PARTICIPANTS:
-        return error("too_many")
+        return error("too_many", max_participants=MAX_PARTICIPANTS)
     for new_user in users:
         db.session.add(Participant(conversation_id=conversation.id, user_id=new_user.id))
     db.session.commit()
@@ -108,8 +111,7 @@ def leave_conversation(user: User, data: dict) -> dict:
         Participant.conversation_id == conversation.id, Participant.user_id == user.id))
     db.session.commit()
     remove_sockets_from_room(user.id, conversation.id)
-    socketio.emit("conversation_left", {"conversation_id": conversation.id},
-                  to=user_room(user.id), namespace=NAMESPACE)
+    emit_to(user_room(user.id), "conversation_left", {"conversation_id": conversation.id})
     record_activity("conversation_left", user.id, {"conversation_id": conversation.id})
     _announce(conversation)
     return {"ok": True}

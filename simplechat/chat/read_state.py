@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import and_, func, or_, select, update
 
-from ..extensions import db, socketio
+from ..extensions import db
 from ..models import Message, Participant, User
-from .conversations import NAMESPACE, room, user_room, valid_conversation_id
+from .conversations import room, user_room, valid_conversation_id
+from .fanout import emit_to
 from .history import cached_messages
 from .ids import parse_message_id
 from .send import error
@@ -42,8 +43,7 @@ def mark_read(user: User, data: dict) -> dict:
     if moved:
         notice = {"conversation_id": conversation_id, "user_id": user.id, "message_id": message_id}
         # The room shows "seen by"; the reader's other devices clear their unread count.
-        socketio.emit("read", notice, to=[room(conversation_id), user_room(user.id)],
-                      namespace=NAMESPACE)
+        emit_to([room(conversation_id), user_room(user.id)], "read", notice)
     return {"ok": True, "last_read": max(message_id, participant.last_read_message_id or "")}
 
 

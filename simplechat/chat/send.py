@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Protocol
 
 from flask import current_app
 
-from ..extensions import db, socketio
+from ..extensions import db
 from ..metrics import observe_send
-from ..models import User
 from ..services import services
-from .conversations import NAMESPACE, participant_ids, room, user_room, valid_conversation_id
+from .conversations import participant_ids, room, user_room, valid_conversation_id
+from .fanout import emit_to
 from .ids import new_message_id
 from .messages import message_payload
 
@@ -41,21 +42,37 @@ def checked_text(text: object) -> tuple[str, dict | None]:
     """The text as it will be stored, or an error ack: the rules for sending and editing."""
     if not isinstance(text, str):
         return "", error("invalid")
-    limit = current_app.config["CHAT_MAX_MESSAGE_LENGTH"]
-    if len(text) > limit:
-        return "", error("too_long", max_length=limit)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates cannot be stored
         return "", error("invalid")
+    # The limit applies to what is stored: surrounding blanks and control characters go first.
     text = clean_text(text)
     if not text:
         return "", error("empty")
+    limit = current_app.config["CHAT_MAX_MESSAGE_LENGTH"]
+    if len(text) > limit:
+        return "", error("too_long", max_length=limit)
     return text, None
 
 
+class Sender(Protocol):
+    """Who sends: a User, or the user of a socket (chat.sockets.SocketUser)."""
+
+    id: int
+    full_name: str
+
+
+def _retry_answer(original: dict, text: str) -> dict:
+    """The answer to a send whose client id was seen before in this conversation: the original
+    message if it is the same text (a retry), else ``conflict``."""
+    if original.get("message") != text:
+        return error("conflict")
+    return {"ok": True, "message": original, "duplicate": True}
+
+
 @observe_send
-def send_message(sender: User, conversation_id: object, text: object,
+def send_message(sender: Sender, conversation_id: object, text: object,
                  client_id: object = None) -> dict:
     """Send ``text`` from ``sender`` to a conversation; returns the acknowledgement."""
     # 1-2. Validate the payload, then membership.
@@ -75,11 +92,12 @@ def send_message(sender: User, conversation_id: object, text: object,
     end_transaction()
 
     svc = services()
-    dedupe_key = f"{sender_id}:{client_id}" if client_id else None
+    # A client id is the sender's own, in one conversation.
+    dedupe_key = f"{sender_id}:{conversation_id}:{client_id}" if client_id else None
     try:
         # A retry of a send that already went through gets the original back.
         if dedupe_key and (original := svc.cache.lookup(dedupe_key)) is not None:
-            return {"ok": True, "message": original, "duplicate": True}
+            return _retry_answer(original, text)
         # 3. Rate limit, shared by every process.
         wait = svc.limiter.hit(str(sender_id))
         if wait:
@@ -89,7 +107,7 @@ def send_message(sender: User, conversation_id: object, text: object,
                                   sender_id=sender_id, sender_name=sender_name)
         original = svc.cache.push(conversation_id, payload, dedupe_key)
         if original is not None:
-            return {"ok": True, "message": original, "duplicate": True}
+            return _retry_answer(original, text)
         _queue_write(payload, dedupe_key)
     except Unavailable:
         return error("unavailable")
@@ -100,10 +118,10 @@ def send_message(sender: User, conversation_id: object, text: object,
     # 4. Fan out to every process's sockets in the room. The message is already safe: a
     # failed emit is caught up by clients through `join` with `after`.
     try:
-        socketio.emit("message", payload, to=room(conversation_id), namespace=NAMESPACE)
+        emit_to(room(conversation_id), "message", payload)
         # Everyone's conversation list (unread counts, previews), wherever their sockets are.
-        socketio.emit("conversation_activity", activity_notice(payload),
-                      to=[user_room(uid) for uid in members], namespace=NAMESPACE)
+        emit_to([user_room(uid) for uid in members], "conversation_activity",
+                activity_notice(payload))
     except Exception:
         log.exception("fan-out of message %s failed", payload["id"])
     # 5. The acknowledgement: the write is queued and will reach SQL.

@@ -1,42 +1,107 @@
-"""Ending every open socket of a user, on whichever web process holds it.
+"""Who each open ``/chat`` socket of this process belongs to, and closing the sockets of a
+session that has ended, on whichever web process holds them.
 
-The presence tracker knows each user's live sids on every process; a server-side disconnect of
-a sid held elsewhere travels through the Socket.IO message queue. Without Redis there is one
-process, and its own rooms are the whole picture.
+A socket's user and session are read once, at connect. Each event then checks the session
+against the shared session cache (no SQL) at most every SESSION_CHECK_INTERVAL seconds; an
+ended session is also pushed: its sockets get ``session_ended`` and are closed at once.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass, field
 
+from flask import current_app
+
+from ..auth.sessions import session_identity
 from ..extensions import socketio
-from .conversations import NAMESPACE, user_room
-from .presence import presence
+from ..services import services
+from .conversations import NAMESPACE
+from .fanout import emit_to
 
 log = logging.getLogger(__name__)
 
 
-def disconnect_user(user_id: int, reason: str = "deactivated") -> int:
-    """Close every open ``/chat`` socket of a user, on whichever process holds it.
+def session_room(session_id: int) -> str:
+    return f"session:{session_id}"
 
-    The client first gets ``session_ended`` with the reason, then the server-side disconnect
-    (after which the Socket.IO client does not reconnect by itself). Returns how many sockets
-    were asked to close. Call it after the change that makes the user inactive is committed:
-    a reconnect is then refused, and so is any event still in flight.
-    """
-    server = socketio.server
-    sids = {sid for sid, _eio in server.manager.get_participants(NAMESPACE, user_room(user_id))}
-    tracker = presence()
+
+@dataclass
+class SocketUser:
+    """The user behind one socket, as the socket's events see it (``current_user`` there)."""
+
+    id: int
+    username: str
+    full_name: str
+    session_id: int
+    checked_at: float = field(default_factory=time.monotonic)
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+def _registry() -> dict[str, SocketUser]:
+    return current_app.extensions.setdefault("simplechat.sockets", {})
+
+
+def register_socket(sid: str, user: SocketUser) -> None:
+    _registry()[sid] = user
     try:
-        sids.update(tracker.sids(user_id))
+        services().liveness.add_socket(user.session_id, sid)
     except Exception:
-        log.warning("live sockets of user %s unknown beyond this process", user_id, exc_info=True)
-    socketio.emit("session_ended", {"reason": reason}, to=user_room(user_id),
-                  namespace=NAMESPACE)
-    for sid in sids:
-        server.disconnect(sid, namespace=NAMESPACE)
+        log.warning("socket %s of session %s not recorded", sid, user.session_id, exc_info=True)
+
+
+def unregister_socket(sid: str) -> SocketUser | None:
+    user = _registry().pop(sid, None)
+    if user is not None:
         try:
-            tracker.drop(user_id, sid)
+            services().liveness.drop_socket(user.session_id, sid)
         except Exception:
-            log.warning("presence of socket %s not cleared", sid, exc_info=True)
-    return len(sids)
+            log.warning("socket %s of session %s not forgotten", sid, user.session_id)
+    return user
+
+
+def socket_user(sid: str) -> SocketUser | None:
+    """The user of a socket whose session is still live, else None (the caller refuses)."""
+    user = _registry().get(sid)
+    if user is None:
+        return None
+    now = time.monotonic()
+    if now - user.checked_at >= current_app.config["SESSION_CHECK_INTERVAL"]:
+        identity = session_identity(user.session_id)
+        if identity is None or identity["user_id"] != user.id:
+            _registry().pop(sid, None)
+            return None
+        user.username, user.full_name = identity["username"], identity["name"]
+        user.checked_at = now
+    return user
+
+
+def close_session_sockets(session_id: int, reason: str) -> int:
+    """Tell a session's sockets why it ended, then close them, on every process.
+
+    This process's sockets get ``session_ended`` straight away, before their close; the others'
+    processes get the event and then the close through the message queue, in that order.
+    Returns how many sockets were asked to close."""
+    server = socketio.server
+    target = session_room(session_id)
+    local = {sid for sid, _eio in server.manager.get_participants(NAMESPACE, target)}
+    try:
+        everywhere = services().liveness.sockets(session_id)
+    except Exception:
+        log.warning("sockets of session %s unknown beyond this process", session_id,
+                    exc_info=True)
+        everywhere = set()
+    for sid in local:
+        emit_to(sid, "session_ended", {"reason": reason}, local_only=True)
+    remote = everywhere - local
+    if remote:
+        emit_to(target, "session_ended", {"reason": reason})
+    for sid in local | remote:
+        server.disconnect(sid, namespace=NAMESPACE)
+    return len(local | remote)

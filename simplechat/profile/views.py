@@ -1,4 +1,5 @@
-"""Own profile, editing it, changing the password, and other users' public profiles."""
+"""Own profile, editing it, changing the password, the login sessions, and other users'
+public profiles."""
 
 from __future__ import annotations
 
@@ -9,8 +10,18 @@ from sqlalchemy.exc import IntegrityError
 
 from ..activity import record_activity
 from ..auth.forms import USERNAME_MAX, USERNAME_RE
+from ..auth.sessions import (
+    current_session,
+    describe_agent,
+    end_current_session,
+    end_sessions,
+    end_user_sessions,
+    forget_identities,
+    live_sessions,
+    rotate_current_token,
+)
 from ..extensions import db
-from ..models import User
+from ..models import User, UserSession
 from . import bp
 from .forms import ChangePasswordForm, EditProfileForm
 
@@ -45,6 +56,7 @@ def edit():
             db.session.rollback()
             form.email.errors.append("That e-mail address is already registered.")
             return render_template("profile/edit.html", form=form)
+        forget_identities(user.id)  # open sockets pick up the new name
         record_activity("profile_edit", user.id)
         flash("Your profile has been updated.", "success")
         return redirect(url_for("profile.me"))
@@ -58,10 +70,55 @@ def password():
     if form.validate_on_submit():
         current_user.set_password(form.password.data)
         db.session.commit()
-        record_activity("password_change", current_user.id)
-        flash("Your password has been changed.", "success")
+        # Every other login ends; this one carries on under a new token.
+        here = current_session()
+        ended = end_user_sessions(current_user.id, "password_changed",
+                                  keep=here.id if here else None)
+        rotate_current_token()
+        record_activity("password_change", current_user.id, {"sessions_ended": ended.sessions})
+        flash("Your password has been changed." + (
+            f" {ended.sessions} other session(s) were signed out." if ended.sessions else ""),
+            "success")
         return redirect(url_for("profile.me"))
     return render_template("profile/password.html", form=form)
+
+
+@bp.get("/sessions")
+@login_required
+def sessions():
+    here = current_session()
+    return render_template("profile/sessions.html", sessions=live_sessions(current_user.id),
+                           current_id=here.id if here else None, describe=describe_agent)
+
+
+@bp.post("/sessions/<int:session_id>/sign-out")
+@login_required
+def sign_out_session(session_id: int):
+    """End one of my sessions; ending this browser's own is logging out."""
+    row = db.session.get(UserSession, session_id)
+    if row is None or row.user_id != current_user.id or row.ended_at is not None:
+        abort(404)
+    here = current_session()
+    if here is not None and row.id == here.id:
+        user_id = current_user.id
+        end_current_session("logged_out")
+        record_activity("logout", user_id)
+        flash("You have been logged out.", "info")
+        return redirect(url_for("auth.login"))
+    end_sessions([row], "signed_out")
+    record_activity("session_signed_out", current_user.id, {"session_id": row.id})
+    flash("That session has been signed out.", "success")
+    return redirect(url_for("profile.sessions"))
+
+
+@bp.post("/sessions/sign-out-others")
+@login_required
+def sign_out_others():
+    here = current_session()
+    ended = end_user_sessions(current_user.id, "signed_out", keep=here.id if here else None)
+    record_activity("sessions_signed_out", current_user.id, {"count": ended.sessions})
+    flash(f"{ended.sessions} other session(s) signed out.", "success")
+    return redirect(url_for("profile.sessions"))
 
 
 @bp.get("/<username>")

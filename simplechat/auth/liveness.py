@@ -1,0 +1,98 @@
+"""Which login sessions are live, and which sockets each has, shared by every web process.
+
+SQL (``user_sessions``) is the truth; this store is a cache of it that an ended session is
+removed from, so a socket event checks a session without an SQL query. A missing entry means
+"unknown": the caller reads SQL and puts the answer back. Redis is shared by every process; the
+embedded default keeps the same in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Protocol
+
+import redis as redis_lib
+
+IDENTITY_TTL = 60  # seconds a cached live session is trusted before SQL is read again
+SOCKETS_TTL = 24 * 3600  # a process that died leaves its sids behind this long at most
+
+
+class LivenessStore(Protocol):
+    def get(self, session_id: int) -> dict | None: ...
+    def put(self, session_id: int, identity: dict) -> None: ...
+    def forget(self, session_ids: list[int]) -> None: ...
+    def add_socket(self, session_id: int, sid: str) -> None: ...
+    def drop_socket(self, session_id: int, sid: str) -> None: ...
+    def sockets(self, session_id: int) -> set[str]: ...
+
+
+class RedisLiveness:
+    def __init__(self, redis: redis_lib.Redis, prefix: str):
+        self._redis = redis
+        self._prefix = prefix
+
+    def _key(self, session_id: int) -> str:
+        return f"{self._prefix}sess:{session_id}"
+
+    def get(self, session_id: int) -> dict | None:
+        raw = self._redis.get(self._key(session_id))
+        return json.loads(raw) if raw else None
+
+    def put(self, session_id: int, identity: dict) -> None:
+        self._redis.set(self._key(session_id), json.dumps(identity), ex=IDENTITY_TTL)
+
+    def forget(self, session_ids: list[int]) -> None:
+        if session_ids:
+            self._redis.delete(*(self._key(s) for s in session_ids))
+
+    def add_socket(self, session_id: int, sid: str) -> None:
+        key = self._key(session_id) + ":sockets"
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(key, sid)
+            pipe.expire(key, SOCKETS_TTL)
+            pipe.execute()
+
+    def drop_socket(self, session_id: int, sid: str) -> None:
+        self._redis.srem(self._key(session_id) + ":sockets", sid)
+
+    def sockets(self, session_id: int) -> set[str]:
+        return {s.decode() for s in self._redis.smembers(self._key(session_id) + ":sockets")}
+
+
+class MemoryLiveness:
+    """The same, kept in this process, for the single-process embedded default."""
+
+    def __init__(self):
+        self._identities: dict[int, dict] = {}
+        self._sockets: dict[int, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session_id: int) -> dict | None:
+        with self._lock:
+            return self._identities.get(session_id)
+
+    def put(self, session_id: int, identity: dict) -> None:
+        with self._lock:
+            self._identities[session_id] = dict(identity)
+
+    def forget(self, session_ids: list[int]) -> None:
+        with self._lock:
+            for session_id in session_ids:
+                self._identities.pop(session_id, None)
+
+    def add_socket(self, session_id: int, sid: str) -> None:
+        with self._lock:
+            self._sockets.setdefault(session_id, set()).add(sid)
+
+    def drop_socket(self, session_id: int, sid: str) -> None:
+        with self._lock:
+            sids = self._sockets.get(session_id)
+            if sids is not None:
+                sids.discard(sid)
+                if not sids:
+                    del self._sockets[session_id]
+
+    def sockets(self, session_id: int) -> set[str]:
+        with self._lock:
+            return set(self._sockets.get(session_id, ()))

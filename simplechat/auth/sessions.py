@@ -1,0 +1,323 @@
+"""Server-side login sessions: made at login, ended by logout, a password change, deactivation
+or "sign out", on every process at once.
+
+The signed Flask cookie carries only a random token; the ``user_sessions`` row stores its
+SHA-256. "Remember me" is a second cookie, ``<session id>.<secret>``, whose secret is random per
+login, stored hashed, replaced each time it is used and worthless once its session has ended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import Request, Response, after_this_request, current_app, g, request, session
+from flask_login import login_user, logout_user
+from sqlalchemy import select, update
+
+from ..activity import client_ip
+from ..extensions import db
+from ..models import User, UserSession, utcnow
+from ..services import services
+
+log = logging.getLogger(__name__)
+
+SESSION_KEY = "_sk"  # the key in the Flask session that holds this login's token
+REMEMBER_COOKIE = "simplechat_remember"
+LEGACY_REMEMBER_COOKIE = "remember_token"  # Flask-Login's own, made before server sessions
+TOUCH_EVERY = timedelta(seconds=60)  # how stale last_seen_at may get before it is written
+
+REASONS = ("logged_out", "password_changed", "deactivated", "signed_out", "expired")
+_REMEMBER_VALUE = re.compile(r"([1-9][0-9]{0,18})\.([A-Za-z0-9_-]{43})")
+
+
+def token_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def identity_of(user: User) -> dict:
+    """What a socket needs to know of its user, cached beside the session's liveness."""
+    return {"user_id": user.id, "username": user.username, "name": user.full_name}
+
+
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"),
+             ("Chromium/", "Chromium"), ("Chrome/", "Chrome"), ("Safari/", "Safari"))
+_SYSTEMS = (("Android", "Android"), ("iPhone", "iOS"), ("iPad", "iPadOS"),
+            ("Windows", "Windows"), ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"),
+            ("Linux", "Linux"))
+
+
+def describe_agent(agent: str | None) -> str:
+    """A short name for a session's browser ("Firefox on Linux"); the full string is shown on
+    hover. Only the first matching token counts, so this never claims more than it knows."""
+    if not agent:
+        return "Unknown browser"
+    browser = next((name for token, name in _BROWSERS if token in agent), None)
+    system = next((name for token, name in _SYSTEMS if token in agent), None)
+    if browser and system:
+        return f"{browser} on {system}"
+    return browser or system or agent[:40]
+
+
+# --------------------------------------------------------------------------- starting
+
+
+def start_session(user: User, remember: bool = False) -> UserSession:
+    """Log ``user`` in on this browser with a new server-side session."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    row = UserSession(user_id=user.id, token_hash=token_hash(token), created_at=now,
+                      last_seen_at=now, user_agent=_user_agent(), ip=client_ip())
+    remember_secret = _set_remember(row) if remember else None
+    db.session.add(row)
+    db.session.commit()
+    session[SESSION_KEY] = token
+    login_user(user)
+    g.user_session = row
+    if remember_secret:
+        _send_remember_cookie(row, remember_secret)
+    return row
+
+
+def _user_agent() -> str | None:
+    agent = request.headers.get("User-Agent", "") if request else ""
+    return agent[:256] or None
+
+
+def _set_remember(row: UserSession) -> str:
+    secret = secrets.token_urlsafe(32)
+    row.remember_hash = token_hash(secret)
+    row.remember_until = utcnow() + timedelta(days=current_app.config["REMEMBER_DAYS"])
+    return secret
+
+
+def _send_remember_cookie(row: UserSession, secret: str) -> None:
+    value = f"{row.id}.{secret}"
+    max_age = int(timedelta(days=current_app.config["REMEMBER_DAYS"]).total_seconds())
+    config = current_app.config
+
+    @after_this_request
+    def set_cookie(response: Response) -> Response:
+        response.set_cookie(REMEMBER_COOKIE, value, max_age=max_age, path="/",
+                            secure=bool(config.get("SESSION_COOKIE_SECURE")), httponly=True,
+                            samesite="Lax")
+        return response
+
+
+def _clear_remember_cookie() -> None:
+    config = current_app.config
+
+    @after_this_request
+    def delete_cookie(response: Response) -> Response:
+        for name in (REMEMBER_COOKIE, LEGACY_REMEMBER_COOKIE):
+            if name in request.cookies:
+                response.delete_cookie(name, path="/",
+                                       secure=bool(config.get("SESSION_COOKIE_SECURE")),
+                                       httponly=True, samesite="Lax")
+        return response
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _in_socket_event() -> bool:
+    return getattr(request, "sid", None) is not None
+
+
+def _idle_limit(row: UserSession) -> timedelta:
+    days = current_app.config["SESSION_IDLE_DAYS"]
+    if row.remember_hash:
+        days = max(days, current_app.config["REMEMBER_DAYS"])
+    return timedelta(days=days)
+
+
+def _usable(row: UserSession | None, user: User | None) -> bool:
+    """Whether a session row may log its user in now; an idle one is ended on the way."""
+    if row is None or user is None or row.ended_at is not None or not user.is_active:
+        return False
+    if row.last_seen_at < utcnow() - _idle_limit(row):
+        end_sessions([row], "expired")
+        return False
+    return True
+
+
+def load_session_user(user_id: str) -> User | None:
+    """Flask-Login's user loader: the user of this cookie's live session, else nobody."""
+    token = session.get(SESSION_KEY)
+    if not isinstance(token, str) or not token:
+        return None
+    found = db.session.execute(
+        select(UserSession, User).join(User, User.id == UserSession.user_id)
+        .where(UserSession.token_hash == token_hash(token))
+    ).first()
+    row, user = found if found else (None, None)
+    if not _usable(row, user) or str(user.id) != str(user_id):
+        if not _in_socket_event():
+            session.pop(SESSION_KEY, None)  # a dead reference: drop it from the browser's cookie
+        return None
+    _touch(row)
+    g.user_session = row
+    return user
+
+
+def _touch(row: UserSession) -> None:
+    """Move last_seen_at forward, at most once a minute, outside the request's transaction."""
+    now = utcnow()
+    if now - row.last_seen_at < TOUCH_EVERY:
+        return
+    values = {"last_seen_at": now}
+    ip = client_ip()
+    if ip:
+        values["ip"] = ip
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(update(UserSession.__table__)
+                         .where(UserSession.__table__.c.id == row.id).values(**values))
+    except Exception:
+        log.warning("last-seen time of session %s not written", row.id, exc_info=True)
+
+
+def restore_remembered(req: Request) -> User | None:
+    """Flask-Login's request loader: log in again from a valid remember-me cookie, replacing
+    both the session token and the remember secret (a stolen copy of the old one then fails)."""
+    raw = req.cookies.get(REMEMBER_COOKIE)
+    if not raw or _in_socket_event():
+        return None
+    match = _REMEMBER_VALUE.fullmatch(raw)
+    row = db.session.get(UserSession, int(match.group(1))) if match else None
+    user = db.session.get(User, row.user_id) if row is not None else None
+    if (row is None or not row.remember_hash or row.remember_until is None
+            or row.remember_until < utcnow()
+            or not hmac.compare_digest(row.remember_hash, token_hash(match.group(2)))
+            or not _usable(row, user)):
+        _clear_remember_cookie()
+        return None
+    token = secrets.token_urlsafe(32)
+    row.token_hash = token_hash(token)
+    secret = _set_remember(row)
+    row.last_seen_at = utcnow()
+    row.ip = client_ip() or row.ip
+    db.session.commit()
+    session[SESSION_KEY] = token
+    session["_user_id"] = str(user.id)
+    session["_fresh"] = False
+    g.user_session = row
+    _send_remember_cookie(row, secret)
+    return user
+
+
+def current_session() -> UserSession | None:
+    """The session of this request's logged-in user (set when the user was loaded)."""
+    return g.get("user_session")
+
+
+def rotate_current_token() -> None:
+    """Give the current session a new token (after a password change): a copy of the old
+    cookie stops working, while this browser and its open sockets carry on."""
+    row = current_session()
+    if row is None:
+        return
+    token = secrets.token_urlsafe(32)
+    row.token_hash = token_hash(token)
+    secret = _set_remember(row) if row.remember_hash else None
+    db.session.commit()
+    session[SESSION_KEY] = token
+    if secret:
+        _send_remember_cookie(row, secret)
+
+
+def session_identity(session_id: int) -> dict | None:
+    """The identity of a live session, from the shared cache, else from SQL (and cached)."""
+    store = services().liveness
+    try:
+        identity = store.get(session_id)
+    except Exception:
+        log.warning("session cache unavailable; reading session %s from SQL", session_id,
+                    exc_info=True)
+        identity, store = None, None
+    if identity is not None:
+        return identity
+    found = db.session.execute(
+        select(UserSession, User).join(User, User.id == UserSession.user_id)
+        .where(UserSession.id == session_id)
+    ).first()
+    row, user = found if found else (None, None)
+    if not _usable(row, user):
+        return None
+    identity = identity_of(user)
+    if store is not None:
+        try:
+            store.put(session_id, identity)
+        except Exception:
+            log.warning("session %s not cached", session_id, exc_info=True)
+    return identity
+
+
+# --------------------------------------------------------------------------- ending
+
+
+def live_sessions(user_id: int) -> list[UserSession]:
+    """The user's sessions that have not ended, most recently used first."""
+    return list(db.session.scalars(
+        select(UserSession).where(UserSession.user_id == user_id,
+                                  UserSession.ended_at.is_(None))
+        .order_by(UserSession.last_seen_at.desc(), UserSession.id.desc())
+    ))
+
+
+@dataclass(frozen=True)
+class Ended:
+    sessions: int  # live sessions that were ended
+    sockets: int  # their sockets asked to close, on every process
+
+
+def end_sessions(rows: list[UserSession], reason: str) -> Ended:
+    """End these sessions: their cookies and remember-me tokens are refused from now on, and
+    their sockets on every process get ``session_ended`` and are closed."""
+    from ..chat.sockets import close_session_sockets
+
+    assert reason in REASONS, reason
+    live = [row for row in rows if row.ended_at is None]
+    if not live:
+        return Ended(0, 0)
+    now = utcnow()
+    for row in live:
+        row.ended_at, row.end_reason, row.remember_hash = now, reason, None
+    db.session.commit()
+    ids = [row.id for row in live]
+    try:
+        services().liveness.forget(ids)
+    except Exception:
+        # Sockets then keep their cached identity until it expires; they are closed below.
+        log.warning("sessions %s not removed from the session cache", ids, exc_info=True)
+    sockets = sum(close_session_sockets(session_id, reason) for session_id in ids)
+    return Ended(len(live), sockets)
+
+
+def end_user_sessions(user_id: int, reason: str, keep: int | None = None) -> Ended:
+    """End every live session of a user, but ``keep`` (a session id) if given."""
+    return end_sessions([row for row in live_sessions(user_id) if row.id != keep], reason)
+
+
+def forget_identities(user_id: int) -> None:
+    """Drop the cached identity of the user's sessions (after a name change), so sockets read
+    the new one within a second."""
+    try:
+        services().liveness.forget([row.id for row in live_sessions(user_id)])
+    except Exception:
+        log.warning("identities of user %s not refreshed", user_id, exc_info=True)
+
+
+def end_current_session(reason: str = "logged_out") -> None:
+    """Log this browser out: its session ends everywhere, and its cookies are cleared."""
+    row = current_session()
+    if row is not None:
+        end_sessions([row], reason)
+    logout_user()
+    session.pop(SESSION_KEY, None)
+    _clear_remember_cookie()
