@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from simplechat import create_app
+from simplechat.auth.sessions import end_user_sessions, live_sessions
 from simplechat.chat.presence import presence
 from simplechat.chat.ratelimit import LoginLimiter, MemoryRateLimiter, Rate, RedisRateLimiter
-from simplechat.auth.sessions import end_user_sessions, live_sessions
 from simplechat.extensions import db, socketio
 from simplechat.models import Message, User
 from simplechat.services import redis_from_url, services
