@@ -17,6 +17,7 @@ class Services:
     cache: Any  # chat.cache.RecentCache
     limiter: Any  # chat.ratelimit.RedisRateLimiter or MemoryRateLimiter
     login_limiter: Any = None  # chat.ratelimit.LoginLimiter
+    register_limiter: Any = None  # chat.ratelimit.RegisterLimiter
 
     @property
     def embedded(self) -> bool:
@@ -32,12 +33,19 @@ def redis_from_url(url: str) -> redis_lib.Redis:
 
 def init_services(app: Flask) -> Services:
     from .chat.cache import MemoryRecentCache, RedisRecentCache
-    from .chat.ratelimit import LoginLimiter, MemoryRateLimiter, RedisRateLimiter, parse_rate
+    from .chat.ratelimit import (
+        LoginLimiter,
+        MemoryRateLimiter,
+        RedisRateLimiter,
+        RegisterLimiter,
+        parse_rate,
+    )
 
     size = app.config["CHAT_RECENT_MESSAGES"]
     rate = parse_rate(app.config["CHAT_RATE_LIMIT"])
     login_rates = (parse_rate(app.config["LOGIN_RATE_LIMIT_ACCOUNT"]),
                    parse_rate(app.config["LOGIN_RATE_LIMIT_IP"]))
+    register_rate = parse_rate(app.config["REGISTER_RATE_LIMIT"])
     prefix = app.config["REDIS_KEY_PREFIX"]
     dedupe_ttl = app.config["CHAT_DEDUPE_WINDOW"]
     url = app.config.get("REDIS_URL")
@@ -49,6 +57,7 @@ def init_services(app: Flask) -> Services:
             limiter=RedisRateLimiter(client, rate, prefix),
             login_limiter=LoginLimiter(*(RedisRateLimiter(client, r, prefix)
                                          for r in login_rates)),
+            register_limiter=RegisterLimiter(RedisRateLimiter(client, register_rate, prefix)),
         )
     else:
         services = Services(
@@ -56,6 +65,7 @@ def init_services(app: Flask) -> Services:
             cache=MemoryRecentCache(size, dedupe_ttl),
             limiter=MemoryRateLimiter(rate),
             login_limiter=LoginLimiter(*(MemoryRateLimiter(r) for r in login_rates)),
+            register_limiter=RegisterLimiter(MemoryRateLimiter(register_rate)),
         )
     app.extensions["simplechat"] = services
     return services
