@@ -64,6 +64,9 @@ class Config:
     # Failed logins allowed per account and per client IP ("0" or "off": no limit).
     LOGIN_RATE_LIMIT_ACCOUNT = os.environ.get("LOGIN_RATE_LIMIT_ACCOUNT", "5/5minute")
     LOGIN_RATE_LIMIT_IP = os.environ.get("LOGIN_RATE_LIMIT_IP", "20/5minute")
+    # Registration attempts (successful or not) per client IP: each one can tell whether a
+    # username or e-mail address is taken, so they are limited like failed logins.
+    REGISTER_RATE_LIMIT = os.environ.get("REGISTER_RATE_LIMIT", "10/hour")
     # Reverse proxies in front of the app that set X-Forwarded-For/-Proto: the client address
     # (login limits, activity log) is then taken from that many hops back. 0: the TCP peer.
     TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)

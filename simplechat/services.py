@@ -18,6 +18,7 @@ class Services:
     limiter: Any  # chat.ratelimit.RedisRateLimiter or MemoryRateLimiter
     login_limiter: Any = None  # chat.ratelimit.LoginLimiter
     liveness: Any = None  # auth.liveness.RedisLiveness or MemoryLiveness
+    register_limiter: Any = None  # chat.ratelimit.RegisterLimiter
 
     @property
     def embedded(self) -> bool:
@@ -34,12 +35,19 @@ def redis_from_url(url: str) -> redis_lib.Redis:
 def init_services(app: Flask) -> Services:
     from .auth.liveness import MemoryLiveness, RedisLiveness
     from .chat.cache import MemoryRecentCache, RedisRecentCache
-    from .chat.ratelimit import LoginLimiter, MemoryRateLimiter, RedisRateLimiter, parse_rate
+    from .chat.ratelimit import (
+        LoginLimiter,
+        MemoryRateLimiter,
+        RedisRateLimiter,
+        RegisterLimiter,
+        parse_rate,
+    )
 
     size = app.config["CHAT_RECENT_MESSAGES"]
     rate = parse_rate(app.config["CHAT_RATE_LIMIT"])
     login_rates = (parse_rate(app.config["LOGIN_RATE_LIMIT_ACCOUNT"]),
                    parse_rate(app.config["LOGIN_RATE_LIMIT_IP"]))
+    register_rate = parse_rate(app.config["REGISTER_RATE_LIMIT"])
     prefix = app.config["REDIS_KEY_PREFIX"]
     dedupe_ttl = app.config["CHAT_DEDUPE_WINDOW"]
     url = app.config.get("REDIS_URL")
@@ -52,6 +60,7 @@ def init_services(app: Flask) -> Services:
             login_limiter=LoginLimiter(*(RedisRateLimiter(client, r, prefix)
                                          for r in login_rates)),
             liveness=RedisLiveness(client, prefix),
+            register_limiter=RegisterLimiter(RedisRateLimiter(client, register_rate, prefix)),
         )
     else:
         services = Services(
@@ -60,6 +69,7 @@ def init_services(app: Flask) -> Services:
             limiter=MemoryRateLimiter(rate),
             login_limiter=LoginLimiter(*(MemoryRateLimiter(r) for r in login_rates)),
             liveness=MemoryLiveness(),
+            register_limiter=RegisterLimiter(MemoryRateLimiter(register_rate)),
         )
     app.extensions["simplechat"] = services
     return services

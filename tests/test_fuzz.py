@@ -46,10 +46,11 @@ def report_payloads(request):
 
 @pytest.fixture
 def fuzz_app(database_uri, redis_url):
-    """The testing app with the send and login limits off, so every payload reaches the checks."""
+    """The testing app with the send, login and registration limits off, so every payload
+    reaches the checks."""
     yield from app_in_context(
         database_uri, redis_url, CHAT_RATE_LIMIT="off",
-        LOGIN_RATE_LIMIT_ACCOUNT="off", LOGIN_RATE_LIMIT_IP="off",
+        LOGIN_RATE_LIMIT_ACCOUNT="off", LOGIN_RATE_LIMIT_IP="off", REGISTER_RATE_LIMIT="off",
         SQLALCHEMY_ENGINE_OPTIONS={"isolation_level": "READ COMMITTED"})
 
 

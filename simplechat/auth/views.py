@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 LOGIN_FAILED = "Invalid username or password."
 LOGIN_THROTTLED = "Too many failed login attempts. Try again in {seconds} seconds."
+REGISTER_THROTTLED = (
+    "Too many registration attempts from your address. Try again in {seconds} seconds."
+)
 _UNSAFE_IN_NEXT = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
@@ -67,11 +70,21 @@ def authenticate(identifier: str, password: str, user: User | None = None) -> Us
     return user
 
 
+def login_key(identifier: str) -> str:
+    """The failed-login counter for what was typed, whether or not an account has that name."""
+    return f"name:{identifier.strip().lower()}"
+
+
 @bp.route("/register", methods=["GET", "POST"])
 def register():
     if current_user.is_authenticated:
         return redirect(url_for("chat.index"))
     form = RegisterForm()
+    # Counted before validation, which tells whether a username or e-mail address is taken.
+    wait = _register_wait() if form.is_submitted() else 0.0
+    if wait:
+        error = REGISTER_THROTTLED.format(seconds=math.ceil(wait))
+        return render_template("auth/register.html", form=form, error=error), 429
     if form.validate_on_submit():
         user = User(
             username=form.username.data,
@@ -104,8 +117,8 @@ def login():
     status = 200
     if form.validate_on_submit():
         found = find_login_user(form.username.data)
-        # One counter per account, whichever of its names is typed; unknown names get their own.
-        account = f"user:{found.id}" if found else f"name:{form.username.data.lower()}"
+        # Keyed on what was typed, so a refusal does not tell which names are accounts.
+        account = login_key(form.username.data)
         ip = request.remote_addr or "unknown"
         wait = _login_wait(account, ip)
         if wait:
@@ -139,6 +152,15 @@ def _login_failed(account: str, ip: str) -> None:
         services().login_limiter.failed(account, ip)
     except Exception:
         log.warning("login limiter unavailable; failure not counted", exc_info=True)
+
+
+def _register_wait() -> float:
+    # CSRFProtect has already refused a POST without a valid token, so only real attempts count.
+    try:
+        return services().register_limiter.hit(request.remote_addr or "unknown")
+    except Exception:
+        log.warning("registration limiter unavailable; not limiting this attempt", exc_info=True)
+        return 0.0
 
 
 @bp.post("/logout")

@@ -1,5 +1,5 @@
 """Rate limits (GCRA) shared by every process through Redis: sends per user, failed logins per
-account and per client address."""
+typed name and per client address, registrations per client address."""
 
 from __future__ import annotations
 
@@ -131,7 +131,10 @@ class MemoryRateLimiter:
 
 
 class LoginLimiter:
-    """Failed logins, limited per account and per client address.
+    """Failed logins, limited per typed name and per client address.
+
+    The name is counted as typed (not as the account it finds), so a refusal looks the same
+    for a name that has an account and one that does not.
 
     Only failures are counted; a success neither counts nor clears anything, so a correct
     password from one address does not give another address fresh attempts."""
@@ -141,10 +144,21 @@ class LoginLimiter:
         self._ip = per_ip
 
     def wait(self, account: str, ip: str) -> float:
-        """Seconds until this account may try again from this address (0.0: now)."""
+        """Seconds until this name may be tried again from this address (0.0: now)."""
         return max(self._account.wait(f"login-account:{account}"),
                    self._ip.wait(f"login-ip:{ip}"))
 
     def failed(self, account: str, ip: str) -> None:
         self._account.hit(f"login-account:{account}")
         self._ip.hit(f"login-ip:{ip}")
+
+
+class RegisterLimiter:
+    """Registration attempts per client address, counted whether they succeed or not."""
+
+    def __init__(self, per_ip):
+        self._ip = per_ip  # RedisRateLimiter or MemoryRateLimiter
+
+    def hit(self, ip: str) -> float:
+        """Take one attempt for this address: 0.0 if allowed, else the seconds to wait."""
+        return self._ip.hit(f"register-ip:{ip}")
