@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Protocol
 
 import redis as redis_lib
@@ -61,20 +62,31 @@ class RedisLiveness:
 
 
 class MemoryLiveness:
-    """The same, kept in this process, for the single-process embedded default."""
+    """The same, kept in this process, for the single-process embedded default.
 
-    def __init__(self):
-        self._identities: dict[int, dict] = {}
+    Entries live one second only: a command-line process (``flask users sign-out``) cannot reach
+    this memory, so the server must read SQL again soon to see an end made there."""
+
+    def __init__(self, ttl: float = 1.0):
+        self._ttl = ttl
+        self._identities: dict[int, tuple[float, dict]] = {}
         self._sockets: dict[int, set[str]] = {}
         self._lock = threading.Lock()
 
     def get(self, session_id: int) -> dict | None:
         with self._lock:
-            return self._identities.get(session_id)
+            entry = self._identities.get(session_id)
+            if entry is None or entry[0] <= time.monotonic():
+                self._identities.pop(session_id, None)
+                return None
+            return entry[1]
 
     def put(self, session_id: int, identity: dict) -> None:
         with self._lock:
-            self._identities[session_id] = dict(identity)
+            if len(self._identities) > 100_000:
+                now = time.monotonic()
+                self._identities = {k: v for k, v in self._identities.items() if v[0] > now}
+            self._identities[session_id] = (time.monotonic() + self._ttl, dict(identity))
 
     def forget(self, session_ids: list[int]) -> None:
         with self._lock:

@@ -317,12 +317,23 @@
   socket.on("connect", function () {
     join(newestId);
   });
-  socket.on("session_ended", function () {
-    setStatus("Your session has ended. Reload the page to log in again.", "danger");
+  var ENDED_BECAUSE = {
+    logged_out: "You logged out of this session.",
+    password_changed: "Your password was changed, which signed this session out.",
+    signed_out: "This session was signed out.",
+    deactivated: "Your account has been deactivated.",
+    expired: "This session expired."
+  };
+  var sessionEnded = false;
+  socket.on("session_ended", function (data) {
+    sessionEnded = true;
+    var why = data && Object.prototype.hasOwnProperty.call(ENDED_BECAUSE, data.reason)
+      ? ENDED_BECAUSE[data.reason] : "Your session has ended.";
+    setStatus(why + " Reload the page to log in again.", "danger");
   });
   socket.on("disconnect", function () {
-    setStatus("Connection lost. Reconnecting…", "warning");
     sending = false;
+    if (!sessionEnded) { setStatus("Connection lost. Reconnecting…", "warning"); }
   });
   socket.on("connect_error", function () {
     if (socket.active) {
