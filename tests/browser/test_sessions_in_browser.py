@@ -43,6 +43,7 @@ def test_signing_out_everywhere_else_ends_the_other_browsers_open_chat(stack, op
     expect(status).to_contain_text("This session was signed out")
     chat.wait_for_timeout(1500)
     expect(status).to_contain_text("This session was signed out")
+    expect(chat.locator("#message-input")).to_be_disabled()
     laptop.screenshot("chat-session-ended")
     chat.reload()
     assert "/auth/login" in chat.url

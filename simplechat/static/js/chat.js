@@ -330,6 +330,9 @@
     var why = data && Object.prototype.hasOwnProperty.call(ENDED_BECAUSE, data.reason)
       ? ENDED_BECAUSE[data.reason] : "Your session has ended.";
     setStatus(why + " Reload the page to log in again.", "danger");
+    input.disabled = true;  // nothing typed now could be sent
+    var button = document.getElementById("send-button");
+    if (button) { button.disabled = true; }
   });
   socket.on("disconnect", function () {
     sending = false;
