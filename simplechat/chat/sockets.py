@@ -36,6 +36,7 @@ class SocketUser:
     full_name: str
     session_id: int
     checked_at: float = field(default_factory=time.monotonic)
+    closed_at: float | None = None
     is_authenticated = True
     is_active = True
     is_anonymous = False
@@ -44,12 +45,29 @@ class SocketUser:
         return str(self.id)
 
 
+# A closed socket's entry is kept this long: events it sent just before closing (a message sent
+# as a tab closes) are handled on greenlets of their own and may run after the disconnect.
+CLOSED_GRACE = 30.0
+
+
 def _registry() -> dict[str, SocketUser]:
     return current_app.extensions.setdefault("simplechat.sockets", {})
 
 
+def _sweep(registry: dict[str, SocketUser], now: float) -> None:
+    last = current_app.extensions.get("simplechat.sockets.swept", 0.0)
+    if now - last < CLOSED_GRACE:
+        return
+    current_app.extensions["simplechat.sockets.swept"] = now
+    for sid in [sid for sid, u in list(registry.items())
+                if u.closed_at is not None and now - u.closed_at > CLOSED_GRACE]:
+        registry.pop(sid, None)
+
+
 def register_socket(sid: str, user: SocketUser) -> None:
-    _registry()[sid] = user
+    registry = _registry()
+    _sweep(registry, time.monotonic())
+    registry[sid] = user
     try:
         services().liveness.add_socket(user.session_id, sid)
     except Exception:
@@ -57,13 +75,16 @@ def register_socket(sid: str, user: SocketUser) -> None:
 
 
 def unregister_socket(sid: str) -> SocketUser | None:
-    user = _registry().pop(sid, None)
-    if user is not None:
+    """Forget a closed socket (its entry stays a little while for events still in flight)."""
+    user = _registry().get(sid)
+    if user is not None and user.closed_at is None:
+        user.closed_at = time.monotonic()
         try:
             services().liveness.drop_socket(user.session_id, sid)
         except Exception:
             log.warning("socket %s of session %s not forgotten", sid, user.session_id)
-    return user
+        return user
+    return None
 
 
 def socket_user(sid: str) -> SocketUser | None:
@@ -97,7 +118,10 @@ def close_session_sockets(session_id: int, reason: str) -> int:
         log.warning("sockets of session %s unknown beyond this process", session_id,
                     exc_info=True)
         everywhere = set()
+    registry = _registry()
     for sid in local:
+        if sid in registry:
+            registry[sid].checked_at = float("-inf")  # an event still in flight checks again
         emit_to(sid, "session_ended", {"reason": reason}, local_only=True)
     remote = everywhere - local
     if remote:
