@@ -79,6 +79,9 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
     from . import models  # noqa: F401  (registers the models with SQLAlchemy)
+    from .http_errors import init_http_errors
+
+    init_http_errors(app)
     from .auth import bp as auth_bp
     from .chat import api_bp
     from .chat import bp as chat_bp

@@ -7,7 +7,9 @@ from flask_login import current_user
 from sqlalchemy import func, or_, select
 
 from ..extensions import db
+from ..http_errors import api_error
 from ..models import User
+from ..strict_numbers import MAX_ID, parse_int
 from . import api_bp
 from .conversations import participant_conversation
 from .history import messages_before
@@ -15,10 +17,7 @@ from .ids import parse_message_id
 from .search import MAX_QUERY, search_messages
 
 SEARCH_LIMIT = 20
-
-
-def api_error(code: str, status: int):
-    return jsonify({"ok": False, "error": code}), status
+MAX_SEARCH_PAGE = 1000
 
 
 @api_bp.before_request
@@ -37,7 +36,8 @@ def users():
     """Active users other than me whose username, first or last name start with q, or whose
     e-mail address is q."""
     q = request.args.get("q", "").strip().lower()
-    if len(q) > 100:
+    # No name holds a NUL, and PostgreSQL refuses one in any string (a 500, not a miss).
+    if len(q) > 100 or "\x00" in q:
         return api_error("invalid", 400)
     query = select(User).where(User.id != current_user.id, User.is_active.is_(True))
     if q:
@@ -56,7 +56,7 @@ def users():
     ]})
 
 
-@api_bp.get("/conversations/<int:conversation_id>/messages")
+@api_bp.get("/conversations/<id:conversation_id>/messages")
 def conversation_messages(conversation_id: int):
     """A page of older messages (oldest first within the page), newest page first."""
     if participant_conversation(current_user.id, conversation_id) is None:
@@ -66,11 +66,10 @@ def conversation_messages(conversation_id: int):
         before = parse_message_id(before)
         if before is None:
             return api_error("invalid", 400)
-    max_limit = current_app.config["CHAT_HISTORY_PAGE_MAX"]
-    raw_limit = request.args.get("limit", "50")
-    if not raw_limit.isdigit() or int(raw_limit) < 1:
+    limit = parse_int(request.args.get("limit", "50"), 1, MAX_ID)
+    if limit is None:
         return api_error("invalid", 400)
-    limit = min(int(raw_limit), max_limit)
+    limit = min(limit, current_app.config["CHAT_HISTORY_PAGE_MAX"])
     messages, has_more, _source = messages_before(conversation_id, before, limit)
     return jsonify({"ok": True, "messages": messages, "has_more": has_more})
 
@@ -79,7 +78,7 @@ def conversation_messages(conversation_id: int):
 def search():
     """Messages of my conversations matching ``q``, newest first, 20 a page."""
     q = request.args.get("q", "").strip()
-    raw_page = request.args.get("page", "1")
-    if len(q) > MAX_QUERY or not raw_page.isdigit() or not 0 < int(raw_page) <= 1000:
+    page = parse_int(request.args.get("page", "1"), 1, MAX_SEARCH_PAGE)
+    if len(q) > MAX_QUERY or page is None:
         return api_error("invalid", 400)
-    return jsonify({"ok": True, **search_messages(current_user.id, q, int(raw_page))})
+    return jsonify({"ok": True, **search_messages(current_user.id, q, page)})

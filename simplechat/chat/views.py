@@ -68,11 +68,6 @@ def conversation(conversation_id: int):
     )
 
 
-@bp.app_errorhandler(404)
-def not_found(_error):
-    return render_template("error.html", code=404, message="Not found."), 404
-
-
 def flash_errors(form) -> None:
     for errors in form.errors.values():
         for message in errors:
