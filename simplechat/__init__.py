@@ -11,6 +11,7 @@ from flask import Flask, redirect, url_for
 from config import config as config_classes
 
 from .extensions import csrf, db, login_manager, migrate, socketio
+from .packet_guard import install_packet_guard
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
         logger=False,
         engineio_logger=False,
     )
+    install_packet_guard(socketio.server)
 
     if app.config.get("TRUSTED_PROXY_HOPS"):
         from werkzeug.middleware.proxy_fix import ProxyFix
