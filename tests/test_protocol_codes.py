@@ -72,16 +72,20 @@ def test_another_senders_client_id_is_theirs_alone(unlimited, make_user, make_co
     assert stored_texts() == ["same", "same"]
 
 
-@pytest.mark.parametrize("event", ["join", "presence", "typing", "send_message", "read"])
+@pytest.mark.parametrize("event", ["join", "presence", "typing", "send_message", "read",
+                                   "edit_message", "delete_message", "rename_conversation",
+                                   "add_participants", "leave_conversation"])
 @pytest.mark.parametrize("bad", ["3", 0, -1, 2**63, True, 1.5, None, [3], {"id": 3}])
 def test_a_malformed_conversation_id_is_invalid_on_every_event(make_user, socket_client,
                                                                event, bad):
     sio = socket_client(make_user())
-    payload = {"conversation_id": bad, "message": "x", "message_id": "0" * 36}
+    payload = {"conversation_id": bad, "message": "x", "message_id": "0" * 36, "title": "t",
+               "user_ids": [1]}
     assert ask(sio, event, payload) == {"ok": False, "error": "invalid"}
 
 
-@pytest.mark.parametrize("event", ["join", "presence", "typing"])
+@pytest.mark.parametrize("event", ["join", "presence", "typing", "rename_conversation",
+                                   "leave_conversation"])
 def test_a_well_formed_id_of_a_foreign_conversation_is_forbidden(make_user, make_conversation,
                                                                  socket_client, event):
     eve, bob, carol = make_user(), make_user(), make_user()

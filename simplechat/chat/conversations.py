@@ -59,6 +59,16 @@ def participant_conversation(user_id: int, conversation_id: object) -> Conversat
     return db.session.get(Conversation, conversation_id)
 
 
+def conversation_of(user_id: int, conversation_id: object
+                    ) -> tuple[Conversation | None, str | None]:
+    """The conversation if ``user_id`` takes part in it, else the refusal's error code:
+    ``invalid`` for a value that cannot be a conversation id, ``forbidden`` for any other."""
+    if not valid_conversation_id(conversation_id):
+        return None, "invalid"
+    conversation = participant_conversation(user_id, conversation_id)
+    return (conversation, None) if conversation is not None else (None, "forbidden")
+
+
 def find_direct(user_a: int, user_b: int) -> Conversation | None:
     """The direct (two-person) conversation between two users, if there is one."""
     mine = select(Participant.conversation_id).where(Participant.user_id == user_a)

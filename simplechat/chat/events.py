@@ -17,7 +17,7 @@ from ..metrics import count_join, socket_connected, socket_disconnected
 from .conversations import (
     NAMESPACE,
     conversation_ids_of,
-    participant_conversation,
+    conversation_of,
     participant_ids,
     room,
     user_room,
@@ -120,11 +120,9 @@ def _presence_changed(user_id: int, sid: str, online: bool) -> None:
 @chat_event("join")
 @count_join
 def on_join(user: SocketUser, data: dict) -> dict:
-    if not valid_conversation_id(data.get("conversation_id")):
-        return error("invalid")
-    conversation = participant_conversation(user.id, data.get("conversation_id"))
-    if conversation is None:
-        return error("forbidden")
+    conversation, refusal = conversation_of(user.id, data.get("conversation_id"))
+    if refusal:
+        return error(refusal)
     after = data.get("after")
     if after is not None:
         after = parse_message_id(after)
@@ -178,11 +176,9 @@ def on_heartbeat(user: SocketUser, data: dict) -> dict:
 @chat_event("presence")
 def on_presence(user: SocketUser, data: dict) -> dict:
     """Online state and last-seen time of a conversation's participants."""
-    if not valid_conversation_id(data.get("conversation_id")):
-        return error("invalid")
-    conversation = participant_conversation(user.id, data.get("conversation_id"))
-    if conversation is None:
-        return error("forbidden")
+    conversation, refusal = conversation_of(user.id, data.get("conversation_id"))
+    if refusal:
+        return error(refusal)
     return {"ok": True, "presence": _presence_of(participant_ids(conversation.id))}
 
 
@@ -190,11 +186,9 @@ def on_presence(user: SocketUser, data: dict) -> dict:
 def on_typing(user: SocketUser, data: dict) -> dict:
     """Relay "is typing" to the others in the room; never stored."""
     typing = data.get("typing", True)
-    if not isinstance(typing, bool) or not valid_conversation_id(data.get("conversation_id")):
-        return error("invalid")
-    conversation = participant_conversation(user.id, data.get("conversation_id"))
-    if conversation is None:
-        return error("forbidden")
+    conversation, refusal = conversation_of(user.id, data.get("conversation_id"))
+    if refusal or not isinstance(typing, bool):
+        return error(refusal or "invalid")
     emit_to(room(conversation.id), "typing",
             {"conversation_id": conversation.id, "user_id": user.id, "name": user.full_name,
              "typing": typing}, skip_sid=request.sid)

@@ -11,7 +11,7 @@ from ..extensions import db, socketio
 from ..models import Conversation, Participant, User
 from .conversations import (
     NAMESPACE,
-    participant_conversation,
+    conversation_of,
     participants_of,
     room,
     user_room,
@@ -46,9 +46,9 @@ def _announce(conversation: Conversation, extra_user_ids: list[int] = ()) -> dic
 
 
 def _group_of(user: User, data: dict) -> tuple[Conversation | None, dict | None]:
-    conversation = participant_conversation(user.id, data.get("conversation_id"))
-    if conversation is None:
-        return None, error("forbidden")
+    conversation, refusal = conversation_of(user.id, data.get("conversation_id"))
+    if refusal:
+        return None, error(refusal)
     if not conversation.is_group:
         return None, error("not_group")
     return conversation, None
