@@ -146,16 +146,20 @@ def _usable(row: UserSession | None, user: User | None) -> bool:
     return True
 
 
+def _session_and_user(condition) -> tuple[UserSession | None, User | None]:
+    """The session row matching ``condition`` and its user, in one query."""
+    found = db.session.execute(
+        select(UserSession, User).join(User, User.id == UserSession.user_id).where(condition)
+    ).first()
+    return (found[0], found[1]) if found else (None, None)
+
+
 def load_session_user(user_id: str) -> User | None:
     """Flask-Login's user loader: the user of this cookie's live session, else nobody."""
     token = session.get(SESSION_KEY)
     if not isinstance(token, str) or not token:
         return None
-    found = db.session.execute(
-        select(UserSession, User).join(User, User.id == UserSession.user_id)
-        .where(UserSession.token_hash == token_hash(token))
-    ).first()
-    row, user = found if found else (None, None)
+    row, user = _session_and_user(UserSession.token_hash == token_hash(token))
     if not _usable(row, user) or str(user.id) != str(user_id):
         if not _in_socket_event():
             session.pop(SESSION_KEY, None)  # a dead reference: drop it from the browser's cookie
@@ -242,11 +246,7 @@ def session_identity(session_id: int) -> dict | None:
         identity, store = None, None
     if identity is not None:
         return identity
-    found = db.session.execute(
-        select(UserSession, User).join(User, User.id == UserSession.user_id)
-        .where(UserSession.id == session_id)
-    ).first()
-    row, user = found if found else (None, None)
+    row, user = _session_and_user(UserSession.id == session_id)
     if not _usable(row, user):
         return None
     identity = identity_of(user)
