@@ -81,6 +81,10 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
     from . import models  # noqa: F401  (registers the models with SQLAlchemy)
+    from .strict_numbers import IdConverter
+
+    # ``<id:...>`` in every blueprint's routes: Werkzeug's ``int`` reads "٣" as 3.
+    app.url_map.converters["id"] = IdConverter
     from .http_errors import init_http_errors
 
     init_http_errors(app)

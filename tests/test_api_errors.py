@@ -258,7 +258,7 @@ def test_exception_in_a_page_answers_the_html_500_page_and_is_recorded(
     assert b"Internal Server Error" in response.data
     [row] = error_rows()
     assert (row.where, row.error_type, row.user_id) == (
-        "http:GET /chat/<int:conversation_id>", "LookupError", ada.id)
+        "http:GET /chat/<id:conversation_id>", "LookupError", ada.id)
 
 
 def test_unknown_page_stays_the_html_404_page(client, auth, chat):

@@ -379,3 +379,25 @@ def test_emit_to_no_rooms_reaches_nobody(app, make_user):
     assert sio.get_received("/chat") == []
     with pytest.raises(ValueError):
         emit_to(["", "conversation:1"], "presence", {})
+
+
+@pytest.mark.parametrize("path", ["/profile/sessions/1/sign-out",
+                                  "/profile/sessions/sign-out-others"])
+def test_session_forms_send_the_logged_out_to_the_login_page_and_end_nothing(app, make_user,
+                                                                             path):
+    ada = make_user("ada")
+    here = login(app, ada)
+    anonymous = app.test_client()
+    assert anonymous.get("/profile/sessions").status_code == 302
+    response = anonymous.post(path)
+    assert response.status_code == 302 and "/auth/login" in response.location
+    assert logged_in(here) and len(live_sessions(ada.id)) == 1
+
+
+@pytest.mark.parametrize("session_id", ["abc", "-1", "1.5", "\u0661", "99999999999999999999999"])
+def test_a_session_id_that_is_not_one_is_refused_and_ends_nothing(app, make_user, session_id):
+    """"\u0661" (Arabic-Indic one) once read as session 1, this browser's own."""
+    ada = make_user("ada")
+    here = login(app, ada)
+    assert here.post(f"/profile/sessions/{session_id}/sign-out").status_code == 400
+    assert logged_in(here)

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask
-
-from ..strict_numbers import IdConverter
+from flask import Blueprint
 
 
 class ApiBlueprint(Blueprint):
-    """The JSON API's blueprint: strict ``<id:...>`` path ids, and no redirects."""
-
-    def register(self, app: Flask, options: dict) -> None:
-        app.url_map.converters["id"] = IdConverter  # before the routes that use it are added
-        super().register(app, options)
+    """The JSON API's blueprint: no redirects."""
 
     def add_url_rule(self, rule: str, endpoint: str | None = None, view_func: Any = None,
                      provide_automatic_options: bool | None = None, **options: Any) -> None:

@@ -51,7 +51,7 @@ def new():
     return render_template("chat/new.html", form=form, picked=picked)
 
 
-@bp.get("/<int:conversation_id>")
+@bp.get("/<id:conversation_id>")
 @login_required
 def conversation(conversation_id: int):
     conversation = participant_conversation(current_user.id, conversation_id)

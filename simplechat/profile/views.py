@@ -91,7 +91,7 @@ def sessions():
                            current_id=here.id if here else None, describe=describe_agent)
 
 
-@bp.post("/sessions/<int:session_id>/sign-out")
+@bp.post("/sessions/<id:session_id>/sign-out")
 @login_required
 def sign_out_session(session_id: int):
     """End one of my sessions; ending this browser's own is logging out."""
