@@ -3,7 +3,8 @@ reports acks, deliveries/s and send→deliver latency.  ``python -m simplechat.l
 
 Every message carries its send time (CLOCK_MONOTONIC, shared by all processes on one host) in
 its ``client_id``, so any client, in any of the tool's processes, measures the latency of every
-copy it receives. ``--baseline`` drives ``benchmarks/baseline_server.py`` with the same code.
+copy it receives, and notices a copy it has received before (a duplicate).
+``--baseline`` drives ``benchmarks/baseline_server.py`` with the same code.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import math
 import multiprocessing as mp
 import os
 import re
+import resource
 import sys
 import time
 from array import array
@@ -146,7 +148,7 @@ async def prepare_full(base: str, usernames: list[str], password: str, conversat
 class WorkerPlan:
     index: int
     url: str
-    clients: list[tuple[str | None, int]]  # (cookie header, conversation id)
+    clients: list[tuple[str | None, int, bool]]  # (cookie header, conversation id, sends)
     rate: float  # messages per second this process sends
     duration: float
     drain: float
@@ -166,33 +168,71 @@ class WorkerResult:
     latencies: array = field(default_factory=lambda: array("d"))  # ms, one per delivery
     ack_latencies: array = field(default_factory=lambda: array("d"))  # ms, one per ack
     max_send_lag_ms: float = 0.0  # how far the sender fell behind its schedule
-    connect_seconds: float = 0.0
+    duplicates: int = 0  # copies of a message that a client had already received
+    senders: int = 0  # sockets of this process that send
+    # CLOCK_MONOTONIC seconds: the first connect, the last ok join ack, the first send and the
+    # end of the drain (before the sockets disconnect).
+    connect_started: float | None = None
+    last_joined: float | None = None
+    send_started: float | None = None
+    send_ended: float | None = None
 
 
-async def _run_worker(plan: WorkerPlan, progress, ready, go) -> WorkerResult:
+def is_sender(user: int, conversations: int, senders: int) -> bool:
+    """Whether user ``user`` sends: it is member ``user // conversations`` of its conversation,
+    and only the first ``senders`` members of each conversation send (0: all of them)."""
+    return senders <= 0 or user // conversations < senders
+
+
+def split_clients(cookies: list[str | None], conversation_of: list[int], conversations: int,
+                  senders: int, processes: int) -> list[list[tuple[str | None, int, bool]]]:
+    """The clients of each load-test process: user i goes to process i mod P."""
+    return [[(cookies[i], conversation_of[i], is_sender(i, conversations, senders))
+             for i in range(p, len(cookies), processes)] for p in range(processes)]
+
+
+def record_delivery(result: WorkerResult, seen: set[str], data: object, start_ns: int,
+                    now_ns: int) -> bool:
+    """Count one ``message`` event received by the client whose received client_ids are
+    ``seen``: a delivery with its latency, or a duplicate when that client has received this
+    message before. Returns whether it was a new delivery; events the load test did not send
+    are ignored."""
+    cid = data.get("client_id") if isinstance(data, dict) else None
+    if not isinstance(cid, str) or not cid.startswith(TAG):
+        return False
+    try:
+        sent_ns = int(cid.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return False
+    if cid in seen:
+        result.duplicates += 1
+        return False
+    seen.add(cid)
+    result.send_times.append((sent_ns - start_ns) / 1e9)
+    result.latencies.append((now_ns - sent_ns) / 1e6)
+    return True
+
+
+async def _run_worker(plan: WorkerPlan, progress, lineup, ready, go) -> WorkerResult:
     import socketio
 
     result = WorkerResult()
     prefix = f"{TAG}{plan.index}-"
     start_ns = 0
-    sockets: list[tuple[socketio.AsyncClient, int]] = []
+    sockets: list[socketio.AsyncClient] = []
+    senders: list[tuple[socketio.AsyncClient, int]] = []
 
-    def on_message(data):
-        now = time.monotonic_ns()
-        cid = data.get("client_id") if isinstance(data, dict) else None
-        if not isinstance(cid, str) or not cid.startswith(TAG):
-            return
-        try:
-            sent_ns = int(cid.rsplit("-", 1)[1])
-        except (IndexError, ValueError):
-            return
-        result.send_times.append((sent_ns - start_ns) / 1e9)
-        result.latencies.append((now - sent_ns) / 1e6)
-        progress[plan.index * 3 + 2] += 1
+    def receiver():
+        seen: set[str] = set()  # client_ids this socket received
 
-    async def open_one(cookie: str | None, conversation_id: int) -> None:
+        def on_message(data):
+            if record_delivery(result, seen, data, start_ns, time.monotonic_ns()):
+                progress[plan.index * 3 + 2] += 1
+        return on_message
+
+    async def open_one(cookie: str | None, conversation_id: int, sends: bool) -> None:
         sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
-        sio.on("message", on_message, namespace=NAMESPACE)
+        sio.on("message", receiver(), namespace=NAMESPACE)
         try:
             await sio.connect(plan.url, headers={"Cookie": cookie} if cookie else {},
                               transports=["websocket"], namespaces=[NAMESPACE], wait_timeout=30)
@@ -210,16 +250,24 @@ async def _run_worker(plan: WorkerPlan, progress, ready, go) -> WorkerResult:
             result.errors[f"join:{ack.get('error') if isinstance(ack, dict) else ack}"] += 1
             await sio.disconnect()
             return
-        sockets.append((sio, conversation_id))
+        result.last_joined = time.monotonic()
+        sockets.append(sio)
+        if sends:
+            senders.append((sio, conversation_id))
         result.connected[conversation_id] += 1
 
-    began = time.monotonic()
-    await _gather_limited(plan.connect_concurrency, (open_one(c, k) for c, k in plan.clients))
-    result.connect_seconds = time.monotonic() - began
+    # Every process starts connecting at once, after its imports, so that the connect + join
+    # time is the server's and not the time it took to fork and import.
+    await asyncio.get_running_loop().run_in_executor(None, lineup.wait, 60)
+    result.connect_started = time.monotonic()
+    await _gather_limited(plan.connect_concurrency,
+                          (open_one(c, k, sends) for c, k, sends in plan.clients))
+    result.senders = len(senders)
     ready.set()
     await asyncio.get_running_loop().run_in_executor(None, go.wait)
 
     start_ns = time.monotonic_ns()
+    result.send_started = start_ns / 1e9
     pending: set[str] = set()
     slots = asyncio.Semaphore(plan.inflight) if plan.inflight else None
 
@@ -236,7 +284,7 @@ async def _run_worker(plan: WorkerPlan, progress, ready, go) -> WorkerResult:
             progress[plan.index * 3 + 1] += 1
         return callback
 
-    if sockets and plan.rate > 0:
+    if senders and plan.rate > 0:
         interval_ns = int(1e9 / plan.rate)
         end_ns = start_ns + int(plan.duration * 1e9)
         due = start_ns
@@ -250,7 +298,7 @@ async def _run_worker(plan: WorkerPlan, progress, ready, go) -> WorkerResult:
             if slots:
                 await slots.acquire()  # closed loop: the schedule waits for the server
                 due = max(due, time.monotonic_ns())
-            sio, conversation_id = sockets[seq % len(sockets)]
+            sio, conversation_id = senders[seq % len(senders)]
             sent_ns = time.monotonic_ns()
             client_id = f"{prefix}{seq}-{sent_ns}"
             pending.add(client_id)
@@ -280,16 +328,18 @@ async def _run_worker(plan: WorkerPlan, progress, ready, go) -> WorkerResult:
         elif not pending and time.monotonic() - quiet_since > 0.5:
             break
         await asyncio.sleep(0.1)
+    result.send_ended = time.monotonic()
     if pending:
         result.errors["no_ack"] += len(pending)
-    await _gather_limited(100, (sio.disconnect() for sio, _ in sockets))
+    await _gather_limited(100, (sio.disconnect() for sio in sockets))
     return result
 
 
-def _worker_main(plan: WorkerPlan, progress, ready, go, results) -> None:
+def _worker_main(plan: WorkerPlan, progress, lineup, ready, go, results) -> None:
     try:
-        results.put((plan.index, asyncio.run(_run_worker(plan, progress, ready, go))))
+        results.put((plan.index, asyncio.run(_run_worker(plan, progress, lineup, ready, go))))
     except BaseException as exc:  # reported by the parent, which waits for every worker
+        lineup.abort()
         results.put((plan.index, exc))
         ready.set()
 
@@ -337,10 +387,21 @@ def summarise(config: dict, results: list[WorkerResult]) -> dict:
                        "p99_ms": _rounded(percentile(values, 99)),
                        "max_ms": _rounded(values[-1] if values else None)})
     sent = sum(r.sent for r in results)
+    clock = {name: [getattr(r, name) for r in results if getattr(r, name) is not None]
+             for name in ("connect_started", "last_joined", "send_started", "send_ended")}
+    edges = {name: min(values) if name.endswith("started") else max(values)
+             for name, values in clock.items() if values}
+    connect_join = (edges["last_joined"] - edges["connect_started"]
+                    if "last_joined" in edges and "connect_started" in edges else None)
     return {
         "config": config,
         "clients_connected": sum(connected.values()),
-        "connect_seconds": _rounded(max((r.connect_seconds for r in results), default=0)),
+        "senders": sum(r.senders for r in results),
+        # Wall time from the first connect to the last join ack, over every process.
+        "connect_join_seconds": _rounded(connect_join, 3),
+        # CLOCK_MONOTONIC seconds (shared by the processes of one host): the first connect,
+        # the last join ack, the first send and the end of the last drain.
+        "clock": {name: round(t, 4) for name, t in edges.items()},
         "messages_sent": sent,
         "send_rate": _rounded(sent / duration),
         "acks_ok": sum(acks_ok.values()),
@@ -349,6 +410,7 @@ def summarise(config: dict, results: list[WorkerResult]) -> dict:
         "deliveries": len(latencies),
         "deliveries_expected": expected,
         "deliveries_missing": max(0, expected - len(latencies)),
+        "deliveries_duplicate": sum(r.duplicates for r in results),
         "deliveries_per_s": _rounded(in_window / duration),
         "latency_ms": {
             "p50": _rounded(percentile(ordered, 50)),
@@ -372,11 +434,13 @@ def format_report(report: dict) -> str:
         f"target       {cfg['url']} ({'baseline' if cfg['baseline'] else 'full'}), "
         f"{cfg['users']} clients, {cfg['conversations']} conversations, "
         f"{cfg['rate']} msg/s for {cfg['duration']} s, {cfg['processes']} process(es)",
-        f"connected    {report['clients_connected']} in {report['connect_seconds']} s",
+        f"connected    {report['clients_connected']}, {report['senders']} sending; "
+        f"connect + join {report['connect_join_seconds']} s (first connect to last join ack)",
         f"sent         {report['messages_sent']} ({report['send_rate']}/s), "
         f"acks ok {report['acks_ok']}",
         f"delivered    {report['deliveries']} of {report['deliveries_expected']} expected "
-        f"({report['deliveries_missing']} missing), {report['deliveries_per_s']}/s",
+        f"({report['deliveries_missing']} missing, {report['deliveries_duplicate']} duplicate), "
+        f"{report['deliveries_per_s']}/s",
         f"latency ms   p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}  max {lat['max']}",
         f"ack ms       p50 {ack['p50']}  p99 {ack['p99']}",
         f"refusals     {report['refusals'] or 'none'}",
@@ -441,21 +505,26 @@ def run(args: argparse.Namespace) -> dict:
         cookies, conversation_of = asyncio.run(prepare_full(
             base, names, args.password, args.conversations, args.register, args.concurrency))
     processes = max(1, min(args.processes, users))
+    clients = split_clients(cookies, conversation_of, args.conversations, args.senders,
+                            processes)
+    all_senders = sum(sends for share in clients for _, _, sends in share) or 1
     ctx = mp.get_context("fork")
     progress = ctx.Array("q", processes * 3, lock=False)
+    lineup = ctx.Barrier(processes)
     go = ctx.Event()
     results_queue = ctx.Queue()
     workers, readies = [], []
     for p in range(processes):
+        share = clients[p]
         plan = WorkerPlan(
-            index=p, url=base,
-            clients=[(cookies[i], conversation_of[i]) for i in range(p, users, processes)],
-            rate=args.rate / processes, duration=args.duration, drain=args.drain,
+            index=p, url=base, clients=share,
+            rate=args.rate * sum(sends for _, _, sends in share) / all_senders,
+            duration=args.duration, drain=args.drain,
             inflight=args.inflight, message=(args.text * (args.size // len(args.text) + 1))
             [:args.size], connect_concurrency=args.concurrency)
         ready = ctx.Event()
-        proc = ctx.Process(target=_worker_main, args=(plan, progress, ready, go, results_queue),
-                           daemon=True)
+        proc = ctx.Process(target=_worker_main,
+                           args=(plan, progress, lineup, ready, go, results_queue), daemon=True)
         proc.start()
         workers.append(proc)
         readies.append(ready)
@@ -486,11 +555,25 @@ def run(args: argparse.Namespace) -> dict:
     for proc in workers:
         proc.join(timeout=10)
     config = {"url": base, "baseline": args.baseline, "users": users,
-              "conversations": args.conversations, "rate": args.rate,
+              "conversations": args.conversations, "senders": args.senders, "rate": args.rate,
               "duration": args.duration, "inflight": args.inflight, "size": args.size,
               "processes": processes, "host_load_1m": round(os.getloadavg()[0], 2),
               "cpus": os.cpu_count()}
     return summarise(config, [collected[i] for i in sorted(collected)])
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to the hard limit (children inherit it):
+    thousands of sockets need thousands of descriptors. Returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return soft
+    wanted = max(soft, 1 << 20) if hard == resource.RLIM_INFINITY else hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError):  # above fs.nr_open, say: keep the soft limit
+        return soft
+    return wanted
 
 
 # --- seeding users straight into the database, for large runs ------------------------------------
@@ -533,6 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of sending")
     parser.add_argument("--drain", type=float, default=10.0,
                         help="seconds to wait for late acks and deliveries")
+    parser.add_argument("--senders", type=int, default=0, metavar="N",
+                        help="only the first N clients of each conversation send; the others "
+                             "only receive (0: all send)")
     parser.add_argument("--inflight", type=int, default=0,
                         help="at most this many unacknowledged sends per process (0: no cap)")
     parser.add_argument("--size", type=int, default=40, help="characters per message")
@@ -563,11 +649,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.conversations < 1 or args.users < args.conversations * 2 and not args.baseline:
         print("need at least two users per conversation", file=sys.stderr)
         return 2
+    if args.senders < 0:
+        print("--senders must be 0 (all) or more", file=sys.stderr)
+        return 2
     if args.seed_users:
         created = seed_users(args.seed_users, args.prefix, args.password, args.hash_method)
         print(f"created {created} users ({args.seed_users - created} existed)", file=sys.stderr)
         if not args.run:
             return 0
+    raise_open_file_limit()
     report = run(args)
     print(format_report(report))
     if args.json:
