@@ -10,6 +10,7 @@ from flask import Flask, redirect, url_for
 
 from config import config as config_classes
 
+from . import fastjson
 from .extensions import csrf, db, login_manager, migrate, socketio
 from .packet_guard import install_packet_guard
 
@@ -69,6 +70,7 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
         cors_allowed_origins=app.config.get("CORS_ALLOWED_ORIGINS"),
         max_http_buffer_size=app.config["SOCKETIO_MAX_HTTP_BUFFER_SIZE"],
         manage_session=True,
+        json=fastjson,  # orjson for every packet
         logger=False,
         engineio_logger=False,
     )

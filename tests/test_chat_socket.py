@@ -141,16 +141,20 @@ def test_retried_send_with_same_client_id_returns_the_original(pair, socket_clie
     assert db.session.scalar(db.select(db.func.count(Message.id))) == 1
 
 
-def test_leave_stops_delivery(pair, socket_client):
+def test_leave_stops_the_live_view_but_not_the_conversation_list(pair, socket_client):
     ada, bob, conversation = pair
     a, b = socket_client(ada), socket_client(bob)
     b.emit("join", {"conversation_id": conversation.id}, namespace="/chat", callback=True)
     assert b.emit("leave", {"conversation_id": conversation.id}, namespace="/chat",
                   callback=True) == {"ok": True}
     b.get_received("/chat")
-    a.emit("send_message", {"conversation_id": conversation.id, "message": "gone?"},
-           namespace="/chat", callback=True)
-    assert received(b) == []
+    a.emit("typing", {"conversation_id": conversation.id, "typing": True}, namespace="/chat",
+           callback=True)
+    ack = a.emit("send_message", {"conversation_id": conversation.id, "message": "gone?"},
+                 namespace="/chat", callback=True)
+    events = b.get_received("/chat")
+    assert [e["name"] for e in events] == ["message"]  # typing goes to the room only
+    assert events[0]["args"] == ack["message"]  # a member still hears of it, through user:<id>
 
 
 MALFORMED = [
@@ -227,18 +231,20 @@ def test_message_text_is_kept_as_text(pair, socket_client):
     assert ack["message"]["message"] == evil
 
 
-def test_every_participant_hears_of_new_messages_without_joining(pair, make_user,
-                                                                  socket_client):
+def test_every_participant_hears_of_new_messages_once_without_joining(pair, make_user,
+                                                                       socket_client):
     ada, bob, conversation = pair
     eve = make_user("eve")
     a, b, e = socket_client(ada), socket_client(bob), socket_client(eve)
+    bob_joined = socket_client(bob)
+    assert bob_joined.emit("join", {"conversation_id": conversation.id}, namespace="/chat",
+                           callback=True)["ok"]
+    bob_joined.get_received("/chat")
     ack = a.emit("send_message", {"conversation_id": conversation.id, "message": "ping " * 50},
                  namespace="/chat", callback=True)
-    notices = received(b, "conversation_activity")
-    assert notices == [{
-        "conversation_id": conversation.id, "id": ack["message"]["id"], "sender": ada.id,
-        "sender_name": ada.full_name, "preview": ("ping " * 50)[:120],
-        "timestamp": ack["message"]["timestamp"],
-    }]
-    assert received(b) == []  # bob never joined the room: no full message
-    assert received(e, "conversation_activity") == []
+    # One `message` per socket and no second event: through the personal room for a socket
+    # that never joined, once (not twice) for one in both the room and the personal room.
+    for sio in (a, b, bob_joined):
+        assert [(ev["name"], ev["args"]) for ev in sio.get_received("/chat")] == [
+            ("message", ack["message"])]
+    assert e.get_received("/chat") == []

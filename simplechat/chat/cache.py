@@ -17,8 +17,36 @@ from typing import Protocol
 
 import redis as redis_lib
 
+from ..fastjson import dumps, loads
+
 ALL = "all"
 PARTIAL = "partial"
+EMPTY = "empty"  # warmed from SQL, which had no message: the list itself cannot be empty
+
+# Lua, for this script and the send script (chat.intake): appends ``payload`` to ``list_key``,
+# keeping the newest ``max_length`` and refreshing ``ttl``; ``state_key`` becomes 'partial' once
+# older messages exist only in SQL, and unknown when the list was missing.
+PUSH_STEP = """
+do
+  local had = redis.call('EXISTS', list_key)
+  local length = redis.call('RPUSH', list_key, payload)
+  if length > max_length then
+    redis.call('LTRIM', list_key, -max_length, -1)
+    redis.call('SET', state_key, 'partial', 'EX', ttl)
+  elseif had == 0 then
+    if redis.call('GET', state_key) == 'empty' then
+      -- Known to have had no message: now it holds them all.
+      redis.call('SET', state_key, 'all', 'EX', ttl)
+    else
+      -- The list was missing (flushed or expired): what SQL holds is unknown until re-warmed.
+      redis.call('DEL', state_key)
+    end
+  else
+    redis.call('EXPIRE', state_key, ttl)
+  end
+  redis.call('EXPIRE', list_key, ttl)
+end
+"""
 
 # KEYS: list, state, dedupe key (or "" for none). ARGV: payload json, max length, ttl seconds,
 # dedupe ttl seconds. Returns the existing payload for a known client id, else "" after pushing.
@@ -27,22 +55,11 @@ if KEYS[3] ~= '' then
   local existing = redis.call('GET', KEYS[3])
   if existing then return existing end
 end
-local max = tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
-local had = redis.call('EXISTS', KEYS[1])
-local length = redis.call('RPUSH', KEYS[1], ARGV[1])
-if length > max then
-  redis.call('LTRIM', KEYS[1], -max, -1)
-  redis.call('SET', KEYS[2], 'partial', 'EX', ttl)
-elseif had == 0 then
-  -- The list was missing (new, flushed or expired): what SQL holds is unknown until re-warmed.
-  redis.call('DEL', KEYS[2])
-else
-  redis.call('EXPIRE', KEYS[2], ttl)
-end
-redis.call('EXPIRE', KEYS[1], ttl)
+local list_key, state_key, payload = KEYS[1], KEYS[2], ARGV[1]
+local max_length, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+""" + PUSH_STEP + """
 if KEYS[3] ~= '' then
-  redis.call('SET', KEYS[3], ARGV[1], 'EX', tonumber(ARGV[4]))
+  redis.call('SET', KEYS[3], payload, 'EX', tonumber(ARGV[4]))
 end
 return ''
 """
@@ -63,7 +80,7 @@ return 0
 
 
 def _json(payload: dict) -> str:
-    return json.dumps(payload, separators=(",", ":"))
+    return dumps(payload)  # one encoding everywhere: the buffer finds a payload by its bytes
 
 
 class RecentCache(Protocol):
@@ -85,57 +102,57 @@ class RedisRecentCache:
         self.size = size
         self._redis = redis
         self._prefix = prefix
-        self._ttl = ttl
-        self._dedupe_ttl = dedupe_ttl
+        self.ttl = ttl
+        self.dedupe_ttl = dedupe_ttl
         self._push = redis.register_script(_PUSH)
         self._replace = redis.register_script(_REPLACE)
 
-    def _keys(self, conversation_id: int) -> tuple[str, str]:
+    def keys(self, conversation_id: int) -> tuple[str, str]:
+        """The recent list's key and its state marker's key."""
         base = f"{self._prefix}conv:{conversation_id}"
         return f"{base}:recent", f"{base}:state"
 
-    def _dedupe(self, key: str) -> str:
+    def dedupe_key(self, key: str) -> str:
         return f"{self._prefix}cid:{key}"
 
     def push(self, conversation_id: int, payload: dict, dedupe_key: str | None) -> dict | None:
         """Append a message in one round trip; a known ``dedupe_key`` returns the original."""
-        list_key, state_key = self._keys(conversation_id)
+        list_key, state_key = self.keys(conversation_id)
         existing = self._push(
-            keys=[list_key, state_key, self._dedupe(dedupe_key) if dedupe_key else ""],
-            args=[_json(payload), self.size, self._ttl,
-                  self._dedupe_ttl],
+            keys=[list_key, state_key, self.dedupe_key(dedupe_key) if dedupe_key else ""],
+            args=[_json(payload), self.size, self.ttl, self.dedupe_ttl],
         )
-        return json.loads(existing) if existing else None
+        return loads(existing) if existing else None
 
     def remove(self, conversation_id: int, message_id: str, dedupe_key: str | None) -> None:
         """Take back a message that could not be queued for storage."""
-        list_key, _ = self._keys(conversation_id)
+        list_key, _ = self.keys(conversation_id)
         for raw in self._redis.lrange(list_key, 0, -1):
-            if json.loads(raw).get("id") == message_id:
+            if loads(raw).get("id") == message_id:
                 self._redis.lrem(list_key, 1, raw)
         if dedupe_key:
-            self._redis.delete(self._dedupe(dedupe_key))
+            self._redis.delete(self.dedupe_key(dedupe_key))
 
     def replace(self, conversation_id: int, payload: dict) -> bool:
         """Put an edited or deleted message in place of its old version, if it is cached."""
-        list_key, _ = self._keys(conversation_id)
+        list_key, _ = self.keys(conversation_id)
         needle = '"id":' + json.dumps(payload["id"])
         return bool(self._replace(keys=[list_key], args=[needle, _json(payload)]))
 
     def lookup(self, dedupe_key: str) -> dict | None:
-        raw = self._redis.get(self._dedupe(dedupe_key))
-        return json.loads(raw) if raw else None
+        raw = self._redis.get(self.dedupe_key(dedupe_key))
+        return loads(raw) if raw else None
 
     def recent(self, conversation_id: int) -> tuple[list[dict], str | None]:
-        list_key, state_key = self._keys(conversation_id)
+        list_key, state_key = self.keys(conversation_id)
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.lrange(list_key, 0, -1)
             pipe.get(state_key)
             raw, state = pipe.execute()
+        state = state.decode() if isinstance(state, bytes) else state
         if not raw:
-            state = None
-        messages = [json.loads(item) for item in raw]
-        return _sorted_unique(messages), (state.decode() if isinstance(state, bytes) else state)
+            return [], (ALL if state == EMPTY else None)
+        return _sorted_unique([loads(item) for item in raw]), state
 
     def rewarm(self, conversation_id: int, messages: list[dict], complete: bool) -> list[dict]:
         """Merge ``messages`` (from SQL) with what the list holds now and write the result back.
@@ -143,12 +160,12 @@ class RedisRecentCache:
         A send that lands while this runs is kept: the merge is retried until no write
         interleaved. Returns the merged list, oldest first.
         """
-        list_key, state_key = self._keys(conversation_id)
+        list_key, state_key = self.keys(conversation_id)
         with self._redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(list_key)
-                    current = [json.loads(item) for item in pipe.lrange(list_key, 0, -1)]
+                    current = [loads(item) for item in pipe.lrange(list_key, 0, -1)]
                     merged = _sorted_unique(messages + current)
                     has_older = not complete or len(merged) > self.size
                     merged = merged[-self.size:]
@@ -156,8 +173,9 @@ class RedisRecentCache:
                     pipe.delete(list_key)
                     if merged:
                         pipe.rpush(list_key, *[_json(m) for m in merged])
-                        pipe.expire(list_key, self._ttl)
-                    pipe.set(state_key, PARTIAL if has_older else ALL, ex=self._ttl)
+                        pipe.expire(list_key, self.ttl)
+                    state = PARTIAL if has_older else (ALL if merged else EMPTY)
+                    pipe.set(state_key, state, ex=self.ttl)
                     pipe.execute()
                     return merged
                 except redis_lib.WatchError:
@@ -197,8 +215,8 @@ class MemoryRecentCache:
             if len(items) > self.size:
                 del items[: len(items) - self.size]
                 self._state[conversation_id] = PARTIAL
-            elif not had:
-                self._state.pop(conversation_id, None)
+            elif not had and self._state.get(conversation_id) != ALL:
+                self._state.pop(conversation_id, None)  # unknown until re-warmed
         return None
 
     def _live_dedupe(self, dedupe_key: str) -> dict | None:
@@ -231,7 +249,9 @@ class MemoryRecentCache:
     def recent(self, conversation_id: int) -> tuple[list[dict], str | None]:
         with self._lock:
             items = list(self._lists.get(conversation_id, []))
-            state = self._state.get(conversation_id) if items else None
+            state = self._state.get(conversation_id)
+            if not items and state != ALL:  # ALL with no item: warmed, and there were none
+                state = None
         return _sorted_unique(items), state
 
     def rewarm(self, conversation_id: int, messages: list[dict], complete: bool) -> list[dict]:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import Conversation, Message, Participant, User
+from .membership import members_changed, membership
 
 NAMESPACE = "/chat"
 log = logging.getLogger(__name__)
@@ -25,24 +26,15 @@ def user_room(user_id: int) -> str:
 
 def participant_ids(conversation_id: int) -> list[int]:
     """The ids of everyone taking part in a conversation (empty if it does not exist)."""
-    return list(db.session.scalars(
-        select(Participant.user_id).where(Participant.conversation_id == conversation_id)
-    ))
+    return list(membership().members(conversation_id))
 
 
 def conversation_ids_of(user_id: int) -> list[int]:
-    return list(db.session.scalars(
-        select(Participant.conversation_id).where(Participant.user_id == user_id)
-    ))
+    return membership().conversations(user_id)
 
 
 def is_participant(user_id: int, conversation_id: int) -> bool:
-    found = db.session.execute(
-        select(Participant.id).where(
-            Participant.conversation_id == conversation_id, Participant.user_id == user_id
-        ).limit(1)
-    ).first()
-    return found is not None
+    return user_id in membership().members(conversation_id)
 
 
 def valid_conversation_id(value: object) -> bool:
@@ -50,22 +42,30 @@ def valid_conversation_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 
+def membership_refusal(user_id: int, conversation_id: object) -> str | None:
+    """None if ``user_id`` takes part in the conversation, else the refusal's error code:
+    ``invalid`` for a value that cannot be a conversation id, ``forbidden`` for any other.
+    Answered from the membership cache: no SQL once the conversation is cached."""
+    if not valid_conversation_id(conversation_id):
+        return "invalid"
+    return None if is_participant(user_id, conversation_id) else "forbidden"
+
+
 def participant_conversation(user_id: int, conversation_id: object) -> Conversation | None:
     """The conversation if ``user_id`` takes part in it; None for anything else, even a bad id."""
-    if not valid_conversation_id(conversation_id):
-        return None
-    if not is_participant(user_id, conversation_id):
+    if membership_refusal(user_id, conversation_id):
         return None
     return db.session.get(Conversation, conversation_id)
 
 
 def conversation_of(user_id: int, conversation_id: object
                     ) -> tuple[Conversation | None, str | None]:
-    """The conversation if ``user_id`` takes part in it, else the refusal's error code:
-    ``invalid`` for a value that cannot be a conversation id, ``forbidden`` for any other."""
-    if not valid_conversation_id(conversation_id):
-        return None, "invalid"
-    conversation = participant_conversation(user_id, conversation_id)
+    """The conversation if ``user_id`` takes part in it, else the refusal's error code
+    (see membership_refusal)."""
+    refusal = membership_refusal(user_id, conversation_id)
+    if refusal:
+        return None, refusal
+    conversation = db.session.get(Conversation, conversation_id)
     return (conversation, None) if conversation is not None else (None, "forbidden")
 
 
@@ -99,9 +99,11 @@ def start_conversation(
     conversation = Conversation(
         title=(title or None) if len(others) > 1 else None, is_group=len(others) > 1
     )
-    conversation.participants = [Participant(user=u) for u in [creator, *others]]
+    members = [creator, *others]
+    conversation.participants = [Participant(user=u) for u in members]
     db.session.add(conversation)
     db.session.commit()
+    members_changed([conversation.id], [u.id for u in members])
     return conversation, True
 
 

@@ -17,7 +17,7 @@ from ..metrics import count_join, socket_connected, socket_disconnected
 from .conversations import (
     NAMESPACE,
     conversation_ids_of,
-    conversation_of,
+    membership_refusal,
     participant_ids,
     room,
     user_room,
@@ -120,7 +120,8 @@ def _presence_changed(user_id: int, sid: str, online: bool) -> None:
 @chat_event("join")
 @count_join
 def on_join(user: SocketUser, data: dict) -> dict:
-    conversation, refusal = conversation_of(user.id, data.get("conversation_id"))
+    conversation_id = data.get("conversation_id")
+    refusal = membership_refusal(user.id, conversation_id)
     if refusal:
         return error(refusal)
     after = data.get("after")
@@ -128,12 +129,12 @@ def on_join(user: SocketUser, data: dict) -> dict:
         after = parse_message_id(after)
         if after is None:
             return error("invalid")
-    join_room(room(conversation.id))
+    join_room(room(conversation_id))
     if after is None:
-        messages, has_more, _source = recent_messages(conversation.id)
+        messages, has_more, _source = recent_messages(conversation_id)
     else:
-        messages, has_more, _source = messages_after(conversation.id, after)
-    markers = read_markers(conversation.id)
+        messages, has_more, _source = messages_after(conversation_id, after)
+    markers = read_markers(conversation_id)
     return {"ok": True, "messages": messages, "has_more": has_more,
             "read": {str(uid): mid for uid, mid in markers.items()},
             "presence": _presence_of(list(markers))}
@@ -176,21 +177,23 @@ def on_heartbeat(user: SocketUser, data: dict) -> dict:
 @chat_event("presence")
 def on_presence(user: SocketUser, data: dict) -> dict:
     """Online state and last-seen time of a conversation's participants."""
-    conversation, refusal = conversation_of(user.id, data.get("conversation_id"))
+    conversation_id = data.get("conversation_id")
+    refusal = membership_refusal(user.id, conversation_id)
     if refusal:
         return error(refusal)
-    return {"ok": True, "presence": _presence_of(participant_ids(conversation.id))}
+    return {"ok": True, "presence": _presence_of(participant_ids(conversation_id))}
 
 
 @chat_event("typing")
 def on_typing(user: SocketUser, data: dict) -> dict:
     """Relay "is typing" to the others in the room; never stored."""
     typing = data.get("typing", True)
-    conversation, refusal = conversation_of(user.id, data.get("conversation_id"))
+    conversation_id = data.get("conversation_id")
+    refusal = membership_refusal(user.id, conversation_id)
     if refusal or not isinstance(typing, bool):
         return error(refusal or "invalid")
-    emit_to(room(conversation.id), "typing",
-            {"conversation_id": conversation.id, "user_id": user.id, "name": user.full_name,
+    emit_to(room(conversation_id), "typing",
+            {"conversation_id": conversation_id, "user_id": user.id, "name": user.full_name,
              "typing": typing}, skip_sid=request.sid)
     return {"ok": True}
 

@@ -18,6 +18,7 @@ from .conversations import (
 )
 from .fanout import emit_to
 from .forms import MAX_PARTICIPANTS
+from .membership import members_changed
 from .presence import presence
 from .send import clean_text, error
 
@@ -96,6 +97,7 @@ def add_participants(user: User, data: dict) -> dict:
     for new_user in users:
         db.session.add(Participant(conversation_id=conversation.id, user_id=new_user.id))
     db.session.commit()
+    members_changed([conversation.id], [u.id for u in users])
     if users:
         record_activity("participants_added", user.id,
                         {"conversation_id": conversation.id, "user_ids": [u.id for u in users]})
@@ -110,6 +112,7 @@ def leave_conversation(user: User, data: dict) -> dict:
     db.session.execute(delete(Participant).where(
         Participant.conversation_id == conversation.id, Participant.user_id == user.id))
     db.session.commit()
+    members_changed([conversation.id], [user.id])
     remove_sockets_from_room(user.id, conversation.id)
     emit_to(user_room(user.id), "conversation_left", {"conversation_id": conversation.id})
     record_activity("conversation_left", user.id, {"conversation_id": conversation.id})

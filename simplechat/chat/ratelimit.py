@@ -41,21 +41,33 @@ def parse_rate(text: str) -> Rate | None:
     return Rate(int(match.group(1)), period)
 
 
-# KEYS[1] = the user's key; ARGV = interval_ms, tolerance_ms. Uses the server clock, so every
-# process agrees on "now". Returns {1, 0} when allowed, {0, retry_after_ms} when refused.
-_GCRA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local allow_at = tat - tolerance
-if now < allow_at then
-  return {0, allow_at - now}
+# Lua, for this limiter and the send script (chat.intake): takes one hit on ``rl_key``'s
+# schedule (``rl_interval`` and ``rl_tolerance`` in ms) by the server clock, so every process
+# agrees on "now". Sets ``rl_wait`` to 0 when allowed, else to the milliseconds to wait.
+GCRA_STEP = """
+do
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local tat = tonumber(redis.call('GET', rl_key) or now)
+  if tat < now then tat = now end
+  local allow_at = tat - rl_tolerance
+  if now < allow_at then
+    rl_wait = allow_at - now
+  else
+    rl_wait = 0
+    local new_tat = tat + rl_interval
+    redis.call('SET', rl_key, new_tat, 'PX', new_tat - now)
+  end
 end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+"""
+
+# KEYS[1] = the user's key; ARGV = interval_ms, tolerance_ms.
+# Returns {1, 0} when allowed, {0, retry_after_ms} when refused.
+_GCRA = """
+local rl_key, rl_interval, rl_tolerance = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local rl_wait
+""" + GCRA_STEP + """
+if rl_wait > 0 then return {0, rl_wait} end
 return {1, 0}
 """
 
@@ -81,11 +93,14 @@ class RedisRateLimiter:
         self._script = redis.register_script(_GCRA)
         self._peek = redis.register_script(_GCRA_PEEK)
 
+    def key(self, name: str) -> str:
+        return f"{self._prefix}rl:{name}"
+
     def wait(self, key: str) -> float:
         """The seconds until ``key`` may be hit again (0.0: now), without taking a hit."""
         if self.rate is None:
             return 0.0
-        wait_ms = int(self._peek(keys=[f"{self._prefix}rl:{key}"], args=[self.rate.tolerance_ms]))
+        wait_ms = int(self._peek(keys=[self.key(key)], args=[self.rate.tolerance_ms]))
         return wait_ms / 1000 if wait_ms > 0 else 0.0
 
     def hit(self, key: str) -> float:
@@ -93,7 +108,7 @@ class RedisRateLimiter:
         if self.rate is None:
             return 0.0
         allowed, wait_ms = self._script(
-            keys=[f"{self._prefix}rl:{key}"],
+            keys=[self.key(key)],
             args=[self.rate.interval_ms, self.rate.tolerance_ms],
         )
         return 0.0 if allowed else max(int(wait_ms), 1) / 1000

@@ -10,6 +10,7 @@ from .conversations import room, user_room, valid_conversation_id
 from .fanout import emit_to
 from .history import cached_messages
 from .ids import parse_message_id
+from .membership import membership
 from .send import error
 
 
@@ -26,33 +27,33 @@ def mark_read(user: User, data: dict) -> dict:
     message_id = parse_message_id(data.get("message_id"))
     if not valid_conversation_id(conversation_id) or message_id is None:
         return error("invalid")
-    participant = db.session.scalar(select(Participant).where(
-        Participant.conversation_id == conversation_id, Participant.user_id == user.id))
-    if participant is None:
+    markers = membership().members(conversation_id)
+    if user.id not in markers:
         return error("forbidden")
     if not _message_exists(conversation_id, message_id):
         return error("not_found")
+    current = markers[user.id]
+    if current is not None and current >= message_id:
+        return {"ok": True, "last_read": current}  # already read that far: nothing to store
     moved = db.session.execute(
         update(Participant)
-        .where(Participant.id == participant.id)
+        .where(Participant.conversation_id == conversation_id, Participant.user_id == user.id)
         .where(or_(Participant.last_read_message_id.is_(None),
                    Participant.last_read_message_id < message_id))
         .values(last_read_message_id=message_id)
     ).rowcount
     db.session.commit()
     if moved:
+        membership().read_moved(conversation_id, user.id, message_id)
         notice = {"conversation_id": conversation_id, "user_id": user.id, "message_id": message_id}
         # The room shows "seen by"; the reader's other devices clear their unread count.
         emit_to([room(conversation_id), user_room(user.id)], "read", notice)
-    return {"ok": True, "last_read": max(message_id, participant.last_read_message_id or "")}
+    return {"ok": True, "last_read": max(message_id, current or "")}
 
 
 def read_markers(conversation_id: int) -> dict[int, str | None]:
-    """Each participant's last-read message id."""
-    return dict(db.session.execute(
-        select(Participant.user_id, Participant.last_read_message_id)
-        .where(Participant.conversation_id == conversation_id)
-    ).all())
+    """Each participant's last-read message id (from the membership cache)."""
+    return membership().members(conversation_id)
 
 
 def unread_counts(user_id: int) -> dict[int, int]:

@@ -14,9 +14,11 @@ from flask import current_app
 from ..extensions import db
 from ..metrics import observe_send
 from ..services import services
-from .conversations import participant_ids, room, user_room, valid_conversation_id
+from .conversations import room, user_room, valid_conversation_id
 from .fanout import emit_to
 from .ids import new_message_id
+from .intake import DUPLICATE, FORBIDDEN, RATE_LIMITED, UNKNOWN, Taken, intake
+from .membership import membership
 from .messages import message_payload
 
 log = logging.getLogger(__name__)
@@ -85,46 +87,37 @@ def send_message(sender: Sender, conversation_id: object, text: object,
     text, refusal = checked_text(text)
     if refusal:
         return refusal
-    members = participant_ids(conversation_id)
     sender_id, sender_name = sender.id, sender.full_name
-    if sender_id not in members:
-        return error("forbidden")
-    end_transaction()
-
-    svc = services()
     # A client id is the sender's own, in one conversation.
     dedupe_key = f"{sender_id}:{conversation_id}:{client_id}" if client_id else None
+    payload = message_payload(new_message_id(), conversation_id, None, text, client_id,
+                              sender_id=sender_id, sender_name=sender_name)
     try:
-        # A retry of a send that already went through gets the original back.
-        if dedupe_key and (original := svc.cache.lookup(dedupe_key)) is not None:
-            return _retry_answer(original, text)
-        # 3. Rate limit, shared by every process.
-        wait = svc.limiter.hit(str(sender_id))
-        if wait:
-            return error("rate_limited", retry_after=round(wait, 3))
-        # 4. Id and time, recent list, queued SQL write.
-        payload = message_payload(new_message_id(), conversation_id, None, text, client_id,
-                                  sender_id=sender_id, sender_name=sender_name)
-        original = svc.cache.push(conversation_id, payload, dedupe_key)
-        if original is not None:
-            return _retry_answer(original, text)
-        _queue_write(payload, dedupe_key)
+        # 3-4. Membership, a retry's original, the rate limit, the recent list and the queued
+        # SQL write: one round trip to Redis.
+        taken = _take(conversation_id, sender_id, payload, dedupe_key)
+        if taken.status == FORBIDDEN:
+            return error("forbidden")
+        if taken.status == DUPLICATE:
+            return _retry_answer(taken.original, text)
+        if taken.status == RATE_LIMITED:
+            return error("rate_limited", retry_after=round(taken.wait, 3))
+        _queue_flush(payload, dedupe_key, taken.flush)
     except Unavailable:
         return error("unavailable")
     except Exception:
         log.warning("send to conversation %s refused: storage unavailable", conversation_id,
                     exc_info=True)
         return error("unavailable")
-    # 4. Fan out to every process's sockets in the room. The message is already safe: a
-    # failed emit is caught up by clients through `join` with `after`.
+    # 5. Fan out, once per socket: the room (who has the conversation open) and every member's
+    # personal room (conversation lists, unread counts), on every process. The message is
+    # already safe: a failed emit is caught up by clients through `join` with `after`.
     try:
-        emit_to(room(conversation_id), "message", payload)
-        # Everyone's conversation list (unread counts, previews), wherever their sockets are.
-        emit_to([user_room(uid) for uid in members], "conversation_activity",
-                activity_notice(payload))
+        emit_to([room(conversation_id), *(user_room(uid) for uid in taken.members)],
+                "message", payload)
     except Exception:
         log.exception("fan-out of message %s failed", payload["id"])
-    # 5. The acknowledgement: the write is queued and will reach SQL.
+    # 6. The acknowledgement: the write is queued and will reach SQL.
     return {"ok": True, "message": payload}
 
 
@@ -143,37 +136,33 @@ def end_transaction() -> None:
         session.expire_on_commit = expire
 
 
-PREVIEW_LENGTH = 120
+def _take(conversation_id: int, sender_id: int, payload: dict, dedupe_key: str | None) -> Taken:
+    """The intake's answer; members not cached are read from SQL once (and cached)."""
+    gate = intake()
+    taken = gate.take(conversation_id, sender_id, payload, dedupe_key)
+    if taken.status != UNKNOWN:
+        return taken
+    members = list(membership().fill_members(conversation_id))
+    end_transaction()
+    if sender_id not in members:
+        return Taken(FORBIDDEN)
+    return gate.take(conversation_id, sender_id, payload, dedupe_key, members=members)
 
 
-def activity_notice(payload: dict) -> dict:
-    """The small event each participant's personal room gets for a new message."""
-    return {
-        "conversation_id": payload["conversation_id"],
-        "id": payload["id"],
-        "sender": payload["sender"],
-        "sender_name": payload["sender_name"],
-        "preview": payload["message"][:PREVIEW_LENGTH],
-        "timestamp": payload["timestamp"],
-    }
-
-
-def _queue_write(payload: dict, dedupe_key: str | None) -> None:
-    """Put the message in the write buffer and make sure a flush is queued; raises Unavailable
-    (with the message taken back from the cache) when neither Redis nor the broker can take it."""
+def _queue_flush(payload: dict, dedupe_key: str | None, needed: bool) -> None:
+    """Make sure a flush of the write buffer is queued for a message the intake took; raises
+    Unavailable (with the message taken back) when the broker cannot take the task."""
     from ..tasks import flush_writes
     from .write_buffer import write_buffer
 
-    buffer = write_buffer()
     try:
         # Eager Celery (the embedded default, tests) stores it before the ack, as before.
-        eager = current_app.extensions["celery"].conf.task_always_eager
-        if buffer.append(payload) or eager:
+        if needed or current_app.extensions["celery"].conf.task_always_eager:
             flush_writes.apply_async()
     except Exception as exc:
         log.warning("could not queue message %s", payload["id"], exc_info=True)
         try:
-            if not buffer.take_back(payload):
+            if not write_buffer().take_back(payload):
                 return  # a flush already holds it: it will be stored
         except Exception:
             log.warning("could not take message %s back from the write buffer", payload["id"])

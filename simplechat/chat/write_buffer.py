@@ -17,6 +17,8 @@ from typing import Protocol
 import redis as redis_lib
 from flask import current_app
 
+from ..fastjson import dumps
+
 BATCH = 500
 MAX_BATCHES_PER_RUN = 20
 FLAG_TTL = 5  # seconds: a flush flag whose task was lost heals on the next send after this
@@ -24,12 +26,20 @@ LEASE_MS = 15_000  # one flusher at a time; a dead one's lease runs out after th
 
 Store = Callable[[list[dict]], int]
 
-# KEYS: buffer, flag. ARGV: payload json, flag ttl. Appends; returns 1 when no flush was
-# pending (the caller queues one), else 0.
+# Lua, for this buffer and the send script (chat.intake): appends ``payload`` to ``buffer_key``
+# and sets ``flush_needed`` to 1 when no flush was pending (the caller queues one), else 0.
+APPEND_STEP = """
+redis.call('RPUSH', buffer_key, payload)
+flush_needed = 0
+if redis.call('SET', flag_key, '1', 'NX', 'EX', flag_ttl) then flush_needed = 1 end
+"""
+
+# KEYS: buffer, flag. ARGV: payload json, flag ttl.
 _APPEND = """
-redis.call('RPUSH', KEYS[1], ARGV[1])
-if redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[2])) then return 1 end
-return 0
+local buffer_key, flag_key, payload, flag_ttl = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
+local flush_needed
+""" + APPEND_STEP + """
+return flush_needed
 """
 
 # KEYS: buffer, processing. ARGV: K. A processing list left by a flush that did not finish is
@@ -63,7 +73,7 @@ return 0
 
 
 def _json(payload: dict) -> str:
-    return json.dumps(payload, separators=(",", ":"))
+    return dumps(payload)  # one encoding everywhere: the buffer finds a payload by its bytes
 
 
 @dataclass

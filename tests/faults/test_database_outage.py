@@ -1,5 +1,6 @@
 """PostgreSQL stopped and restarted in the middle of a stream: no acknowledged message is lost,
-no false ``ok`` is given, and sending works again once the database is back."""
+and sending goes on through the outage (the send path reads no SQL once the conversation's
+members are cached; the write buffer holds the messages until the database is back)."""
 
 from __future__ import annotations
 
@@ -76,8 +77,8 @@ def test_database_outage_mid_stream_loses_nothing_and_recovers(fault_stack, post
 
     stream.acked += after.acked
     stream.unanswered += after.unanswered
-    assert stream.refused.keys() <= {"unavailable"}, stream.summary()
-    assert stream.refused, "no send fell inside the outage"
+    # No SQL on the send path: nothing refused, even while the database was down.
+    assert stream.refused == {} and not stream.unanswered, stream.summary()
     assert_stored_exactly_once(stack.database, conversation_id, stream)
     retries = worker.log().count("retry: Retry in")
     assert retries, "the backlog never met the outage"

@@ -1,5 +1,5 @@
 /* The conversation list (its own page and the chat page's left pane): local times, unread counts
- * from the server kept live by `conversation_activity` and `read`, peers' presence, group
+ * from the server kept live by `message` and `read`, peers' presence, group
  * changes, browser notifications and the title-bar count. */
 (function () {
   "use strict";
@@ -27,6 +27,7 @@
   if (!list || !SC || typeof io === "undefined") { return; }
 
   var me = SC.userId;
+  var PREVIEW_LENGTH = 120;  // what the server puts in the list it renders
   var chatRoot = document.getElementById("chat");
   var openId = chatRoot ? parseInt(chatRoot.dataset.conversationId, 10) : null;
   var baseTitle = document.title;
@@ -211,7 +212,16 @@
     if (connectedBefore) { refreshList(); }  // catch up on whatever happened while away
     connectedBefore = true;
   });
-  socket.on("conversation_activity", function (a) { onActivity(a, 0); });
+  // Every new message of every conversation of ours reaches this socket once, as `message`
+  // (through our personal room): the list takes its preview, time and unread count from it.
+  socket.on("message", function (m) {
+    if (!m || typeof m.message !== "string") { return; }
+    onActivity({
+      conversation_id: m.conversation_id, id: m.id, sender: m.sender,
+      sender_name: m.sender_name, preview: m.message.slice(0, PREVIEW_LENGTH),
+      timestamp: m.timestamp
+    }, 0);
+  });
   socket.on("read", onRead);
   socket.on("conversation_updated", onConversationUpdated);
   socket.on("conversation_left", onConversationLeft);

@@ -1,0 +1,260 @@
+"""The hot socket events: no SQL once a conversation's members are cached, one Redis round trip
+per send; and the membership cache that makes it so, invalidated on every change."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+
+import pytest
+from sqlalchemy import delete, event
+
+from simplechat.chat.conversations import start_conversation
+from simplechat.chat.membership import MemoryMembership, RedisMembership, membership
+from simplechat.chat.ratelimit import Rate
+from simplechat.chat.write_buffer import write_buffer
+from simplechat.extensions import db
+from simplechat.models import Message, Participant
+
+from conftest import make_app
+
+
+_active: list[Counter] = []
+
+
+@contextlib.contextmanager
+def counting(app):
+    """Count SQL statements and Redis round trips (packets sent on the app's Redis pool)."""
+    counts: Counter[str] = Counter()
+    _active.append(counts)
+
+    def seen(conn, cursor, statement, *rest):
+        counts["sql"] += 1
+
+    redis = app.extensions["simplechat"].redis
+    pool = redis.connection_pool if redis is not None else None
+    if pool is not None:
+        original = pool.get_connection
+
+        def counting_connection(*args, **kwargs):
+            connection = original(*args, **kwargs)
+            if not getattr(connection, "_counted", False):
+                send = connection.send_packed_command
+
+                def counted(command, *a, **k):
+                    if _active:
+                        _active[-1]["redis"] += 1
+                    return send(command, *a, **k)
+
+                connection.send_packed_command = counted
+                connection._counted = True
+            return connection
+
+        pool.get_connection = counting_connection
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield counts
+    finally:
+        _active.remove(counts)
+        event.remove(engine, "before_cursor_execute", seen)
+        if pool is not None:
+            pool.get_connection = original
+
+
+def emit(sio, name, payload):
+    return sio.emit(name, payload, namespace="/chat", callback=True)
+
+
+@pytest.fixture
+def chatting(app, make_user, make_conversation, socket_client):
+    ada, bob = make_user("ada"), make_user("bob")
+    conversation = make_conversation(ada, bob)
+    a, b = socket_client(ada), socket_client(bob)
+    app.config["SESSION_CHECK_INTERVAL"] = 3600  # the session check has its own tests
+    # The first event of a conversation fills its cached members from SQL.
+    assert emit(a, "join", {"conversation_id": conversation.id})["ok"]
+    assert emit(b, "join", {"conversation_id": conversation.id})["ok"]
+    return ada, bob, conversation, a, b
+
+
+@pytest.mark.parametrize("name, payload", [
+    ("send_message", {"message": "counted", "client_id": "c-1"}),
+    ("typing", {"typing": True}),
+    ("join", {}),
+    ("presence", {}),
+    ("heartbeat", None),
+])
+def test_hot_events_run_no_sql_once_members_are_cached(app, chatting, name, payload):
+    ada, bob, conversation, a, b = chatting
+    body = {} if payload is None else {"conversation_id": conversation.id, **payload}
+    # Celery is eager in tests (a send stores its row before the ack); a web process only
+    # queues the flush task.
+    app.extensions["celery"].conf.task_always_eager = False
+    with counting(app) as counts:
+        ack = emit(a, name, body)
+    assert ack["ok"] is True, ack
+    assert counts["sql"] == 0, counts
+
+
+def test_a_send_is_one_redis_round_trip(app, chatting):
+    """Membership, de-duplication, the rate limit, the recent list and the write buffer."""
+    if app.extensions["simplechat"].redis is None:
+        pytest.skip("the embedded default has no Redis to count")
+    ada, bob, conversation, a, b = chatting
+    svc = app.extensions["simplechat"]
+    app.extensions["celery"].conf.task_always_eager = False
+    with app.app_context():
+        flag = write_buffer().flag_key
+    for rate in (None, Rate(1000, 1)):
+        svc.limiter.rate = rate
+        # A flush is queued already (its flag is up), so this send queues no task.
+        svc.redis.set(flag, "1", ex=60)
+        with counting(app) as counts:
+            ack = emit(a, "send_message", {"conversation_id": conversation.id,
+                                           "message": f"one trip, rate {rate}",
+                                           "client_id": f"trip-{rate}"})
+        assert ack["ok"] is True, ack
+        assert counts == {"redis": 1}, (rate, counts)
+
+
+def test_a_repeated_read_runs_no_sql(app, chatting):
+    ada, bob, conversation, a, b = chatting
+    sent = emit(a, "send_message", {"conversation_id": conversation.id, "message": "read me"})
+    first = emit(b, "read", {"conversation_id": conversation.id,
+                             "message_id": sent["message"]["id"]})
+    assert first == {"ok": True, "last_read": sent["message"]["id"]}
+    with counting(app) as counts:
+        again = emit(b, "read", {"conversation_id": conversation.id,
+                                 "message_id": sent["message"]["id"]})
+    assert again == first
+    assert counts["sql"] == 0, counts
+    # The cached marker moved with the read: a join reports it without reading SQL.
+    with counting(app) as counts:
+        joined = emit(a, "join", {"conversation_id": conversation.id})
+    assert joined["read"][str(bob.id)] == sent["message"]["id"]
+    assert counts["sql"] == 0, counts
+
+
+def test_a_member_who_leaves_a_group_cannot_send_at_once(app, make_user, socket_client):
+    ada, bob, cy = make_user("ada"), make_user("bob"), make_user("cy")
+    with app.app_context():
+        group, _ = start_conversation(db.session.merge(ada),
+                                      [db.session.merge(bob), db.session.merge(cy)], "g")
+        group_id = group.id
+    b = socket_client(bob)
+    assert emit(b, "send_message", {"conversation_id": group_id, "message": "in"})["ok"]
+    assert emit(b, "leave_conversation", {"conversation_id": group_id}) == {"ok": True}
+    for name, payload in [("send_message", {"message": "out"}), ("typing", {"typing": True}),
+                          ("join", {}), ("presence", {})]:
+        ack = emit(b, name, {"conversation_id": group_id, **payload})
+        assert ack == {"ok": False, "error": "forbidden"}, name
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count(Message.id))) == 1
+
+
+def test_a_member_added_to_a_group_can_send_at_once(app, make_user, socket_client):
+    ada, bob, cy, dee = (make_user(n) for n in ("ada", "bob", "cy", "dee"))
+    with app.app_context():
+        group, _ = start_conversation(db.session.merge(ada),
+                                      [db.session.merge(bob), db.session.merge(cy)], "g")
+        group_id = group.id
+    a, d = socket_client(ada), socket_client(dee)
+    refused = emit(d, "send_message", {"conversation_id": group_id, "message": "let me in"})
+    assert refused == {"ok": False, "error": "forbidden"}  # now cached as not a member
+    assert emit(a, "add_participants", {"conversation_id": group_id,
+                                        "user_ids": [dee.id]})["ok"]
+    assert emit(d, "send_message", {"conversation_id": group_id, "message": "hi"})["ok"]
+
+
+def test_membership_changes_on_one_process_reach_the_cache_of_another(
+        app, database_uri, redis_url, make_user, make_conversation):
+    """Two apps on one Redis prefix stand for two web processes."""
+    if redis_url is None:
+        pytest.skip("needs Redis: the embedded default is one process")
+    ada, bob = make_user("ada"), make_user("bob")
+    conversation = make_conversation(ada, bob)
+    other = make_app(database_uri, redis_url,
+                     REDIS_KEY_PREFIX=app.config["REDIS_KEY_PREFIX"])
+    with app.app_context():
+        assert bob.id in membership().members(conversation.id)
+    with other.app_context():
+        db.session.execute(delete(Participant).where(Participant.user_id == bob.id))
+        db.session.commit()
+        membership().changed([conversation.id], [bob.id])
+    with app.app_context():
+        assert bob.id not in membership().members(conversation.id)
+        assert conversation.id not in membership().conversations(bob.id)
+
+
+@pytest.fixture(params=["redis", "memory"])
+def cache(request, app, redis_url):
+    if request.param == "redis":
+        if redis_url is None:
+            pytest.skip("needs Redis")
+        return RedisMembership(app.extensions["simplechat"].redis,
+                               app.config["REDIS_KEY_PREFIX"] + "unit:")
+    return MemoryMembership()
+
+
+def test_a_fill_that_raced_a_change_is_not_written(app, make_user, make_conversation, cache):
+    ada, bob = make_user("ada"), make_user("bob")
+    conversation = make_conversation(ada, bob)
+    with app.app_context():
+        # A reader loads SQL; before it writes the cache back, bob leaves (commit, then the
+        # invalidation). Its stale copy must not be kept.
+        import simplechat.chat.membership as module
+
+        loaded = module._members_from_sql
+
+        def load_then_change(conversation_id):
+            rows = loaded(conversation_id)
+            db.session.execute(delete(Participant).where(Participant.user_id == bob.id))
+            db.session.commit()
+            cache.changed([conversation_id], [bob.id])
+            return rows
+
+        module._members_from_sql = load_then_change
+        try:
+            stale = cache.members(conversation.id)
+        finally:
+            module._members_from_sql = loaded
+        assert bob.id in stale  # what that reader saw
+        assert set(cache.members(conversation.id)) == {ada.id}  # not what was cached
+
+
+def test_read_markers_only_move_forward_in_the_cache(app, make_user, make_conversation, cache):
+    ada, bob = make_user("ada"), make_user("bob")
+    conversation = make_conversation(ada, bob)
+    with app.app_context():
+        assert cache.members(conversation.id) == {ada.id: None, bob.id: None}
+        cache.read_moved(conversation.id, bob.id, "0002")
+        cache.read_moved(conversation.id, bob.id, "0001")
+        cache.read_moved(conversation.id, 999, "0003")  # not a member: not added
+        assert cache.members(conversation.id) == {ada.id: None, bob.id: "0002"}
+
+
+def test_a_marker_moved_while_nothing_is_cached_spoils_a_fill_in_flight(
+        app, make_user, make_conversation, cache):
+    ada, bob = make_user("ada"), make_user("bob")
+    conversation = make_conversation(ada, bob)
+    with app.app_context():
+        import simplechat.chat.membership as module
+
+        loaded = module._members_from_sql
+
+        def load_then_read(conversation_id):
+            rows = loaded(conversation_id)
+            db.session.execute(db.update(Participant).where(Participant.user_id == bob.id)
+                               .values(last_read_message_id="0009"))
+            db.session.commit()
+            cache.read_moved(conversation_id, bob.id, "0009")
+            return rows
+
+        module._members_from_sql = load_then_read
+        try:
+            assert cache.members(conversation.id)[bob.id] is None  # read before the marker
+        finally:
+            module._members_from_sql = loaded
+        assert cache.members(conversation.id)[bob.id] == "0009"
