@@ -12,7 +12,7 @@ from config import config as config_classes
 
 from . import fastjson
 from .extensions import csrf, db, login_manager, migrate, socketio
-from .packet_guard import install_packet_guard
+from .packet_guard import install_event_cap, install_packet_guard
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
         engineio_logger=False,
     )
     install_packet_guard(socketio.server)
+    install_event_cap(socketio.server)
 
     if app.config.get("TRUSTED_PROXY_HOPS"):
         from werkzeug.middleware.proxy_fix import ProxyFix

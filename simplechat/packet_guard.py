@@ -78,3 +78,60 @@ def _refuse(server: socketio_lib.Server, eio_sid: str, what: str) -> None:
     # engine.io's disconnect handler forgets the environ; a connection engine.io does not hold
     # (the test client's) is forgotten here, so that it too is refused only once.
     server.environ.pop(eio_sid, None)
+
+
+# Events of one socket that may run at once. python-socketio starts a green thread for every
+# event as it arrives, so a socket that floods small frames could make the worker hold one task
+# (and its request context) per frame: 20,000 heartbeats grew a worker by 702 MiB.
+MAX_EVENTS_IN_FLIGHT = 32
+BUSY_ANSWER = {"ok": False, "error": "rate_limited", "retry_after": 1.0}
+
+
+def install_event_cap(server: socketio_lib.Server, limit: int = MAX_EVENTS_IN_FLIGHT) -> None:
+    """Answer an event beyond ``limit`` unanswered ones of its socket with ``rate_limited`` at
+    once, without running it (or drop it, when it asked for no answer)."""
+    if getattr(server._handle_event, "is_event_cap", False):
+        return
+    in_flight: dict[str, int] = {}
+    start = server._handle_event
+    run = server._handle_event_internal
+    warned: set[str] = set()
+
+    def capped_event(eio_sid, namespace, id, data):
+        if in_flight.get(eio_sid, 0) >= limit:
+            if eio_sid not in warned:
+                warned.add(eio_sid)
+                environ = server.environ.get(eio_sid) or {}
+                log.warning("socket %s from %s has %d events in flight; refusing more",
+                            eio_sid, environ.get("REMOTE_ADDR", "?"), limit)
+            if id is not None:
+                server._send_packet(eio_sid, server.packet_class(
+                    socketio_lib.packet.ACK, namespace=namespace, id=id, data=[BUSY_ANSWER]))
+            return
+        in_flight[eio_sid] = in_flight.get(eio_sid, 0) + 1
+        try:
+            start(eio_sid, namespace, id, data)
+        except BaseException:
+            _finished(eio_sid)
+            raise
+        if not server.manager.is_connected(server.manager.sid_from_eio_sid(
+                eio_sid, namespace or "/"), namespace or "/"):
+            _finished(eio_sid)  # python-socketio dropped it without running a handler
+
+    def _finished(eio_sid):
+        left = in_flight.get(eio_sid, 1) - 1
+        if left > 0:
+            in_flight[eio_sid] = left
+        else:
+            in_flight.pop(eio_sid, None)
+            warned.discard(eio_sid)
+
+    def counted_run(srv, sid, eio_sid, *args):
+        try:
+            return run(srv, sid, eio_sid, *args)
+        finally:
+            _finished(eio_sid)
+
+    capped_event.is_event_cap = True
+    server._handle_event = capped_event
+    server._handle_event_internal = counted_run

@@ -84,6 +84,10 @@ def on_connect(auth=None):
     join_room(user_room(user.id))
     join_room(session_room(row.id))
     register_socket(request.sid, user)
+    # Later events need nothing from the cookie (the user is in the registry, the session copy
+    # in Flask-SocketIO's environ): without it, Flask does not decode and verify the signed
+    # session cookie again for every event.
+    request.environ.pop("HTTP_COOKIE", None)
     socket_connected()
     _presence_changed(user.id, request.sid, online=True)
     return True
@@ -121,9 +125,11 @@ def _presence_changed(user_id: int, sid: str, online: bool) -> None:
 @count_join
 def on_join(user: SocketUser, data: dict) -> dict:
     conversation_id = data.get("conversation_id")
-    refusal = membership_refusal(user.id, conversation_id)
-    if refusal:
-        return error(refusal)
+    if not valid_conversation_id(conversation_id):
+        return error("invalid")
+    markers = read_markers(conversation_id)  # the members, from the membership cache
+    if user.id not in markers:
+        return error("forbidden")
     after = data.get("after")
     if after is not None:
         after = parse_message_id(after)
@@ -134,7 +140,6 @@ def on_join(user: SocketUser, data: dict) -> dict:
         messages, has_more, _source = recent_messages(conversation_id)
     else:
         messages, has_more, _source = messages_after(conversation_id, after)
-    markers = read_markers(conversation_id)
     return {"ok": True, "messages": messages, "has_more": has_more,
             "read": {str(uid): mid for uid, mid in markers.items()},
             "presence": _presence_of(list(markers))}

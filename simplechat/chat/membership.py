@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterable
 from typing import Protocol
 
+import redis as redis_lib
 from flask import current_app
 from sqlalchemy import select
 
@@ -110,13 +111,22 @@ class RedisMembership:
         return f"{self._prefix}convs:{user_id}"
 
     def _cached(self, key: str, load, encode) -> dict[str, str]:
-        fields = _decode(self._redis.hgetall(key))
-        if fields:
-            return fields
-        generation = self._redis.get(key + ":gen") or b"0"
+        try:
+            fields = _decode(self._redis.hgetall(key))
+            if fields:
+                return fields
+            generation = self._redis.get(key + ":gen") or b"0"
+        except redis_lib.RedisError:
+            # Pages and history keep working from SQL while Redis is down.
+            log.warning("membership cache unavailable; reading %s from SQL", key)
+            generation = None
         loaded = encode(load())
-        self._fill(keys=[key, key + ":gen"],
-                   args=[generation, MEMBERS_TTL, FILLED, "", *loaded])
+        if generation is not None:
+            try:
+                self._fill(keys=[key, key + ":gen"],
+                           args=[generation, MEMBERS_TTL, FILLED, "", *loaded])
+            except redis_lib.RedisError:
+                log.warning("membership of %s not cached", key)
         return {FILLED: "", **dict(zip(loaded[::2], loaded[1::2], strict=True))}
 
     def members(self, conversation_id: int) -> dict[int, str | None]:
