@@ -44,11 +44,21 @@ class Config:
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
     # READ COMMITTED is PostgreSQL's default; MySQL/MariaDB default to REPEATABLE READ, where a
     # transaction keeps reading the snapshot of its first read and misses rows committed since.
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "isolation_level": "READ COMMITTED"}
+    # One eventlet worker runs hundreds of events at once: the pool keeps DATABASE_POOL_SIZE
+    # connections open (SQLAlchemy's default of 5, with 10 more opened and closed on demand,
+    # made a burst of socket connects open a new database connection for nearly every one).
+    SQLALCHEMY_ENGINE_OPTIONS = {
+        "pool_pre_ping": True,
+        "isolation_level": "READ COMMITTED",
+        "pool_size": int(os.environ.get("DATABASE_POOL_SIZE", "20")),
+        "max_overflow": int(os.environ.get("DATABASE_MAX_OVERFLOW", "10")),
+    }
     REDIS_URL = os.environ.get("REDIS_URL") or None
     CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or None
     # Prefix for every Redis key this app owns, so several deployments or tests can share a server.
     REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "simplechat:")
+    # Connections per process to REDIS_URL; an event waits (up to 5 s) when all are in use.
+    REDIS_MAX_CONNECTIONS = int(os.environ.get("REDIS_MAX_CONNECTIONS", "100"))
     CHAT_RECENT_MESSAGES = env_int("CHAT_RECENT_MESSAGES", 100)
     CHAT_RATE_LIMIT = os.environ.get("CHAT_RATE_LIMIT", "1/2s")
     CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 4000)

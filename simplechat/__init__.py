@@ -6,13 +6,15 @@ import logging
 import os
 from typing import Any
 
+import socketio as socketio_lib
 from flask import Flask, redirect, url_for
 
 from config import config as config_classes
 
 from . import fastjson
 from .extensions import csrf, db, login_manager, migrate, socketio
-from .packet_guard import install_event_cap, install_packet_guard
+from .packet_guard import JsonPacket, install_event_cap, install_packet_guard
+from .redis_connection import connection_options
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +64,24 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
 
     celery_init_app(app)
 
+    queue_url = app.config.get("SOCKETIO_MESSAGE_QUEUE", app.config.get("REDIS_URL"))
+    queue = {}
+    if queue_url and queue_url.startswith("redis://"):
+        # Flask-SocketIO's own choice for this URL, with the quick pool checkout.
+        queue["client_manager"] = socketio_lib.RedisManager(
+            queue_url, channel=app.config["REDIS_KEY_PREFIX"] + "socketio",
+            redis_options=connection_options(queue_url))
     socketio.init_app(
         app,
         async_mode=app.config.get("SOCKETIO_ASYNC_MODE"),
-        message_queue=app.config.get("SOCKETIO_MESSAGE_QUEUE", app.config.get("REDIS_URL")),
+        message_queue=queue_url,
         channel=app.config["REDIS_KEY_PREFIX"] + "socketio",
+        **queue,
         cors_allowed_origins=app.config.get("CORS_ALLOWED_ORIGINS"),
         max_http_buffer_size=app.config["SOCKETIO_MAX_HTTP_BUFFER_SIZE"],
         manage_session=True,
         json=fastjson,  # orjson for every packet
+        serializer=JsonPacket,
         logger=False,
         engineio_logger=False,
     )

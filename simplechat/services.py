@@ -8,6 +8,8 @@ from typing import Any
 import redis as redis_lib
 from flask import Flask, current_app
 
+from .redis_connection import connection_options
+
 CACHE_TTL = 7 * 24 * 3600  # an idle conversation's recent list is dropped after a week
 
 
@@ -25,11 +27,16 @@ class Services:
         return self.redis is None
 
 
-def redis_from_url(url: str) -> redis_lib.Redis:
-    """A client that fails fast: a down Redis must turn into an error, not a hung request."""
-    return redis_lib.Redis.from_url(
-        url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
-    )
+def redis_from_url(url: str, max_connections: int = 100) -> redis_lib.Redis:
+    """A client that fails fast: a down Redis must turn into an error, not a hung request.
+
+    The pool blocks when all its connections are in use: one eventlet worker runs hundreds of
+    events at once, and redis-py's default pool answers the 101st with an error instead."""
+    pool = redis_lib.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=5,
+        socket_connect_timeout=2, socket_timeout=5, health_check_interval=30,
+        **connection_options(url))
+    return redis_lib.Redis(connection_pool=pool)
 
 
 def init_services(app: Flask) -> Services:
@@ -52,7 +59,8 @@ def init_services(app: Flask) -> Services:
     dedupe_ttl = app.config["CHAT_DEDUPE_WINDOW"]
     url = app.config.get("REDIS_URL")
     if url:
-        client = redis_from_url(url)  # connects lazily, on first use
+        # connects lazily, on first use
+        client = redis_from_url(url, app.config["REDIS_MAX_CONNECTIONS"])
         services = Services(
             redis=client,
             cache=RedisRecentCache(client, size, prefix, CACHE_TTL, dedupe_ttl),

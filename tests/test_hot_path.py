@@ -7,6 +7,7 @@ import contextlib
 from collections import Counter
 
 import pytest
+from conftest import make_app
 from sqlalchemy import delete, event
 
 from simplechat.chat.conversations import start_conversation
@@ -15,9 +16,6 @@ from simplechat.chat.ratelimit import Rate
 from simplechat.chat.write_buffer import write_buffer
 from simplechat.extensions import db
 from simplechat.models import Message, Participant
-
-from conftest import make_app
-
 
 _active: list[Counter] = []
 

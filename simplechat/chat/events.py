@@ -28,9 +28,9 @@ from .fanout import emit_to
 from .groups import add_participants, leave_conversation, rename_conversation
 from .history import messages_after, recent_messages
 from .ids import parse_message_id
-from .presence import presence
+from .presence import presence, status_after
 from .read_state import mark_read, read_markers
-from .send import error, send_message
+from .send import end_transaction, error, send_message
 from .sockets import SocketUser, register_socket, session_room, socket_user, unregister_socket
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ def on_connect(auth=None):
     if row is None:
         return False  # refused: the client gets a connect_error
     user = SocketUser(current_user.id, current_user.username, current_user.full_name, row.id)
+    end_transaction()  # the database connection goes back to the pool before the Redis work
     join_room(user_room(user.id))
     join_room(session_room(row.id))
     register_socket(request.sid, user)
@@ -112,9 +113,13 @@ def _presence_changed(user_id: int, sid: str, online: bool) -> None:
     whether the user is online. Presence is a nicety: a Redis outage must not refuse sockets."""
     try:
         tracker = presence()
-        changed = tracker.touch(user_id, sid) if online else tracker.drop(user_id, sid)
+        if online:
+            changed = tracker.touch(user_id, sid)
+            status = status_after(True)
+        else:
+            last_seen = tracker.drop(user_id, sid)
+            changed, status = last_seen is not None, status_after(False, last_seen)
         if changed:
-            status = tracker.status([user_id])[user_id]
             emit_to([room(cid) for cid in conversation_ids_of(user_id)], "presence",
                     {"user_id": user_id, **status})
     except Exception:

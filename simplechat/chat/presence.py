@@ -51,6 +51,29 @@ return 1
 """
 
 
+# KEYS: hash, last-seen key, for each user. ARGV: now. Returns, for each user, 1 and "" when
+# online, else 0 and the last-seen time ("" if never seen): one round trip, however many users.
+_STATUS = """
+local now = tonumber(ARGV[1])
+local result = {}
+for i = 1, #KEYS, 2 do
+  local online = 0
+  for _, until_ in ipairs(redis.call('HVALS', KEYS[i])) do
+    if tonumber(until_) > now then online = 1; break end
+  end
+  result[#result + 1] = online
+  result[#result + 1] = online == 1 and '' or (redis.call('GET', KEYS[i + 1]) or '')
+end
+return result
+"""
+
+
+def status_after(came_online: bool, last_seen: float | None = None) -> dict:
+    """A user's status right after ``touch`` brought them online or ``drop`` took them offline
+    at ``last_seen``: what ``status`` would answer, without asking again."""
+    return {"online": came_online, "last_seen": None if came_online else _format(last_seen)}
+
+
 def _format(ts: float | None) -> str | None:
     if ts is None:
         return None
@@ -64,6 +87,7 @@ class RedisPresence:
         self._ttl = ttl
         self._touch = redis.register_script(_TOUCH)
         self._drop = redis.register_script(_DROP)
+        self._status = redis.register_script(_STATUS)
 
     def _keys(self, user_id: int) -> list[str]:
         return [f"{self._prefix}presence:{user_id}", f"{self._prefix}lastseen:{user_id}"]
@@ -74,9 +98,10 @@ class RedisPresence:
         return bool(self._touch(keys=self._keys(user_id),
                                 args=[sid, now, now + self._ttl, self._ttl * 2]))
 
-    def drop(self, user_id: int, sid: str) -> bool:
-        """Forget a socket; True if the user has no live socket left."""
-        return bool(self._drop(keys=self._keys(user_id), args=[sid, time.time()]))
+    def drop(self, user_id: int, sid: str) -> float | None:
+        """Forget a socket; when the user has no live socket left, the last-seen time."""
+        now = time.time()
+        return now if self._drop(keys=self._keys(user_id), args=[sid, now]) else None
 
     def sids(self, user_id: int) -> list[str]:
         now = time.time()
@@ -92,19 +117,15 @@ class RedisPresence:
         return total
 
     def status(self, user_ids: list[int]) -> dict[int, dict]:
-        now = time.time()
-        with self._redis.pipeline(transaction=False) as pipe:
-            for uid in user_ids:
-                hash_key, seen_key = self._keys(uid)
-                pipe.hvals(hash_key)
-                pipe.get(seen_key)
-            replies = pipe.execute()
+        if not user_ids:
+            return {}
+        replies = self._status(keys=[k for uid in user_ids for k in self._keys(uid)],
+                               args=[time.time()])
         result = {}
         for i, uid in enumerate(user_ids):
-            expiries, seen = replies[2 * i], replies[2 * i + 1]
-            online = any(float(v) > now for v in expiries)
-            result[uid] = {"online": online,
-                           "last_seen": None if online else _format(seen and float(seen))}
+            online, seen = replies[2 * i], replies[2 * i + 1]
+            result[uid] = {"online": bool(online),
+                           "last_seen": None if online or not seen else _format(float(seen))}
         return result
 
 
@@ -131,15 +152,15 @@ class MemoryPresence:
             self._seen[user_id] = now
         return came_online
 
-    def drop(self, user_id: int, sid: str) -> bool:
+    def drop(self, user_id: int, sid: str) -> float | None:
         now = time.time()
         with self._lock:
             live = self._live(user_id, now)
             live.pop(sid, None)
             if live:
-                return False
+                return None
             self._seen[user_id] = now
-            return True
+            return now
 
     def sids(self, user_id: int) -> list[str]:
         with self._lock:
