@@ -21,7 +21,7 @@ from flask_login import login_user, logout_user
 from sqlalchemy import select, update
 
 from ..activity import client_ip
-from ..extensions import db
+from ..extensions import db, end_transaction
 from ..models import User, UserSession, utcnow
 from ..services import services
 
@@ -178,6 +178,12 @@ def _touch(row: UserSession) -> None:
     ip = client_ip()
     if ip:
         values["ip"] = ip
+    session_ = db.session()
+    if not (session_.new or session_.dirty or session_.deleted):
+        # Give the request's connection back first: taking a second one while holding the
+        # first deadlocked the pool once every connection was held by a request waiting for
+        # its second (5,000 logins in benchmarks/run_all.py, sockets5000).
+        end_transaction()
     try:
         with db.engine.begin() as conn:
             conn.execute(update(UserSession.__table__)

@@ -12,7 +12,7 @@ from flask_socketio import join_room, leave_room
 
 from ..activity import record_error
 from ..auth.sessions import current_session
-from ..extensions import socketio
+from ..extensions import end_transaction, socketio
 from ..metrics import count_join, socket_connected, socket_disconnected
 from .conversations import (
     NAMESPACE,
@@ -30,7 +30,7 @@ from .history import messages_after, recent_messages
 from .ids import parse_message_id
 from .presence import presence, status_after
 from .read_state import mark_read, read_markers
-from .send import end_transaction, error, send_message
+from .send import error, send_message
 from .sockets import SocketUser, register_socket, session_room, socket_user, unregister_socket
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from flask import current_app
 
-from ..extensions import db
+from ..extensions import end_transaction
 from ..metrics import observe_send
 from ..services import services
 from .conversations import room, user_room, valid_conversation_id
@@ -119,21 +119,6 @@ def send_message(sender: Sender, conversation_id: object, text: object,
         log.exception("fan-out of message %s failed", payload["id"])
     # 6. The acknowledgement: the write is queued and will reach SQL.
     return {"ok": True, "message": payload}
-
-
-def end_transaction() -> None:
-    """Give the database connection back to the pool before the Redis and broker round trips.
-
-    One eventlet worker runs many events at once; a send otherwise kept one of the pool's few
-    connections until its event ended. A benchmark with 1,000 clients ran the pool dry (events
-    waited 30 s for a connection, then failed; docs/PERFORMANCE.md). The caller's objects keep
-    what they had loaded."""
-    session = db.session()
-    expire, session.expire_on_commit = session.expire_on_commit, False
-    try:
-        session.commit()
-    finally:
-        session.expire_on_commit = expire
 
 
 def _take(conversation_id: int, sender_id: int, payload: dict, dedupe_key: str | None) -> Taken:
