@@ -75,7 +75,7 @@ class HttpUser:
         token = await self.csrf_token("/auth/register")
         status, location, _ = await self.request("POST", "/auth/register", data={
             "csrf_token": token, "username": self.username, "first_name": "Load",
-            "last_name": self.username, "email": f"{self.username}@loadtest.invalid",
+            "last_name": self.username, "email": f"{self.username}@loadtest.example.com",
             "password": password, "confirm": password})
         return status == 302 and "/auth/register" not in location
 
