@@ -3,7 +3,8 @@
 - one task, one insert: ``simplechat.store_message``, the write path before the write buffer
   (still registered for tasks queued by an older version);
 - write buffer, one ``flush_writes`` task queued per message (what coalescing avoids);
-- the production path: ``_queue_write`` of the send path, which buffers the payload and queues
+- the production path: the send path's intake (one Lua script: the recent list and the write
+  buffer) and ``_queue_flush``, which buffers the payload and queues
   a flush only when none is pending.
 
 Each design gets a backlog of N messages while the worker is stopped; then the worker starts
@@ -67,7 +68,8 @@ def main() -> int:
 
             from simplechat import create_app
             from simplechat.chat.ids import new_message_id
-            from simplechat.chat.send import _queue_write
+            from simplechat.chat.intake import OK, intake
+            from simplechat.chat.send import _queue_flush
             from simplechat.chat.write_buffer import write_buffer
             from simplechat.extensions import db
             from simplechat.services import services
@@ -102,12 +104,17 @@ def main() -> int:
                 def backlog() -> int:
                     return redis.llen(queue) + buffer.pending()
 
+                def production(p: dict) -> None:
+                    taken = intake().take(conversation, p["sender"], p, None, members=users)
+                    assert taken.status == OK, taken
+                    _queue_flush(p, None, taken.flush)
+
                 stored = 0
                 designs = [
                     ("one task, one insert", args.single,
                      lambda p: store_message.apply_async(args=[p])),
                     ("buffer, task/message", per_message, flush_per_message),
-                    ("production (coalesced)", args.batched, lambda p: _queue_write(p, None)),
+                    ("production (coalesced)", args.batched, production),
                 ]
                 for label, count, send in designs:
                     if not count:
