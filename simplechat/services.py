@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis as redis_lib
 from flask import Flask, current_app
 
 from .redis_connection import connection_options
 
+T = TypeVar("T")
 CACHE_TTL = 7 * 24 * 3600  # an idle conversation's recent list is dropped after a week
 
 
@@ -85,3 +87,13 @@ def init_services(app: Flask) -> Services:
 
 def services() -> Services:
     return current_app.extensions["simplechat"]
+
+
+def built_once(name: str, build: Callable[[Flask], T]) -> T:
+    """This app's ``name``, made by ``build(app)`` on first use and kept in ``app.extensions``
+    (should two greenlets build it at once, both get the one kept first)."""
+    app = current_app._get_current_object()
+    found = app.extensions.get(name)
+    if found is None:
+        found = app.extensions.setdefault(name, build(app))
+    return found

@@ -134,17 +134,13 @@ class MemoryIntake:
 
 def intake() -> RedisIntake | MemoryIntake:
     """This app's intake, built on first use over its cache, limiter and write buffer."""
-    from flask import current_app
-
-    from ..services import services
+    from ..services import built_once, services
     from .membership import membership
     from .write_buffer import write_buffer
 
-    app = current_app._get_current_object()
-    found = app.extensions.get("simplechat.intake")
-    if found is None:
+    def build(app) -> RedisIntake | MemoryIntake:
         svc = services()
         parts = (membership(), svc.cache, svc.limiter, write_buffer())
-        found = RedisIntake(svc.redis, *parts) if svc.redis is not None else MemoryIntake(*parts)
-        found = app.extensions.setdefault("simplechat.intake", found)
-    return found
+        return RedisIntake(svc.redis, *parts) if svc.redis is not None else MemoryIntake(*parts)
+
+    return built_once("simplechat.intake", build)

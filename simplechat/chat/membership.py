@@ -20,12 +20,11 @@ from collections.abc import Iterable
 from typing import Protocol
 
 import redis as redis_lib
-from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Participant
-from ..services import services
+from ..services import built_once, services
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +136,6 @@ class RedisMembership:
             lambda rows: [x for uid, mid in rows.items() for x in (str(uid), mid or "")])
         return {int(k): (v or None) for k, v in fields.items() if k != FILLED}
 
-    def fill_members(self, conversation_id: int) -> dict[int, str | None]:
-        """Read the members from SQL and cache them (after the send script found none)."""
-        return self.members(conversation_id)
-
     def conversations(self, user_id: int) -> list[int]:
         """The ids of the conversations the user takes part in."""
         fields = self._cached(
@@ -188,8 +183,6 @@ class MemoryMembership:
         return dict(self._cached(self._members, conversation_id,
                                  lambda: _members_from_sql(conversation_id)))
 
-    fill_members = members
-
     def conversations(self, user_id: int) -> list[int]:
         return sorted(self._cached(self._conversations, user_id,
                                    lambda: _conversations_from_sql(user_id)))
@@ -213,14 +206,12 @@ class MemoryMembership:
 
 def membership() -> RedisMembership | MemoryMembership:
     """This app's membership cache, built on first use."""
-    app = current_app._get_current_object()
-    cache = app.extensions.get("simplechat.membership")
-    if cache is None:
+    def build(app) -> RedisMembership | MemoryMembership:
         redis = services().redis
-        cache = (RedisMembership(redis, app.config["REDIS_KEY_PREFIX"]) if redis is not None
-                 else MemoryMembership())
-        cache = app.extensions.setdefault("simplechat.membership", cache)
-    return cache
+        return (RedisMembership(redis, app.config["REDIS_KEY_PREFIX"]) if redis is not None
+                else MemoryMembership())
+
+    return built_once("simplechat.membership", build)
 
 
 def members_changed(conversation_ids: Iterable[int], user_ids: Iterable[int]) -> None:

@@ -12,9 +12,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from flask import current_app
-
-from ..services import services
+from ..services import built_once, services
 from .messages import TIMESTAMP_FORMAT
 
 HEARTBEAT_INTERVAL = 25  # what the browser client uses; CHAT_PRESENCE_TTL must exceed it
@@ -184,11 +182,9 @@ class MemoryPresence:
 
 def presence() -> RedisPresence | MemoryPresence:
     """This app's presence tracker, built on first use."""
-    tracker = current_app.extensions.get("simplechat.presence")
-    if tracker is None:
-        redis = services().redis
-        ttl = current_app.config["CHAT_PRESENCE_TTL"]
-        tracker = (RedisPresence(redis, current_app.config["REDIS_KEY_PREFIX"], ttl)
-                   if redis is not None else MemoryPresence(ttl))
-        current_app.extensions["simplechat.presence"] = tracker
-    return tracker
+    def build(app) -> RedisPresence | MemoryPresence:
+        redis, ttl = services().redis, app.config["CHAT_PRESENCE_TTL"]
+        return (RedisPresence(redis, app.config["REDIS_KEY_PREFIX"], ttl) if redis is not None
+                else MemoryPresence(ttl))
+
+    return built_once("simplechat.presence", build)

@@ -127,7 +127,7 @@ def _take(conversation_id: int, sender_id: int, payload: dict, dedupe_key: str |
     taken = gate.take(conversation_id, sender_id, payload, dedupe_key)
     if taken.status != UNKNOWN:
         return taken
-    members = list(membership().fill_members(conversation_id))
+    members = list(membership().members(conversation_id))
     end_transaction()
     if sender_id not in members:
         return Taken(FORBIDDEN)

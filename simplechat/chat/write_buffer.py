@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis as redis_lib
-from flask import current_app
 
 from ..fastjson import dumps
 
@@ -214,13 +213,11 @@ class MemoryWriteBuffer:
 
 def write_buffer() -> WriteBuffer:
     """This app's write buffer, built on first use beside the other Redis-backed services."""
-    app = current_app._get_current_object()
-    buffer = app.extensions.get("write_buffer")
-    if buffer is None:
-        from ..services import services
+    from ..services import built_once, services
 
+    def build(app) -> WriteBuffer:
         redis = services().redis
-        buffer = (RedisWriteBuffer(redis, app.config["REDIS_KEY_PREFIX"]) if redis is not None
-                  else MemoryWriteBuffer())
-        buffer = app.extensions.setdefault("write_buffer", buffer)
-    return buffer
+        return (RedisWriteBuffer(redis, app.config["REDIS_KEY_PREFIX"]) if redis is not None
+                else MemoryWriteBuffer())
+
+    return built_once("write_buffer", build)
