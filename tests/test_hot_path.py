@@ -10,6 +10,7 @@ import pytest
 from conftest import make_app
 from sqlalchemy import delete, event
 
+import simplechat.chat.membership as membership_module
 from simplechat.chat.conversations import start_conversation
 from simplechat.chat.membership import MemoryMembership, RedisMembership, membership
 from simplechat.chat.ratelimit import Rate
@@ -196,28 +197,36 @@ def cache(request, app, redis_url):
     return MemoryMembership()
 
 
+@contextlib.contextmanager
+def racing_the_fill(change):
+    """Run ``change(conversation_id)`` right after a cache fill has read SQL, before it writes
+    back: the moment a change on another greenlet or process can slip in."""
+    loaded = membership_module._members_from_sql
+
+    def load_then_change(conversation_id):
+        rows = loaded(conversation_id)
+        change(conversation_id)
+        return rows
+
+    membership_module._members_from_sql = load_then_change
+    try:
+        yield
+    finally:
+        membership_module._members_from_sql = loaded
+
+
 def test_a_fill_that_raced_a_change_is_not_written(app, make_user, make_conversation, cache):
     ada, bob = make_user("ada"), make_user("bob")
     conversation = make_conversation(ada, bob)
     with app.app_context():
-        # A reader loads SQL; before it writes the cache back, bob leaves (commit, then the
-        # invalidation). Its stale copy must not be kept.
-        import simplechat.chat.membership as module
-
-        loaded = module._members_from_sql
-
-        def load_then_change(conversation_id):
-            rows = loaded(conversation_id)
+        # Bob leaves (commit, then the invalidation) while a reader fills the cache.
+        def bob_leaves(conversation_id):
             db.session.execute(delete(Participant).where(Participant.user_id == bob.id))
             db.session.commit()
             cache.changed([conversation_id], [bob.id])
-            return rows
 
-        module._members_from_sql = load_then_change
-        try:
+        with racing_the_fill(bob_leaves):
             stale = cache.members(conversation.id)
-        finally:
-            module._members_from_sql = loaded
         assert bob.id in stale  # what that reader saw
         assert set(cache.members(conversation.id)) == {ada.id}  # not what was cached
 
@@ -238,21 +247,12 @@ def test_a_marker_moved_while_nothing_is_cached_spoils_a_fill_in_flight(
     ada, bob = make_user("ada"), make_user("bob")
     conversation = make_conversation(ada, bob)
     with app.app_context():
-        import simplechat.chat.membership as module
-
-        loaded = module._members_from_sql
-
-        def load_then_read(conversation_id):
-            rows = loaded(conversation_id)
+        def bob_reads(conversation_id):
             db.session.execute(db.update(Participant).where(Participant.user_id == bob.id)
                                .values(last_read_message_id="0009"))
             db.session.commit()
             cache.read_moved(conversation_id, bob.id, "0009")
-            return rows
 
-        module._members_from_sql = load_then_read
-        try:
+        with racing_the_fill(bob_reads):
             assert cache.members(conversation.id)[bob.id] is None  # read before the marker
-        finally:
-            module._members_from_sql = loaded
         assert cache.members(conversation.id)[bob.id] == "0009"
