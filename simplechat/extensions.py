@@ -28,6 +28,8 @@ def end_transaction() -> None:
     waited 30 s for a connection, then failed; docs/PERFORMANCE.md). The caller's objects keep
     what they had loaded."""
     session = db.session()
+    if not session.in_transaction():
+        return  # nothing begun, nothing held (committing would begin a transaction first)
     expire, session.expire_on_commit = session.expire_on_commit, False
     try:
         session.commit()

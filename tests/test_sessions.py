@@ -401,3 +401,49 @@ def test_a_session_id_that_is_not_one_is_refused_and_ends_nothing(app, make_user
     here = login(app, ada)
     assert here.post(f"/profile/sessions/{session_id}/sign-out").status_code == 400
     assert logged_in(here)
+
+
+# --- connecting sockets from the session cache ---
+
+def test_a_socket_of_a_fresh_login_connects_without_reading_sessions_or_users(app, make_user):
+    ada = make_user("ada")
+    http = login(app, ada)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        sio = open_socket(app, http)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert sio.is_connected("/chat")
+    assert not [s for s in statements if "user_sessions" in s or "FROM users" in s], statements
+
+
+def test_a_socket_with_a_cookie_from_before_a_password_change_is_refused(app, make_user):
+    """Even when the old token's hint is still in the session cache."""
+    ada = make_user("ada")
+    http = login(app, ada)
+    old_copy = copy_of(app, http)
+    old_hash = live_sessions(ada.id)[0].token_hash
+    assert http.post("/profile/password", data={
+        "current_password": PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD,
+    }).status_code == 302
+    assert not open_socket(app, old_copy).is_connected("/chat")
+    row = live_sessions(ada.id)[0]
+    app.extensions["simplechat"].liveness.put_token(old_hash, row.id)  # a hint left behind
+    assert not open_socket(app, old_copy).is_connected("/chat")
+    assert open_socket(app, http).is_connected("/chat")
+
+
+def test_a_socket_of_an_ended_session_is_refused_though_its_hint_remains(app, make_user):
+    ada = make_user("ada")
+    http = login(app, ada)
+    saved = copy_of(app, http)
+    assert open_socket(app, saved).is_connected("/chat")
+    row = live_sessions(ada.id)[0]
+    assert http.post("/auth/logout").status_code == 302
+    app.extensions["simplechat"].liveness.put_token(row.token_hash, row.id)
+    assert not open_socket(app, saved).is_connected("/chat")

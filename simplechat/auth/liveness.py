@@ -4,6 +4,11 @@ SQL (``user_sessions``) is the truth; this store is a cache of it that an ended 
 removed from, so a socket event checks a session without an SQL query. A missing entry means
 "unknown": the caller reads SQL and puts the answer back. Redis is shared by every process; the
 embedded default keeps the same in this process.
+
+A connecting socket knows only its cookie's token. The store also keeps which session a token's
+hash belongs to: a hint, written at login and after a socket's SQL check, that lets a connect
+find the session's cached identity in the same round trip. The identity carries the hash of the
+session's current token, so a hint left behind by a token rotated since cannot log anyone in.
 """
 
 from __future__ import annotations
@@ -17,12 +22,24 @@ import redis as redis_lib
 
 IDENTITY_TTL = 60  # seconds a cached live session is trusted before SQL is read again
 SOCKETS_TTL = 24 * 3600  # a process that died leaves its sids behind this long at most
+TOKEN_TTL = 24 * 3600  # a token's hint; a connect without one reads SQL and writes it again
+
+# KEYS: the token's hint. ARGV: the key prefix. Returns nil, or the session id and its cached
+# identity (nil when not cached).
+_BY_TOKEN = """
+local session_id = redis.call('GET', KEYS[1])
+if not session_id then return nil end
+return {session_id, redis.call('GET', ARGV[1] .. 'sess:' .. session_id)}
+"""
 
 
 class LivenessStore(Protocol):
     def get(self, session_id: int) -> dict | None: ...
     def put(self, session_id: int, identity: dict) -> None: ...
     def forget(self, session_ids: list[int]) -> None: ...
+    def put_token(self, digest: str, session_id: int) -> None: ...
+    def forget_token(self, digest: str) -> None: ...
+    def by_token(self, digest: str) -> tuple[int, dict | None] | None: ...
     def add_socket(self, session_id: int, sid: str) -> None: ...
     def drop_socket(self, session_id: int, sid: str) -> None: ...
     def sockets(self, session_id: int) -> set[str]: ...
@@ -32,6 +49,7 @@ class RedisLiveness:
     def __init__(self, redis: redis_lib.Redis, prefix: str):
         self._redis = redis
         self._prefix = prefix
+        self._by_token = redis.register_script(_BY_TOKEN)
 
     def _key(self, session_id: int) -> str:
         return f"{self._prefix}sess:{session_id}"
@@ -46,6 +64,22 @@ class RedisLiveness:
     def forget(self, session_ids: list[int]) -> None:
         if session_ids:
             self._redis.delete(*(self._key(s) for s in session_ids))
+
+    def _token_key(self, digest: str) -> str:
+        return f"{self._prefix}tok:{digest}"
+
+    def put_token(self, digest: str, session_id: int) -> None:
+        self._redis.set(self._token_key(digest), session_id, ex=TOKEN_TTL)
+
+    def forget_token(self, digest: str) -> None:
+        self._redis.delete(self._token_key(digest))
+
+    def by_token(self, digest: str) -> tuple[int, dict | None] | None:
+        """The session a token's hint names and its cached identity, in one round trip."""
+        found = self._by_token(keys=[self._token_key(digest)], args=[self._prefix])
+        if not found:
+            return None
+        return int(found[0]), json.loads(found[1]) if len(found) > 1 and found[1] else None
 
     def add_socket(self, session_id: int, sid: str) -> None:
         key = self._key(session_id) + ":sockets"
@@ -71,6 +105,7 @@ class MemoryLiveness:
         self._ttl = ttl
         self._identities: dict[int, tuple[float, dict]] = {}
         self._sockets: dict[int, set[str]] = {}
+        self._tokens: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def get(self, session_id: int) -> dict | None:
@@ -92,6 +127,21 @@ class MemoryLiveness:
         with self._lock:
             for session_id in session_ids:
                 self._identities.pop(session_id, None)
+
+    def put_token(self, digest: str, session_id: int) -> None:
+        with self._lock:
+            if len(self._tokens) > 100_000:
+                self._tokens.clear()  # hints only: a connect without one reads SQL
+            self._tokens[digest] = session_id
+
+    def forget_token(self, digest: str) -> None:
+        with self._lock:
+            self._tokens.pop(digest, None)
+
+    def by_token(self, digest: str) -> tuple[int, dict | None] | None:
+        with self._lock:
+            session_id = self._tokens.get(digest)
+        return None if session_id is None else (session_id, self.get(session_id))
 
     def add_socket(self, session_id: int, sid: str) -> None:
         with self._lock:

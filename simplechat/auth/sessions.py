@@ -40,9 +40,11 @@ def token_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def identity_of(user: User) -> dict:
-    """What a socket needs to know of its user, cached beside the session's liveness."""
-    return {"user_id": user.id, "username": user.username, "name": user.full_name}
+def identity_of(user: User, row: UserSession) -> dict:
+    """What a socket needs to know of its user, cached beside the session's liveness, with the
+    hash of the session's current token (what a connecting socket's cookie must match)."""
+    return {"user_id": user.id, "username": user.username, "name": user.full_name,
+            "token": row.token_hash}
 
 
 _BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"),
@@ -79,9 +81,26 @@ def start_session(user: User, remember: bool = False) -> UserSession:
     session[SESSION_KEY] = token
     login_user(user)
     g.user_session = row
+    _hint_token(row, user)
     if remember_secret:
         _send_remember_cookie(row, remember_secret)
     return row
+
+
+def _hint_token(row: UserSession, user: User, old_hash: str | None = None) -> None:
+    """Put the session's identity and its token's hint in the session cache, so this browser's
+    sockets connect without SQL; after a rotation, drop the old token's hint (the identity put
+    here names the new token, so a leftover hint would lead nowhere anyway)."""
+    store = services().liveness
+    try:
+        if old_hash is not None:
+            store.forget_token(old_hash)
+        store.put(row.id, identity_of(user, row))
+        store.put_token(row.token_hash, row.id)
+    except Exception:
+        # Then a connect reads SQL; a stale identity names the old token for at most
+        # IDENTITY_TTL seconds, during which sockets of the old cookie find no session in SQL.
+        log.warning("session %s not cached", row.id, exc_info=True)
 
 
 def _user_agent() -> str | None:
@@ -207,12 +226,13 @@ def restore_remembered(req: Request) -> User | None:
             or not _usable(row, user)):
         _clear_remember_cookie()
         return None
-    token = secrets.token_urlsafe(32)
+    token, old_hash = secrets.token_urlsafe(32), row.token_hash
     row.token_hash = token_hash(token)
     secret = _set_remember(row)
     row.last_seen_at = utcnow()
     row.ip = client_ip() or row.ip
     db.session.commit()
+    _hint_token(row, user, old_hash)
     session[SESSION_KEY] = token
     session["_user_id"] = str(user.id)
     session["_fresh"] = False
@@ -232,13 +252,52 @@ def rotate_current_token() -> None:
     row = current_session()
     if row is None:
         return
-    token = secrets.token_urlsafe(32)
+    token, old_hash = secrets.token_urlsafe(32), row.token_hash
     row.token_hash = token_hash(token)
     secret = _set_remember(row) if row.remember_hash else None
     db.session.commit()
+    _hint_token(row, db.session.get(User, row.user_id), old_hash)
     session[SESSION_KEY] = token
     if secret:
         _send_remember_cookie(row, secret)
+
+
+def socket_login() -> tuple[int, dict] | None:
+    """The live session of a connecting socket's cookie and its user's identity, else None.
+
+    From the session cache when the token's hint and the session's identity are there (one
+    Redis round trip, no SQL: a login or an earlier socket of this session put them there),
+    else from SQL, as Flask-Login's loader would, putting both back. The cached identity must
+    name this token: after a rotation the old cookie gets nothing from the cache."""
+    token, user_id = session.get(SESSION_KEY), session.get("_user_id")
+    if not isinstance(token, str) or not token or not isinstance(user_id, str):
+        return None
+    digest = token_hash(token)
+    store = services().liveness
+    try:
+        hint = store.by_token(digest)
+    except Exception:
+        log.warning("session cache unavailable; reading the socket's session from SQL",
+                    exc_info=True)
+        hint, store = None, None
+    if hint is not None:
+        session_id, identity = hint
+        if identity is None:
+            identity = session_identity(session_id)
+        if identity is not None and identity.get("token") == digest:
+            return (session_id, identity) if str(identity["user_id"]) == user_id else None
+    row, user = _session_and_user(UserSession.token_hash == digest)
+    if not _usable(row, user) or str(user.id) != user_id:
+        return None
+    _touch(row)
+    identity = identity_of(user, row)
+    if store is not None:
+        try:
+            store.put(row.id, identity)
+            store.put_token(digest, row.id)
+        except Exception:
+            log.warning("session %s not cached", row.id, exc_info=True)
+    return row.id, identity
 
 
 def session_identity(session_id: int) -> dict | None:
@@ -255,7 +314,7 @@ def session_identity(session_id: int) -> dict | None:
     row, user = _session_and_user(UserSession.id == session_id)
     if not _usable(row, user):
         return None
-    identity = identity_of(user)
+    identity = identity_of(user, row)
     if store is not None:
         try:
             store.put(session_id, identity)

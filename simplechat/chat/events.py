@@ -7,11 +7,10 @@ import logging
 from collections.abc import Callable
 
 from flask import g, request
-from flask_login import current_user
 from flask_socketio import join_room, leave_room
 
 from ..activity import record_error
-from ..auth.sessions import current_session
+from ..auth.sessions import socket_login
 from ..extensions import end_transaction, socketio
 from ..metrics import count_join, socket_connected, socket_disconnected
 from .conversations import (
@@ -76,14 +75,16 @@ def chat_event(name: str) -> Callable:
 
 @socketio.on("connect", namespace=NAMESPACE)
 def on_connect(auth=None):
-    # The one SQL read of a socket's life: the session and its user (Flask-Login's loader).
-    row = current_session() if current_user.is_authenticated else None
-    if row is None:
+    # The session check: from the session cache when warm, else one SQL read (socket_login).
+    found = socket_login()
+    if found is None:
         return False  # refused: the client gets a connect_error
-    user = SocketUser(current_user.id, current_user.username, current_user.full_name, row.id)
-    end_transaction()  # the database connection goes back to the pool before the Redis work
+    session_id, identity = found
+    user = SocketUser(identity["user_id"], identity["username"], identity["name"], session_id)
+    g._login_user = user  # current_user, for anything connect calls
+    end_transaction()  # a database connection goes back to the pool before the Redis work
     join_room(user_room(user.id))
-    join_room(session_room(row.id))
+    join_room(session_room(session_id))
     register_socket(request.sid, user)
     # Later events need nothing from the cookie (the user is in the registry, the session copy
     # in Flask-SocketIO's environ): without it, Flask does not decode and verify the signed
