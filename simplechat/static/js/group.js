@@ -40,6 +40,7 @@
     dropdownParent: $(modal),
     placeholder: "Search people by name or username",
     minimumInputLength: 1,
+    language: { search: function () { return "Search people to add"; } },
     ajax: {
       url: $people.data("search-url"),
       dataType: "json",
@@ -48,6 +49,11 @@
       processResults: function (data) { return { results: data.results || [] }; }
     }
   });
+
+  // Named after our label; the inline search textarea may not carry role="searchbox".
+  var $peopleBox = $people.next(".select2");
+  $peopleBox.find(".select2-selection").attr("aria-labelledby", "add-people-label");
+  $peopleBox.find("textarea.select2-search__field").removeAttr("role");
 
   document.getElementById("rename-form").addEventListener("submit", function (e) {
     e.preventDefault();

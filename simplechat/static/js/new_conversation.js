@@ -6,8 +6,9 @@
   $select.select2({
     theme: "bootstrap-5",
     width: "100%",
-    placeholder: "Search people by name, username or e-mail",
+    placeholder: "Name, username or e-mail",
     minimumInputLength: 1,
+    language: { search: function () { return "Search people"; } },
     ajax: {
       url: $select.data("search-url"),
       dataType: "json",
@@ -16,6 +17,12 @@
       processResults: function (data) { return { results: data.results || [] }; }
     }
   });
+  // Select2's own controls take their name from our label; its inline search box is a textarea,
+  // where role="searchbox" is not allowed (a textarea is a textbox already).
+  var $box = $select.next(".select2");
+  $box.find(".select2-selection").attr("aria-labelledby", "participants-label");
+  $box.find("textarea.select2-search__field").removeAttr("role")
+    .attr("aria-describedby", "participants-help");
   function toggleTitle() {
     var count = ($select.val() || []).length;
     $("#title-group").toggleClass("d-none", count < 2);
