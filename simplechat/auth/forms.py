@@ -22,6 +22,13 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 # Path segments under /profile/ that are pages, so no user may take them as a name.
 RESERVED_USERNAMES = frozenset({"edit", "password", "sessions"})
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# The rules, shown under the fields (not only in the browser's validation bubbles).
+USERNAME_HELP = (
+    f"{USERNAME_MIN} to {USERNAME_MAX} characters: letters, digits, dots, dashes and underscores."
+)
+EMAIL_HELP = "You can log in with it instead of your username; others do not see it."
+PASSWORD_HELP = f"At least {PASSWORD_MIN} characters."
+CONFIRM_HELP = "The same password again."
 
 
 class PostedForm(FlaskForm):
@@ -96,6 +103,7 @@ def name_field(label: str) -> TextField:
 def email_field(label: str = "E-mail") -> TextEmailField:
     return TextEmailField(
         label,
+        description=EMAIL_HELP,
         filters=[strip],
         validators=[
             DataRequired(),
@@ -107,10 +115,13 @@ def email_field(label: str = "E-mail") -> TextEmailField:
 
 def new_password_fields(label: str = "Password") -> tuple[TextPasswordField, TextPasswordField]:
     password = TextPasswordField(
-        label, validators=[DataRequired(), Length(min=PASSWORD_MIN, max=PASSWORD_MAX)]
+        label,
+        description=PASSWORD_HELP,
+        validators=[DataRequired(), Length(min=PASSWORD_MIN, max=PASSWORD_MAX)],
     )
     confirm = TextPasswordField(
         "Confirm password",
+        description=CONFIRM_HELP,
         validators=[DataRequired(), EqualTo("password", message="The passwords do not match.")],
     )
     return password, confirm
@@ -119,6 +130,7 @@ def new_password_fields(label: str = "Password") -> tuple[TextPasswordField, Tex
 class RegisterForm(PostedForm):
     username = TextField(
         "Username",
+        description=USERNAME_HELP,
         filters=[strip],
         validators=[
             DataRequired(),

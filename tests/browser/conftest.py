@@ -3,10 +3,13 @@ Debian's Chromium through Playwright. Screenshots go to artifacts/screenshots/."
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -23,7 +26,9 @@ from e2e.harness import (
 )
 from sqlalchemy.engine import make_url
 
-__all__ = ["PASSWORD", "seed_messages", "wait_until"]  # what the browser tests import
+__all__ = [  # what the browser tests import
+    "PASSWORD", "Tab", "assert_no_axe_violations", "axe_results", "seed_messages", "wait_until",
+]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -124,11 +129,11 @@ class Tab:
     errors, CSP violations and dialogs."""
 
     def __init__(self, browser, base_url: str, width: int = 1280, height: int = 800,
-                 timezone: str = "UTC"):
+                 timezone: str = "UTC", color_scheme: str = "light"):
         self.base_url = base_url
         self.context = browser.new_context(viewport={"width": width, "height": height},
                                            base_url=base_url, timezone_id=timezone,
-                                           locale="en-US")
+                                           locale="en-US", color_scheme=color_scheme)
         self.context.add_init_script(_CSP_WATCH)
         self.page = self.context.new_page()
         self.page.set_default_timeout(10_000)
@@ -157,11 +162,11 @@ class Tab:
         problems = self.errors + self.csp_violations()
         assert not problems, problems
 
-    def screenshot(self, name: str) -> None:
+    def screenshot(self, name: str, full_page: bool = False) -> None:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         size = self.page.viewport_size
         kind = "phone" if size["width"] < 600 else "desktop"
-        self.page.screenshot(path=str(SCREENSHOTS / f"{name}-{kind}.png"))
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}-{kind}.png"), full_page=full_page)
 
     def register(self, username: str, first: str, last: str) -> None:
         page = self.goto("/auth/register")
@@ -189,8 +194,9 @@ class Tab:
 def open_tab(browser, stack):
     opened: list[Tab] = []
 
-    def open_(width: int = 1280, height: int = 800, timezone: str = "UTC") -> Tab:
-        tab = Tab(browser, stack.base_url, width, height, timezone)
+    def open_(width: int = 1280, height: int = 800, timezone: str = "UTC",
+              color_scheme: str = "light") -> Tab:
+        tab = Tab(browser, stack.base_url, width, height, timezone, color_scheme)
         opened.append(tab)
         return tab
 
@@ -220,3 +226,75 @@ def seed_messages(stack: BrowserStack, sender: str, conversation_id: int, count:
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"seeding failed: {done.stderr[-2000:]}"
 
+
+
+# axe-core, from npm (tests/browser/package.json and its lock file), for the accessibility checks.
+NPM_DIR = Path(__file__).parent
+AXE_SCRIPT = NPM_DIR / "node_modules" / "axe-core" / "axe.min.js"
+AXE_REPORT = ROOT / "artifacts" / "axe"
+
+
+def _axe_wanted() -> str:
+    return json.loads((NPM_DIR / "package.json").read_text())["devDependencies"]["axe-core"]
+
+
+def _axe_installed() -> str | None:
+    try:
+        return json.loads((AXE_SCRIPT.parent / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@pytest.fixture(scope="session")
+def axe_core() -> Path:
+    """axe-core's script, installed with `npm ci` from the lock file when it is missing or not
+    the pinned version."""
+    if _axe_installed() != _axe_wanted():
+        npm = shutil.which("npm")
+        assert npm, "the accessibility tests need npm (Node 20) to install axe-core"
+        done = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                              cwd=NPM_DIR, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"npm ci: {done.stderr[-2000:]}"
+    assert _axe_installed() == _axe_wanted(), "npm ci did not install the pinned axe-core"
+    return AXE_SCRIPT
+
+
+@cache
+def _axe_source() -> str:
+    assert AXE_SCRIPT.exists(), "use the axe_core fixture, which installs axe-core"
+    return AXE_SCRIPT.read_text()
+
+
+def axe_results(page) -> dict:
+    """axe-core run on the page as it is now, with every rule axe runs by default (tags wcag2a,
+    wcag2aa, wcag21a, wcag21aa, wcag22aa and best-practice; not the experimental or AAA ones):
+    ``violations`` (id, impact, help, nodes), ``passes`` (how many rules passed), ``incomplete``
+    (rules axe could not decide, for a person to review) and ``dark`` (the page's scheme).
+    Page.evaluate runs outside the page's Content-Security-Policy, so the strict policy stays
+    on and the CSP watch keeps working."""
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.evaluate(_axe_source())
+    return page.evaluate("""() => axe.run(document, {resultTypes: ["violations"]}).then(r => ({
+        violations: r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+            nodes: v.nodes.map(n => ({target: n.target, summary: n.failureSummary}))})),
+        passes: r.passes.length,
+        incomplete: r.incomplete.map(v => ({id: v.id,
+            nodes: v.nodes.slice(0, 5).map(n => [n.target, n.any.map(c => c.message)])})),
+        dark: matchMedia("(prefers-color-scheme: dark)").matches}))""")
+
+
+def assert_no_axe_violations(page, label: str) -> None:
+    """Zero axe-core violations of any impact; ``label`` names the page and state in the report
+    (artifacts/axe/report.jsonl) and in the failure message."""
+    result = axe_results(page)
+    size = page.viewport_size
+    where = f"{label} at {size['width']}x{size['height']}, {'dark' if result['dark'] else 'light'}"
+    AXE_REPORT.mkdir(parents=True, exist_ok=True)
+    with open(AXE_REPORT / "report.jsonl", "a") as report:
+        report.write(json.dumps({"state": where, "url": page.url, **result}) + "\n")
+    violations = result["violations"]
+    assert not violations, f"axe on {where}:\n" + "\n".join(
+        f"  [{v['impact']}] {v['id']}: {v['help']}\n" + "\n".join(
+            f"      {n['target']}: {(n['summary'] or '').replace(chr(10), ' ')[:300]}"
+            for n in v["nodes"][:8])
+        for v in violations)
