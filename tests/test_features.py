@@ -58,6 +58,22 @@ def test_presence_shows_who_is_online_and_last_seen(trio, socket_client):
         "ok": False, "error": "forbidden"}
 
 
+def test_presence_reaches_a_direct_peers_list_without_joining(trio, socket_client,
+                                                              make_conversation):
+    ada, bob, eve, _direct = trio
+    make_conversation(ada, bob, eve, title="Three")  # eve shares only a group with ada
+    listing_bob = socket_client(bob)  # a conversation list: no room joined
+    listing_eve = socket_client(eve)
+    listing_bob.get_received(NS), listing_eve.get_received(NS)
+    a = socket_client(ada)
+    assert received(listing_bob, "presence") == [
+        {"user_id": ada.id, "online": True, "last_seen": None}]  # once, though two rooms named
+    assert received(listing_eve, "presence") == []  # her list shows no dot for a group
+    a.disconnect(NS)
+    gone = received(listing_bob, "presence")
+    assert [p["online"] for p in gone] == [False] and gone[0]["last_seen"]
+
+
 def test_a_socket_without_heartbeat_goes_offline(app, trio, socket_client):
     ada, bob, _, conversation = trio
     app.config["CHAT_PRESENCE_TTL"] = 1

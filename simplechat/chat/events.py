@@ -120,10 +120,22 @@ def _presence_changed(user_id: int, sid: str, online: bool) -> None:
             last_seen = tracker.drop(user_id, sid)
             changed, status = last_seen is not None, status_after(False, last_seen)
         if changed:
-            emit_to([room(cid) for cid in conversation_ids_of(user_id)], "presence",
-                    {"user_id": user_id, **status})
+            emit_to(_presence_rooms(user_id), "presence", {"user_id": user_id, **status})
     except Exception:
         log.warning("presence of user %s not updated", user_id, exc_info=True)
+
+
+def _presence_rooms(user_id: int) -> list[str]:
+    """Who hears of a user's presence: the rooms of the user's conversations (the chat pages'
+    headers), and the personal rooms of the peers of two-person conversations (their
+    conversation lists show a presence dot for those, with no room joined)."""
+    rooms = []
+    for cid in conversation_ids_of(user_id):
+        rooms.append(room(cid))
+        members = participant_ids(cid)
+        if len(members) == 2:
+            rooms += [user_room(uid) for uid in members if uid != user_id]
+    return rooms
 
 
 @chat_event("join")

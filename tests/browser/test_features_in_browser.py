@@ -33,7 +33,9 @@ def item(page, conversation_id: int):
 
 
 def message(page, text: str):
-    return page.locator("#messages .message", has=page.locator(".message-text", has_text=text))
+    """A sent message (not a bubble still waiting for its ack, which has no id yet)."""
+    return page.locator("#messages .message:not(.pending)",
+                        has=page.locator(".message-text", has_text=text))
 
 
 def stored(stack, conversation_id: int) -> int:
