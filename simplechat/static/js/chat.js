@@ -714,15 +714,24 @@
   };
   function changeRefused(ack) {
     if (ack && ack.error === "rate_limited") {
-      setStatus("Slow down: try again in " + Math.ceil(ack.retry_after || 1) + " s.", "warning");
+      setStatus("Too many changes at once; try again in a moment.", "warning");
     } else {
       setStatus(CHANGE_ERRORS[ack && ack.error] || "That change could not be saved.", "danger");
     }
   }
-  function change(event, payload, done) {
+  // An edit or a delete the server asks to wait for (rate_limited) is sent again after the
+  // wait it names, a few times, rather than dropped: the person asked for it once.
+  var CHANGE_RETRIES = 5;
+  function change(event, payload, done, attempt) {
+    attempt = attempt || 0;
     socket.timeout(10000).emit(event, payload, function (err, ack) {
       if (err) { setStatus("No answer from the server; try again.", "warning"); done(false); return; }
       if (ack && ack.ok) { setStatus(""); updateMessage(ack.message); done(true); return; }
+      if (ack && ack.error === "rate_limited" && attempt < CHANGE_RETRIES) {
+        setTimeout(function () { change(event, payload, done, attempt + 1); },
+                   Math.max(100, (ack.retry_after || 1) * 1000));
+        return;
+      }
       changeRefused(ack);
       done(false);
     });
@@ -810,8 +819,15 @@
     });
     yes.addEventListener("click", function () {
       yes.disabled = true;
+      no.disabled = true;
+      question.textContent = "Deleting…";
       change("delete_message", { conversation_id: conversationId, message_id: id }, function (ok) {
-        if (!ok) { bar.remove(); } else { input.focus(); }
+        if (ok) { input.focus(); return; }
+        // Refused: the bar stays, so the person sees the message was kept and can try again.
+        yes.disabled = false;
+        no.disabled = false;
+        question.textContent = "Not deleted. Delete this message?";
+        yes.focus();
       });
     });
   }
