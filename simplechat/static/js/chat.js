@@ -48,7 +48,20 @@
   // ---- rendering -------------------------------------------------------------------------
   var parseUtc = SC.parseUtc;
   function pad(n) { return n < 10 ? "0" + n : String(n); }
-  function localTime(d) { return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
+  // A time as shown ("8:21 PM", the viewer's locale and zone) with the full date on hover and,
+  // instead of the short form, for screen readers.
+  function timeElement(className, when) {
+    var time = document.createElement("time");
+    time.className = className;
+    time.dateTime = when.toISOString();
+    time.title = SC.formatFull(when);
+    time.textContent = SC.formatTime(when);
+    time.setAttribute("aria-hidden", "true");
+    var spoken = document.createElement("span");
+    spoken.className = "visually-hidden";
+    spoken.textContent = SC.formatFull(when);
+    return [time, spoken];
+  }
   function dayKey(d) { return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()); }
   function dayLabel(d) {
     var today = new Date();
@@ -103,18 +116,16 @@
       var edited = document.createElement("span");
       edited.className = "message-edited";
       edited.textContent = "(edited)";
-      edited.title = "Edited " + parseUtc(m.edited_at).toLocaleString();
+      edited.title = "Edited " + SC.formatFull(parseUtc(m.edited_at));
       meta.appendChild(edited);
     }
-    var time = document.createElement("time");
-    time.className = "message-time";
-    time.dateTime = when.toISOString();
-    time.title = when.toLocaleString();
-    time.textContent = localTime(when);
-    meta.appendChild(time);
+    timeElement("message-time", when).forEach(function (el) { meta.appendChild(el); });
     bubble.appendChild(meta);
     if (mine && !m.deleted && Date.now() - when.getTime() < editWindowMs) {
       row.appendChild(buildActions(m));
+    }
+    if (!mine && isGroup) {
+      row.appendChild(SC.avatar(m.sender, m.sender_name || ("User " + m.sender), "message-avatar"));
     }
     row.appendChild(bubble);
     return row;
@@ -256,19 +267,36 @@
   document.addEventListener("visibilitychange", markReadIfVisible);
   window.addEventListener("focus", markReadIfVisible);
 
-  // In a direct conversation: "Seen" under my last message once the other person read it.
+  // Under my latest message: "Seen" once the other person of a direct conversation read it; in
+  // a group, who read it ("Seen by Ann, Bob", or "Seen by 5" past three), from the read markers
+  // the join answer and `read` events bring.
   var seenBox = document.createElement("div");
   seenBox.className = "message-seen";
-  seenBox.textContent = "Seen";
+  function memberNames() {
+    var names = {};
+    membersBox.querySelectorAll(".member").forEach(function (el) {
+      var a = el.querySelector("a");
+      names[el.dataset.userId] = a ? a.textContent.trim() : "";
+    });
+    return names;
+  }
   function renderSeen() {
-    if (isGroup) { return; }
     var mine = list.querySelectorAll(".message-mine:not(.pending):not(.failed)");
     var last = mine.length ? mine[mine.length - 1] : null;
-    var peerRead = null;
-    Object.keys(readMarkers).forEach(function (uid) {
-      if (parseInt(uid, 10) !== myId) { peerRead = readMarkers[uid]; }
+    var names = memberNames();
+    var readers = Object.keys(readMarkers).filter(function (uid) {
+      return parseInt(uid, 10) !== myId && Object.prototype.hasOwnProperty.call(names, uid) &&
+        last && readMarkers[uid] && readMarkers[uid] >= last.dataset.id;
     });
-    if (!last || !peerRead || last.dataset.id > peerRead) { seenBox.remove(); return; }
+    if (!last || !readers.length) { seenBox.remove(); return; }
+    var text = "Seen";
+    var full = readers.map(function (uid) { return names[uid]; }).sort();
+    if (isGroup) {
+      var firstNames = full.map(function (n) { return n.split(/\s+/)[0] || n; });
+      text = "Seen by " + (readers.length > 3 ? readers.length : firstNames.join(", "));
+    }
+    seenBox.title = isGroup ? "Seen by " + full.join(", ") : "";
+    if (seenBox.textContent !== text) { seenBox.textContent = text; }
     if (last.nextSibling !== seenBox) { list.insertBefore(seenBox, last.nextSibling); }
   }
 
@@ -864,7 +892,12 @@
       .map(function (p) { return p.name; });
     var title = state.title || others.join(", ") || "Just you";
     titleBox.textContent = title;
+    var avatarBox = document.getElementById("chat-avatar");
+    if (avatarBox && isGroup) {
+      avatarBox.replaceChildren(SC.avatar(conversationId, title, "avatar-group chat-header-avatar"));
+    }
     renderMembers(state.participants);
+    renderSeen();
     socket.emit("presence", { conversation_id: conversationId }, function (ack) {
       if (ack && ack.ok) { takeStatuses(ack.presence); }
     });

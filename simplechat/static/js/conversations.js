@@ -18,7 +18,11 @@
     var sameDay = d.toDateString() === new Date().toDateString();
     el.textContent = sameDay ? SC.formatTime(d) : SC.formatShortDate(d);
     el.title = SC.formatFull(d);
-    el.setAttribute("aria-label", SC.formatFull(d));
+    el.setAttribute("aria-hidden", "true");  // the full date beside it is what is read out
+    var spoken = el.nextElementSibling;
+    if (spoken && spoken.classList.contains("conversation-time-full")) {
+      spoken.textContent = SC.formatFull(d);
+    }
   }
 
   formatTimes(document);
