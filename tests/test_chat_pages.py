@@ -176,6 +176,10 @@ def test_group_previews_name_the_sender_as_the_live_list_does(app, people, make_
     assert ">Bob Babbage: Great</div>" in html
     assert ">Cyd Charisse: Bye &lt;all&gt;</div>" in html  # a former member keeps the name
     assert ">Hi there</div>" in html  # a direct conversation needs no name
+    # Initials avatars: a direct conversation shows the peer's, a group one of its own.
+    assert f'class="avatar avatar-c{bob.id % 12}" aria-hidden="true">BB</span>' in html
+    group_avatar = f'class="avatar avatar-c{group.id % 12} avatar-group" aria-hidden="true">T<'
+    assert group_avatar in html
     send_message(ada, group.id, "Mine")
     html = login(app, ada).get("/chat/").get_data(as_text=True)
     assert ">You: Mine</div>" in html
