@@ -12,11 +12,12 @@ from flask_socketio import join_room, leave_room
 
 from ..activity import record_error
 from ..auth.sessions import current_session
-from ..extensions import end_transaction, socketio
+from ..extensions import db, end_transaction, socketio
 from ..metrics import count_join, socket_connected, socket_disconnected
 from .conversations import (
     NAMESPACE,
     conversation_ids_of,
+    direct_peer_ids,
     membership_refusal,
     participant_ids,
     room,
@@ -127,14 +128,16 @@ def _presence_changed(user_id: int, sid: str, online: bool) -> None:
 
 def _presence_rooms(user_id: int) -> list[str]:
     """Who hears of a user's presence: the rooms of the user's conversations (the chat pages'
-    headers), and the personal rooms of the peers of two-person conversations (their
-    conversation lists show a presence dot for those, with no room joined)."""
-    rooms = []
-    for cid in conversation_ids_of(user_id):
-        rooms.append(room(cid))
-        members = participant_ids(cid)
-        if len(members) == 2:
-            rooms += [user_room(uid) for uid in members if uid != user_id]
+    headers), and the personal rooms of the user's direct peers (their conversation lists show
+    a dot for them, with no room joined). The peers cost one SQL query, only when the user
+    comes or goes; without the database the rooms still hear of it."""
+    rooms = [room(cid) for cid in conversation_ids_of(user_id)]
+    try:
+        rooms += [user_room(uid) for uid in direct_peer_ids(user_id)]
+        end_transaction()
+    except Exception:
+        log.warning("direct peers of user %s not told of their presence", user_id, exc_info=True)
+        db.session.rollback()
     return rooms
 
 
