@@ -61,6 +61,9 @@ class Config:
     REDIS_MAX_CONNECTIONS = int(os.environ.get("REDIS_MAX_CONNECTIONS", "100"))
     CHAT_RECENT_MESSAGES = env_int("CHAT_RECENT_MESSAGES", 100)
     CHAT_RATE_LIMIT = os.environ.get("CHAT_RATE_LIMIT", "1/2s")
+    # Edits and deletes of one's own messages, per user, apart from sends: a burst of 5 (a fix
+    # right after sending, a delete right after an edit), then one per 2 s like sends.
+    CHAT_CHANGE_RATE_LIMIT = os.environ.get("CHAT_CHANGE_RATE_LIMIT", "5/10s")
     CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 4000)
     CHAT_DEDUPE_WINDOW = env_int("CHAT_DEDUPE_WINDOW", 600)  # seconds a client_id is remembered
     CHAT_HISTORY_PAGE_MAX = env_int("CHAT_HISTORY_PAGE_MAX", 100)

@@ -20,6 +20,7 @@ class Services:
     redis: redis_lib.Redis | None
     cache: Any  # chat.cache.RecentCache
     limiter: Any  # chat.ratelimit.RedisRateLimiter or MemoryRateLimiter
+    change_limiter: Any = None  # the same kind, for edits and deletes (CHAT_CHANGE_RATE_LIMIT)
     login_limiter: Any = None  # chat.ratelimit.LoginLimiter
     liveness: Any = None  # auth.liveness.RedisLiveness or MemoryLiveness
     register_limiter: Any = None  # chat.ratelimit.RegisterLimiter
@@ -54,6 +55,7 @@ def init_services(app: Flask) -> Services:
 
     size = app.config["CHAT_RECENT_MESSAGES"]
     rate = parse_rate(app.config["CHAT_RATE_LIMIT"])
+    change_rate = parse_rate(app.config["CHAT_CHANGE_RATE_LIMIT"])
     login_rates = (parse_rate(app.config["LOGIN_RATE_LIMIT_ACCOUNT"]),
                    parse_rate(app.config["LOGIN_RATE_LIMIT_IP"]))
     register_rate = parse_rate(app.config["REGISTER_RATE_LIMIT"])
@@ -67,6 +69,7 @@ def init_services(app: Flask) -> Services:
             redis=client,
             cache=RedisRecentCache(client, size, prefix, CACHE_TTL, dedupe_ttl),
             limiter=RedisRateLimiter(client, rate, prefix),
+            change_limiter=RedisRateLimiter(client, change_rate, prefix),
             login_limiter=LoginLimiter(*(RedisRateLimiter(client, r, prefix)
                                          for r in login_rates)),
             liveness=RedisLiveness(client, prefix),
@@ -77,6 +80,7 @@ def init_services(app: Flask) -> Services:
             redis=None,
             cache=MemoryRecentCache(size, dedupe_ttl),
             limiter=MemoryRateLimiter(rate),
+            change_limiter=MemoryRateLimiter(change_rate),
             login_limiter=LoginLimiter(*(MemoryRateLimiter(r) for r in login_rates)),
             liveness=MemoryLiveness(),
             register_limiter=RegisterLimiter(MemoryRateLimiter(register_rate)),

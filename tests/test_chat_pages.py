@@ -156,3 +156,30 @@ def test_logout_then_socket_and_api_are_closed(app, people, make_conversation):
     http = login(app, ada)
     http.post("/auth/logout")
     assert http.get(f"/api/conversations/{conversation.id}/messages").status_code == 401
+
+
+def test_group_previews_name_the_sender_as_the_live_list_does(app, people, make_conversation):
+    ada, bob, cyd = people
+    app.config["CHAT_RATE_LIMIT"] = "off"
+    from simplechat.chat.groups import leave_conversation
+    from simplechat.services import init_services
+
+    init_services(app)
+    direct = make_conversation(ada, bob)
+    group = make_conversation(ada, bob, cyd, title="Trio")
+    former = make_conversation(ada, bob, cyd, title="Former")
+    send_message(bob, direct.id, "Hi there")
+    send_message(bob, group.id, "Great")
+    send_message(cyd, former.id, "Bye <all>")
+    assert leave_conversation(cyd, {"conversation_id": former.id}) == {"ok": True}
+    html = login(app, ada).get("/chat/").get_data(as_text=True)
+    assert ">Bob Babbage: Great</div>" in html
+    assert ">Cyd Charisse: Bye &lt;all&gt;</div>" in html  # a former member keeps the name
+    assert ">Hi there</div>" in html  # a direct conversation needs no name
+    # Initials avatars: a direct conversation shows the peer's, a group one of its own.
+    assert f'class="avatar avatar-c{bob.id % 12}" aria-hidden="true">BB</span>' in html
+    group_avatar = f'class="avatar avatar-c{group.id % 12} avatar-group" aria-hidden="true">T<'
+    assert group_avatar in html
+    send_message(ada, group.id, "Mine")
+    html = login(app, ada).get("/chat/").get_data(as_text=True)
+    assert ">You: Mine</div>" in html

@@ -239,7 +239,8 @@ def test_every_participant_hears_of_new_messages_once_without_joining(pair, make
     bob_joined = socket_client(bob)
     assert bob_joined.emit("join", {"conversation_id": conversation.id}, namespace="/chat",
                            callback=True)["ok"]
-    bob_joined.get_received("/chat")
+    for sio in (a, b, bob_joined):
+        sio.get_received("/chat")  # presence of the others coming online
     ack = a.emit("send_message", {"conversation_id": conversation.id, "message": "ping " * 50},
                  namespace="/chat", callback=True)
     # One `message` per socket and no second event: through the personal room for a socket

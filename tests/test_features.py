@@ -58,6 +58,22 @@ def test_presence_shows_who_is_online_and_last_seen(trio, socket_client):
         "ok": False, "error": "forbidden"}
 
 
+def test_presence_reaches_a_direct_peers_list_without_joining(trio, socket_client,
+                                                              make_conversation):
+    ada, bob, eve, _direct = trio
+    make_conversation(ada, bob, eve, title="Three")  # eve shares only a group with ada
+    listing_bob = socket_client(bob)  # a conversation list: no room joined
+    listing_eve = socket_client(eve)
+    listing_bob.get_received(NS), listing_eve.get_received(NS)
+    a = socket_client(ada)
+    assert received(listing_bob, "presence") == [
+        {"user_id": ada.id, "online": True, "last_seen": None}]  # once, though two rooms named
+    assert received(listing_eve, "presence") == []  # her list shows no dot for a group
+    a.disconnect(NS)
+    gone = received(listing_bob, "presence")
+    assert [p["online"] for p in gone] == [False] and gone[0]["last_seen"]
+
+
 def test_a_socket_without_heartbeat_goes_offline(app, trio, socket_client):
     ada, bob, _, conversation = trio
     app.config["CHAT_PRESENCE_TTL"] = 1
@@ -188,15 +204,28 @@ def test_only_the_sender_may_edit_or_delete_within_the_window(app, trio, socket_
     assert row.text == "mine" and row.edited_at is None and row.deleted_at is None
 
 
-def test_edits_follow_the_send_rate_limit(app, trio, socket_client):
+def test_a_delete_right_after_an_edit_goes_through_and_changes_have_their_own_limit(
+        app, trio, socket_client):
     ada, _, _, conversation = trio
-    app.config["CHAT_RATE_LIMIT"] = "1/2s"
+    app.config["CHAT_RATE_LIMIT"] = "2/2s"  # a burst of 2 sends
+    app.config["CHAT_CHANGE_RATE_LIMIT"] = "3/10s"  # a burst of 3 changes
     init_services(app)
     a = socket_client(ada)
-    sent = call(a, "send_message", conversation_id=conversation.id, message="one")["message"]
-    edit = call(a, "edit_message", conversation_id=conversation.id, message_id=sent["id"],
-                message="two")
-    assert edit["error"] == "rate_limited" and edit["retry_after"] > 0
+    target = {"conversation_id": conversation.id}
+    call(a, "join", **target)
+    one, two = (call(a, "send_message", **target, message=t)["message"] for t in ("one", "two"))
+    # A fix at once after sending, and a delete at once after the fix: a person's pace.
+    assert call(a, "edit_message", **target, message_id=one["id"], message="uno")["ok"]
+    assert call(a, "delete_message", **target, message_id=one["id"])["ok"]
+    # Sends keep their own limit: the changes neither used it up nor lifted it.
+    refused = call(a, "send_message", **target, message="too soon")
+    assert refused["error"] == "rate_limited" and refused["retry_after"] > 0
+    # Changes past their allowance are refused with the wait, and change nothing.
+    assert call(a, "edit_message", **target, message_id=two["id"], message="dos")["ok"]
+    over = call(a, "edit_message", **target, message_id=two["id"], message="deux")
+    assert over["error"] == "rate_limited" and over["retry_after"] > 0
+    updated = [m for m in received(a, "message_updated") if m["id"] == two["id"]]
+    assert [m["message"] for m in updated] == ["dos"]
 
 
 def test_a_change_stored_before_the_message_itself_still_wins(app, trio):
@@ -240,6 +269,33 @@ def test_rename_and_add_participants(trio, make_user, make_conversation, socket_
     assert eve.id in [p["id"] for p in added["conversation"]["participants"]]
     assert [u["conversation_id"] for u in received(e, "conversation_updated")] == [group.id]
     assert call(e, "join", conversation_id=group.id)["ok"] is True
+
+
+def test_someone_added_back_has_nothing_unread_from_before(trio, make_user, make_conversation,
+                                                           socket_client):
+    ada, bob, eve, _ = trio
+    group = make_conversation(ada, bob, eve, title="Trio")
+    a, b = socket_client(ada), socket_client(bob)
+    for n in range(6):
+        send_message(ada, group.id, f"read by bob {n}")
+    latest = call(b, "join", conversation_id=group.id)["messages"][-1]["id"]
+    assert call(b, "read", conversation_id=group.id, message_id=latest)["ok"]
+    assert unread_counts(bob.id).get(group.id, 0) == 0
+    assert call(b, "leave_conversation", conversation_id=group.id) == {"ok": True}
+    send_message(ada, group.id, "said while bob was away")
+    assert call(a, "add_participants", conversation_id=group.id, user_ids=[bob.id])["ok"]
+    assert unread_counts(bob.id).get(group.id, 0) == 0  # it was 6 (then 7) before the fix
+    # The history is his to read again, and what comes next counts as usual.
+    joined = call(b, "join", conversation_id=group.id)
+    assert [m["message"] for m in joined["messages"]][-2:] == ["read by bob 5",
+                                                              "said while bob was away"]
+    assert joined["read"][str(bob.id)] == joined["messages"][-1]["id"]
+    send_message(ada, group.id, "welcome back")
+    assert unread_counts(bob.id) == {group.id: 1}
+    # Someone added for the first time starts with nothing unread either.
+    cyd = make_user("cyd")
+    assert call(a, "add_participants", conversation_id=group.id, user_ids=[cyd.id])["ok"]
+    assert unread_counts(cyd.id).get(group.id, 0) == 0
 
 
 def test_leaving_stops_events_at_once_and_closes_history(app, trio, make_user,

@@ -21,4 +21,4 @@ class ApiBlueprint(Blueprint):
 bp = Blueprint("chat", __name__)
 api_bp = ApiBlueprint("api", __name__)
 
-from . import api, events, views  # noqa: E402,F401  (routes and handlers register on import)
+from . import api, avatars, events, views  # noqa: E402,F401  (register on import)

@@ -82,6 +82,17 @@ def find_direct(user_a: int, user_b: int) -> Conversation | None:
     ).first()
 
 
+def direct_peer_ids(user_id: int) -> list[int]:
+    """The other person of each of the user's direct conversations, in one query."""
+    mine = select(Participant.conversation_id).where(Participant.user_id == user_id)
+    return list(db.session.scalars(
+        select(Participant.user_id).distinct()
+        .join(Conversation, Conversation.id == Participant.conversation_id)
+        .where(Conversation.is_group.is_(False), Participant.conversation_id.in_(mine),
+               Participant.user_id != user_id)
+    ))
+
+
 def start_conversation(
     creator: User, others: list[User], title: str | None = None
 ) -> tuple[Conversation, bool]:
@@ -131,6 +142,7 @@ class ConversationSummary:
     last_text: str | None
     last_sender_id: int | None
     last_at: datetime | None
+    last_sender_name: str | None = None
     unread: int = 0
     peer_id: int | None = None  # the other person of a direct conversation
     peer_online: bool = False
@@ -173,12 +185,18 @@ def conversations_for(user: User) -> list[ConversationSummary]:
     peers = {c.id: next((m.id for m in members[c.id] if m.id != user.id), None)
              for c in conversations if not c.is_group}
     statuses = _peer_presence(sorted({p for p in peers.values() if p is not None}))
+    lasts = {c.id: db.session.scalars(
+        select(Message).where(Message.conversation_id == c.id)
+        .order_by(Message.created_at.desc(), Message.id.desc()).limit(1)
+    ).first() for c in conversations}
+    names = {m.id: m.full_name for ms in members.values() for m in ms}
+    gone = {m.sender_id for m in lasts.values() if m is not None} - names.keys()
+    if gone:  # a former participant's message keeps its sender's name
+        names.update((u.id, u.full_name)
+                     for u in db.session.scalars(select(User).where(User.id.in_(gone))))
     summaries = []
     for conversation in conversations:
-        last = db.session.scalars(
-            select(Message).where(Message.conversation_id == conversation.id)
-            .order_by(Message.created_at.desc(), Message.id.desc()).limit(1)
-        ).first()
+        last = lasts[conversation.id]
         summaries.append(ConversationSummary(
             id=conversation.id,
             title=display_title(conversation, user.id, members[conversation.id]),
@@ -187,6 +205,7 @@ def conversations_for(user: User) -> list[ConversationSummary]:
             last_text=last.text if last else None,
             last_sender_id=last.sender_id if last else None,
             last_at=last.created_at if last else None,
+            last_sender_name=names.get(last.sender_id) if last else None,
             unread=unread.get(conversation.id, 0),
             peer_id=peers.get(conversation.id),
             peer_online=statuses.get(peers.get(conversation.id), {}).get("online", False),

@@ -75,7 +75,10 @@ def _apply(user: User, payload: dict, changed_at) -> dict:
 
     svc = services()
     try:
-        wait = svc.limiter.hit(str(user.id))
+        # Changes have a bucket of their own: a send does not use up the delete that follows
+        # it, and an edit does not refuse the delete a moment later; a script still cannot
+        # change messages faster than it can send them.
+        wait = svc.change_limiter.hit(f"change:{user.id}")
         if wait:
             return error("rate_limited", retry_after=round(wait, 3))
         store_message_change.apply_async(args=[payload, changed_at.isoformat()])

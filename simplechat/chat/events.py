@@ -11,11 +11,12 @@ from flask_socketio import join_room, leave_room
 
 from ..activity import record_error
 from ..auth.sessions import socket_login
-from ..extensions import end_transaction, socketio
+from ..extensions import db, end_transaction, socketio
 from ..metrics import count_join, socket_connected, socket_disconnected
 from .conversations import (
     NAMESPACE,
     conversation_ids_of,
+    direct_peer_ids,
     membership_refusal,
     participant_ids,
     room,
@@ -121,10 +122,24 @@ def _presence_changed(user_id: int, sid: str, online: bool) -> None:
             last_seen = tracker.drop(user_id, sid)
             changed, status = last_seen is not None, status_after(False, last_seen)
         if changed:
-            emit_to([room(cid) for cid in conversation_ids_of(user_id)], "presence",
-                    {"user_id": user_id, **status})
+            emit_to(_presence_rooms(user_id), "presence", {"user_id": user_id, **status})
     except Exception:
         log.warning("presence of user %s not updated", user_id, exc_info=True)
+
+
+def _presence_rooms(user_id: int) -> list[str]:
+    """Who hears of a user's presence: the rooms of the user's conversations (the chat pages'
+    headers), and the personal rooms of the user's direct peers (their conversation lists show
+    a dot for them, with no room joined). The peers cost one SQL query, only when the user
+    comes or goes; without the database the rooms still hear of it."""
+    rooms = [room(cid) for cid in conversation_ids_of(user_id)]
+    try:
+        rooms += [user_room(uid) for uid in direct_peer_ids(user_id)]
+        end_transaction()
+    except Exception:
+        log.warning("direct peers of user %s not told of their presence", user_id, exc_info=True)
+        db.session.rollback()
+    return rooms
 
 
 @chat_event("join")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from ..activity import record_activity
 from ..extensions import db, socketio
-from ..models import Conversation, Participant, User
+from ..models import Conversation, Message, Participant, User
 from .conversations import (
     NAMESPACE,
     conversation_of,
@@ -18,6 +18,7 @@ from .conversations import (
 )
 from .fanout import emit_to
 from .forms import MAX_PARTICIPANTS
+from .history import cached_messages
 from .membership import members_changed
 from .presence import presence
 from .send import clean_text, error
@@ -94,14 +95,27 @@ def add_participants(user: User, data: dict) -> dict:
         return error("not_found")
     if len(present) + len(users) > MAX_PARTICIPANTS:
         return error("too_many", max_participants=MAX_PARTICIPANTS)
+    # What was said before someone joins (or while they were away, for someone added back) is
+    # history to them, not unread: their read marker starts at the newest message.
+    read_up_to = newest_message_id(conversation.id) if users else None
     for new_user in users:
-        db.session.add(Participant(conversation_id=conversation.id, user_id=new_user.id))
+        db.session.add(Participant(conversation_id=conversation.id, user_id=new_user.id,
+                                   last_read_message_id=read_up_to))
     db.session.commit()
     members_changed([conversation.id], [u.id for u in users])
     if users:
         record_activity("participants_added", user.id,
                         {"conversation_id": conversation.id, "user_ids": [u.id for u in users]})
     return {"ok": True, "conversation": _announce(conversation)}
+
+
+def newest_message_id(conversation_id: int) -> str | None:
+    """The id of the conversation's newest message: the recent list may be ahead of SQL (the
+    write buffer), so both are asked."""
+    cached = cached_messages(conversation_id)
+    stored = db.session.scalar(select(func.max(Message.id))
+                               .where(Message.conversation_id == conversation_id))
+    return max((i for i in (cached[-1]["id"] if cached else None, stored) if i), default=None)
 
 
 def leave_conversation(user: User, data: dict) -> dict:

@@ -58,7 +58,7 @@ def test_two_people_chat_live_with_unread_counts_history_and_reconnect(stack, op
     # Times show in the viewer's zone (UTC+05:30 here); the payload's are UTC.
     time = page.locator("#messages .message-time").first
     utc = datetime.fromisoformat(time.get_attribute("datetime").replace("Z", "+00:00"))
-    expect(time).to_have_text(utc.astimezone(ZoneInfo("Asia/Kolkata")).strftime("%I:%M %p"))
+    expect(time).to_have_text(utc.astimezone(ZoneInfo("Asia/Kolkata")).strftime("%-I:%M %p"))
 
     # Bob's open list learns of the new conversation live, with an unread count and title.
     bob_item = item(bob.page, conversation_id)

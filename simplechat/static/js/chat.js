@@ -36,7 +36,9 @@
   var oldestId = null;
   var hasMore = false;
   var loadingOlder = false;
-  var pending = [];          // messages waiting to be sent, in order: {text, clientId}
+  // Messages typed but not yet acknowledged, in the order they go out: {text, clientId, el,
+  // limited, unavailable}. Each shows as a "pending" bubble until its message arrives.
+  var outbox = [];
   var sending = false;
   var countdownTimer = null;
   var joined = false;
@@ -46,7 +48,20 @@
   // ---- rendering -------------------------------------------------------------------------
   var parseUtc = SC.parseUtc;
   function pad(n) { return n < 10 ? "0" + n : String(n); }
-  function localTime(d) { return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
+  // A time as shown ("8:21 PM", the viewer's locale and zone) with the full date on hover and,
+  // instead of the short form, for screen readers.
+  function timeElement(className, when) {
+    var time = document.createElement("time");
+    time.className = className;
+    time.dateTime = when.toISOString();
+    time.title = SC.formatFull(when);
+    time.textContent = SC.formatTime(when);
+    time.setAttribute("aria-hidden", "true");
+    var spoken = document.createElement("span");
+    spoken.className = "visually-hidden";
+    spoken.textContent = SC.formatFull(when);
+    return [time, spoken];
+  }
   function dayKey(d) { return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()); }
   function dayLabel(d) {
     var today = new Date();
@@ -101,18 +116,16 @@
       var edited = document.createElement("span");
       edited.className = "message-edited";
       edited.textContent = "(edited)";
-      edited.title = "Edited " + parseUtc(m.edited_at).toLocaleString();
+      edited.title = "Edited " + SC.formatFull(parseUtc(m.edited_at));
       meta.appendChild(edited);
     }
-    var time = document.createElement("time");
-    time.className = "message-time";
-    time.dateTime = when.toISOString();
-    time.title = when.toLocaleString();
-    time.textContent = localTime(when);
-    meta.appendChild(time);
+    timeElement("message-time", when).forEach(function (el) { meta.appendChild(el); });
     bubble.appendChild(meta);
     if (mine && !m.deleted && Date.now() - when.getTime() < editWindowMs) {
       row.appendChild(buildActions(m));
+    }
+    if (!mine && isGroup) {
+      row.appendChild(SC.avatar(m.sender, m.sender_name || ("User " + m.sender), "message-avatar"));
     }
     row.appendChild(bubble);
     return row;
@@ -164,8 +177,8 @@
     var previousSender = null;
     list.querySelectorAll(".message").forEach(function (el) {
       if (el.dataset.day !== previous) {
-        var t = el.querySelector("time");
-        list.insertBefore(daySeparator(new Date(t.dateTime)), el);
+        var t = el.querySelector("time.message-time");
+        list.insertBefore(daySeparator(t ? new Date(t.dateTime) : new Date()), el);
         previous = el.dataset.day;
         previousSender = null;
       }
@@ -187,11 +200,14 @@
     // History (the first page, older pages) goes in without being read out message by message.
     if (opts.quiet) { list.setAttribute("aria-live", "off"); }
     messages.forEach(function (m) {
-      if (!m || m.conversation_id !== conversationId || rows.has(m.id)) { return; }
+      if (!m || m.conversation_id !== conversationId) { return; }
+      var settled = settle(m);
+      if (rows.has(m.id)) { if (settled) { added += 1; } return; }
       var el = buildMessage(m);
       rows.set(m.id, el);
-      var next = null;
-      var nodes = list.querySelectorAll(".message");
+      // Sent messages go in id order, before the bubbles still waiting to go out.
+      var next = list.querySelector(".message.pending");
+      var nodes = list.querySelectorAll(".message:not(.pending)");
       for (var i = nodes.length - 1; i >= 0; i--) {
         if (nodes[i].dataset.id < m.id) { next = nodes[i].nextSibling; break; }
         next = nodes[i];
@@ -251,19 +267,36 @@
   document.addEventListener("visibilitychange", markReadIfVisible);
   window.addEventListener("focus", markReadIfVisible);
 
-  // In a direct conversation: "Seen" under my last message once the other person read it.
+  // Under my latest message: "Seen" once the other person of a direct conversation read it; in
+  // a group, who read it ("Seen by Ann, Bob", or "Seen by 5" past three), from the read markers
+  // the join answer and `read` events bring.
   var seenBox = document.createElement("div");
   seenBox.className = "message-seen";
-  seenBox.textContent = "Seen";
-  function renderSeen() {
-    if (isGroup) { return; }
-    var mine = list.querySelectorAll(".message-mine");
-    var last = mine.length ? mine[mine.length - 1] : null;
-    var peerRead = null;
-    Object.keys(readMarkers).forEach(function (uid) {
-      if (parseInt(uid, 10) !== myId) { peerRead = readMarkers[uid]; }
+  function memberNames() {
+    var names = {};
+    membersBox.querySelectorAll(".member").forEach(function (el) {
+      var a = el.querySelector("a");
+      names[el.dataset.userId] = a ? a.textContent.trim() : "";
     });
-    if (!last || !peerRead || last.dataset.id > peerRead) { seenBox.remove(); return; }
+    return names;
+  }
+  function renderSeen() {
+    var mine = list.querySelectorAll(".message-mine:not(.pending):not(.failed)");
+    var last = mine.length ? mine[mine.length - 1] : null;
+    var names = memberNames();
+    var readers = Object.keys(readMarkers).filter(function (uid) {
+      return parseInt(uid, 10) !== myId && Object.prototype.hasOwnProperty.call(names, uid) &&
+        last && readMarkers[uid] && readMarkers[uid] >= last.dataset.id;
+    });
+    if (!last || !readers.length) { seenBox.remove(); return; }
+    var text = "Seen";
+    var full = readers.map(function (uid) { return names[uid]; }).sort();
+    if (isGroup) {
+      var firstNames = full.map(function (n) { return n.split(/\s+/)[0] || n; });
+      text = "Seen by " + (readers.length > 3 ? readers.length : firstNames.join(", "));
+    }
+    seenBox.title = isGroup ? "Seen by " + full.join(", ") : "";
+    if (seenBox.textContent !== text) { seenBox.textContent = text; }
     if (last.nextSibling !== seenBox) { list.insertBefore(seenBox, last.nextSibling); }
   }
 
@@ -337,6 +370,9 @@
   socket.on("disconnect", function () {
     sending = false;
     if (!sessionEnded) { setStatus("Connection lost. Reconnecting…", "warning"); }
+    // Offline, we cannot know who is online: say so rather than show a stale "Online".
+    Object.keys(statuses).forEach(function (uid) { statuses[uid] = { unknown: true }; });
+    renderPresence();
   });
   socket.on("connect_error", function () {
     if (socket.active) {
@@ -412,32 +448,147 @@
   }
   pill.addEventListener("click", scrollToBottom);
 
-  // ---- sending ---------------------------------------------------------------------------
+  // ---- sending: the outbox ----------------------------------------------------------------
+  // A message shows at once as a pending bubble and goes out in order, one at a time, with
+  // its client_id; a retry (after a lost connection, a timeout, rate_limited) reuses the id, so
+  // the server stores it once. The bubble gives way to the real message when the ack or the
+  // `message` event brings it, whichever comes first. A refusal marks it failed, with Retry.
+  var REFUSED = { empty: "Empty messages are not sent.", too_long: "That message is too long.",
+    forbidden: "You cannot post in this conversation.", invalid: "That message could not be sent.",
+    conflict: "That message could not be sent.", rate_limited: "The server kept refusing: too many messages.",
+    unavailable: "The server could not take the message." };
+  var MAX_LIMITED = 10;      // rate_limited answers in a row before a message counts as failed
+  var MAX_UNAVAILABLE = 5;   // and unavailable ones
+
+  function newClientId() {
+    clientSeq += 1;
+    return clientPrefix + "-" + Date.now() + "-" + clientSeq;
+  }
+  function saveOutbox() {
+    SC.saveOutbox(conversationId, outbox.map(function (i) { return { text: i.text, clientId: i.clientId }; }));
+  }
+
+  function buildPending(item) {
+    var now = new Date();
+    var row = document.createElement("div");
+    row.className = "message message-mine pending";
+    row.dataset.clientId = item.clientId;
+    row.dataset.day = dayKey(now);
+    row.dataset.sender = String(myId);
+    var bubble = document.createElement("div");
+    bubble.className = "message-bubble";
+    var body = document.createElement("div");
+    body.className = "message-text";
+    appendLinkified(body, item.text);
+    bubble.appendChild(body);
+    var meta = document.createElement("div");
+    meta.className = "message-meta message-state";
+    meta.textContent = "Sending…";
+    bubble.appendChild(meta);
+    row.appendChild(bubble);
+    return row;
+  }
+
+  function queue(item) {
+    historyStatus.textContent = "";
+    item.limited = 0;
+    item.unavailable = 0;
+    item.el = buildPending(item);
+    outbox.push(item);
+    list.appendChild(item.el);
+    refreshSeparators();
+    renderSeen();
+    saveOutbox();
+  }
+
+  // The message of an outbox item arrived (ack, live event or catch-up): drop the bubble.
+  function settle(m) {
+    if (m.sender !== myId || typeof m.client_id !== "string") { return false; }
+    for (var i = 0; i < outbox.length; i++) {
+      if (outbox[i].clientId === m.client_id) {
+        var item = outbox.splice(i, 1)[0];
+        if (item.el) { item.el.remove(); }
+        saveOutbox();
+        return true;
+      }
+    }
+    return false;
+  }
+
+  function fail(item, code) {
+    var at = outbox.indexOf(item);
+    if (at !== -1) { outbox.splice(at, 1); saveOutbox(); }
+    var reason = REFUSED[code] || "That message could not be sent.";
+    setStatus(reason, "danger");
+    var el = item.el;
+    el.classList.remove("pending");
+    el.classList.add("failed");
+    var meta = el.querySelector(".message-state");
+    meta.replaceChildren();
+    var label = document.createElement("span");
+    label.textContent = "Failed — ";
+    label.title = reason;
+    var why = document.createElement("span");
+    why.className = "visually-hidden";
+    why.textContent = reason + " ";
+    var retry = document.createElement("button");
+    retry.type = "button";
+    retry.className = "btn btn-link btn-sm message-retry";
+    retry.textContent = "Retry";
+    var discard = document.createElement("button");
+    discard.type = "button";
+    discard.className = "btn btn-link btn-sm message-discard";
+    discard.textContent = "Discard";
+    discard.setAttribute("aria-label", "Discard this message");
+    meta.appendChild(label);
+    meta.appendChild(why);
+    meta.appendChild(retry);
+    meta.appendChild(discard);
+    retry.addEventListener("click", function () {
+      el.remove();
+      setStatus("");
+      queue({ text: item.text, clientId: newClientId() });  // nothing was stored: a new id
+      flushPending();
+      input.focus();
+    });
+    discard.addEventListener("click", function () {
+      el.remove();
+      setStatus("");
+      refreshSeparators();
+      renderSeen();
+      input.focus();
+    });
+  }
+
   function flushPending() {
-    if (sending || countdownTimer || !pending.length || !socket.connected || !joined) { return; }
+    if (sending || countdownTimer || !outbox.length || !socket.connected || !joined) { return; }
     sending = true;
-    var item = pending[0];
+    var item = outbox[0];
     socket.timeout(10000).emit("send_message", {
       conversation_id: conversationId, message: item.text, client_id: item.clientId
     }, function (err, ack) {
       sending = false;
-      if (err) { setStatus("No answer from the server; retrying…", "warning"); setTimeout(flushPending, 1000); return; }
+      if (outbox.indexOf(item) === -1 && !(ack && ack.ok)) { flushPending(); return; }  // settled meanwhile
+      if (err) {
+        if (socket.connected) { setStatus("No answer from the server; retrying…", "warning"); }
+        setTimeout(flushPending, 1000);
+        return;
+      }
       if (ack && ack.ok) {
-        pending.shift();
-        historyStatus.textContent = "";
+        if (!settle(ack.message)) {
+          var at = outbox.indexOf(item);
+          if (at !== -1) { outbox.splice(at, 1); item.el.remove(); saveOutbox(); }
+        }
         addMessages([ack.message], { forceScroll: true });
         if (!countdownTimer) { setStatus(""); }
         flushPending();
-      } else if (ack && ack.error === "rate_limited") {
+      } else if (ack && ack.error === "rate_limited" && ++item.limited <= MAX_LIMITED) {
         startCountdown(ack.retry_after || 1);
-      } else if (ack && ack.error === "unavailable") {
+      } else if (ack && ack.error === "unavailable" && ++item.unavailable <= MAX_UNAVAILABLE) {
         setStatus("The server could not take the message; retrying…", "warning");
-        setTimeout(flushPending, 2000);
+        setTimeout(flushPending, 2000 * item.unavailable);
       } else {
-        pending.shift();
-        var reasons = { empty: "Empty messages are not sent.", too_long: "That message is too long.",
-          forbidden: "You cannot post in this conversation.", invalid: "That message could not be sent." };
-        setStatus(reasons[ack && ack.error] || "That message could not be sent.", "danger");
+        fail(item, ack && ack.error);
         flushPending();
       }
     });
@@ -464,13 +615,17 @@
     var text = input.value;
     if (!text.trim()) { return; }
     if (text.length > maxLength) { setStatus("That message is too long.", "danger"); return; }
-    clientSeq += 1;
-    pending.push({ text: text, clientId: clientPrefix + "-" + Date.now() + "-" + clientSeq });
+    queue({ text: text, clientId: newClientId() });
     input.value = "";
     updateCounter();
     endTyping();
+    scrollToBottom();
     flushPending();
   }
+
+  // What this tab typed before a reload and never got acknowledged goes out again (the same
+  // client ids: the server keeps whatever it already took once).
+  SC.loadOutbox(conversationId).forEach(function (saved) { queue(saved); });
 
   form.addEventListener("submit", function (e) { e.preventDefault(); submit(); input.focus(); });
   input.addEventListener("keydown", function (e) {
@@ -546,18 +701,21 @@
     renderPresence();
   }
   function renderPresence() {
+    var connected = socket.connected;
     membersBox.querySelectorAll(".member").forEach(function (el) {
-      var status = statuses[el.dataset.userId];
-      var online = !!(status && status.online) || parseInt(el.dataset.userId, 10) === myId;
+      var status = connected ? statuses[el.dataset.userId] : { unknown: true };
+      var online = connected && (!!(status && status.online) || parseInt(el.dataset.userId, 10) === myId);
+      el.querySelector(".presence-dot").classList.toggle("unknown", !connected);
       el.querySelector(".presence-dot").classList.toggle("online", online);
       el.querySelector(".presence-dot").title = status ? SC.presenceText(status) : "";
-      el.querySelector(".presence-label").textContent = online ? " (online)" : "";
+      el.querySelector(".presence-label").textContent = online ? " (online)" : (connected ? "" : " (status unknown)");
     });
     if (presenceBox) {
       var peer = Object.keys(statuses).filter(function (uid) { return parseInt(uid, 10) !== myId; })[0];
-      var text = peer ? SC.presenceText(statuses[peer]) : "";
+      var status = connected ? statuses[peer] : { unknown: true };
+      var text = peer ? SC.presenceText(status) : "";
       if (presenceBox.textContent !== text) { presenceBox.textContent = text; }
-      presenceBox.classList.toggle("is-online", !!(peer && statuses[peer].online));
+      presenceBox.classList.toggle("is-online", !!(peer && status && status.online));
     }
   }
   socket.on("presence", function (p) {
@@ -584,15 +742,24 @@
   };
   function changeRefused(ack) {
     if (ack && ack.error === "rate_limited") {
-      setStatus("Slow down: try again in " + Math.ceil(ack.retry_after || 1) + " s.", "warning");
+      setStatus("Too many changes at once; try again in a moment.", "warning");
     } else {
       setStatus(CHANGE_ERRORS[ack && ack.error] || "That change could not be saved.", "danger");
     }
   }
-  function change(event, payload, done) {
+  // An edit or a delete the server asks to wait for (rate_limited) is sent again after the
+  // wait it names, a few times, rather than dropped: the person asked for it once.
+  var CHANGE_RETRIES = 5;
+  function change(event, payload, done, attempt) {
+    attempt = attempt || 0;
     socket.timeout(10000).emit(event, payload, function (err, ack) {
       if (err) { setStatus("No answer from the server; try again.", "warning"); done(false); return; }
       if (ack && ack.ok) { setStatus(""); updateMessage(ack.message); done(true); return; }
+      if (ack && ack.error === "rate_limited" && attempt < CHANGE_RETRIES) {
+        setTimeout(function () { change(event, payload, done, attempt + 1); },
+                   Math.max(100, (ack.retry_after || 1) * 1000));
+        return;
+      }
       changeRefused(ack);
       done(false);
     });
@@ -680,8 +847,15 @@
     });
     yes.addEventListener("click", function () {
       yes.disabled = true;
+      no.disabled = true;
+      question.textContent = "Deleting…";
       change("delete_message", { conversation_id: conversationId, message_id: id }, function (ok) {
-        if (!ok) { bar.remove(); } else { input.focus(); }
+        if (ok) { input.focus(); return; }
+        // Refused: the bar stays, so the person sees the message was kept and can try again.
+        yes.disabled = false;
+        no.disabled = false;
+        question.textContent = "Not deleted. Delete this message?";
+        yes.focus();
       });
     });
   }
@@ -718,7 +892,12 @@
       .map(function (p) { return p.name; });
     var title = state.title || others.join(", ") || "Just you";
     titleBox.textContent = title;
+    var avatarBox = document.getElementById("chat-avatar");
+    if (avatarBox && isGroup) {
+      avatarBox.replaceChildren(SC.avatar(conversationId, title, "avatar-group chat-header-avatar"));
+    }
     renderMembers(state.participants);
+    renderSeen();
     socket.emit("presence", { conversation_id: conversationId }, function (ack) {
       if (ack && ack.ok) { takeStatuses(ack.presence); }
     });

@@ -11,13 +11,18 @@
     });
   }
 
+  // Today's messages by time ("8:21 PM"), older ones by date; the full date on hover and for
+  // screen readers.
   function showTime(el, d) {
-    var today = new Date();
-    var sameDay = d.toDateString() === today.toDateString();
-    el.textContent = sameDay
-      ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
-      : d.toLocaleDateString([], { day: "numeric", month: "short", year: d.getFullYear() === today.getFullYear() ? undefined : "numeric" });
-    el.title = d.toLocaleString();
+    var SC = window.SimpleChat;
+    var sameDay = d.toDateString() === new Date().toDateString();
+    el.textContent = sameDay ? SC.formatTime(d) : SC.formatShortDate(d);
+    el.title = SC.formatFull(d);
+    el.setAttribute("aria-hidden", "true");  // the full date beside it is what is read out
+    var spoken = el.nextElementSibling;
+    if (spoken && spoken.classList.contains("conversation-time-full")) {
+      spoken.textContent = SC.formatFull(d);
+    }
   }
 
   formatTimes(document);
@@ -27,6 +32,7 @@
   if (!list || !SC || typeof io === "undefined") { return; }
 
   var me = SC.userId;
+  var socket = SC.socket();
   var PREVIEW_LENGTH = 120;  // what the server puts in the list it renders
   var chatRoot = document.getElementById("chat");
   var openId = chatRoot ? parseInt(chatRoot.dataset.conversationId, 10) : null;
@@ -60,13 +66,18 @@
   }
 
   // The peer's dot says online; its tooltip and the hidden label say "last seen" too.
+  // While our own connection is down, nobody's presence is known.
   function renderPresence(el) {
     var label = el.querySelector(".presence-label");
     var dot = el.querySelector(".presence-dot");
     if (!label || !dot) { return; }
-    var status = { online: label.dataset.online === "true", last_seen: label.dataset.lastSeen || null };
+    var connected = socket.connected;
+    var status = connected
+      ? { online: label.dataset.online === "true", last_seen: label.dataset.lastSeen || null }
+      : { unknown: true };
     var text = SC.presenceText(status);
-    dot.classList.toggle("online", status.online);
+    dot.classList.toggle("online", !!status.online);
+    dot.classList.toggle("unknown", !connected);
     dot.title = text;
     label.textContent = ", " + text.charAt(0).toLowerCase() + text.slice(1);
   }
@@ -206,11 +217,22 @@
     renderAll();
   });
 
-  var socket = SC.socket();
   var connectedBefore = false;
   socket.on("connect", function () {
     if (connectedBefore) { refreshList(); }  // catch up on whatever happened while away
     connectedBefore = true;
+    renderAll();
+  });
+  socket.on("disconnect", renderAll);
+  // A peer came or went: the server tells the personal rooms of the people one has a direct
+  // conversation with (and the conversations' rooms, which the chat page's header reads).
+  socket.on("presence", function (p) {
+    if (!p || typeof p.user_id !== "number") { return; }
+    list.querySelectorAll('.presence-label[data-user-id="' + p.user_id + '"]').forEach(function (label) {
+      label.dataset.online = p.online ? "true" : "false";
+      label.dataset.lastSeen = p.last_seen || "";
+      renderPresence(label.closest(".conversation-item"));
+    });
   });
   // Every new message of every conversation of ours reaches this socket once, as `message`
   // (through our personal room): the list takes its preview, time and unread count from it.

@@ -53,8 +53,8 @@
     var d = SC.parseUtc(r.timestamp);
     if (!isNaN(d)) {
       when.dateTime = d.toISOString();
-      when.textContent = d.toLocaleDateString([], { day: "numeric", month: "short" }) + " " +
-        d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      when.textContent = SC.formatShortDate(d) + ", " + SC.formatTime(d);
+      when.title = SC.formatFull(d);
     }
     head.appendChild(where);
     head.appendChild(when);

@@ -1,6 +1,7 @@
 /* Shared by the chat pages: one Socket.IO connection per page, kept counted as online by a
- * heartbeat, and small helpers. Read state and unread counts live on the server. Message ids
- * are time-ordered strings (UUIDv7), so comparing them as strings compares their times.
+ * heartbeat, the connection state in the navbar, and small helpers (times, avatars, the outbox
+ * of unsent messages). Read state and unread counts live on the server. Message ids are
+ * time-ordered strings (UUIDv7), so comparing them as strings compares their times.
  */
 (function () {
   "use strict";
@@ -8,33 +9,165 @@
   var socket = null;
   var HEARTBEAT_MS = 25000;
 
-  function getSocket() {
-    if (!socket) {
-      socket = io("/chat", { transports: ["websocket"], reconnectionDelayMax: 5000 });
-      setInterval(function () {
-        if (socket.connected) { socket.emit("heartbeat", {}); }
-      }, HEARTBEAT_MS);
+  // ---- connection state -------------------------------------------------------------------
+  // "connecting" until the first connect, then "connected", "reconnecting" (the socket is
+  // trying again), "offline" (the browser has no network) or "ended" (the server refused us).
+  var STATE_TEXT = {
+    connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…",
+    offline: "Offline", ended: "Signed out"
+  };
+  var state = "connecting";
+  var stateBox = null;
+
+  function buildIndicator() {
+    var nav = document.querySelector(".navbar .navbar-nav");
+    if (!nav) { return null; }
+    var li = document.createElement("li");
+    li.className = "nav-item connection-item";
+    var box = document.createElement("span");
+    box.id = "connection-state";
+    box.className = "connection-state";
+    box.setAttribute("role", "status");
+    var dot = document.createElement("span");
+    dot.className = "connection-dot";
+    dot.setAttribute("aria-hidden", "true");
+    var text = document.createElement("span");
+    text.className = "connection-text";
+    box.appendChild(dot);
+    box.appendChild(text);
+    li.appendChild(box);
+    nav.insertBefore(li, nav.firstChild);
+    return box;
+  }
+
+  function setState(next) {
+    if (next === "reconnecting" && navigator.onLine === false) { next = "offline"; }
+    var changed = next !== state;
+    state = next;
+    if (stateBox) {
+      stateBox.dataset.state = state;
+      var text = stateBox.querySelector(".connection-text");
+      if (text.textContent !== STATE_TEXT[state]) { text.textContent = STATE_TEXT[state]; }
+      stateBox.title = "Connection: " + STATE_TEXT[state];
     }
+    if (changed) {
+      document.dispatchEvent(new CustomEvent("simplechat:connection", { detail: { state: state } }));
+    }
+  }
+
+  function getSocket() {
+    if (socket) { return socket; }
+    socket = io("/chat", { transports: ["websocket"], reconnectionDelayMax: 5000 });
+    stateBox = buildIndicator();
+    setState("connecting");
+    socket.on("connect", function () { setState("connected"); });
+    socket.on("disconnect", function () { setState(socket.active ? "reconnecting" : "ended"); });
+    socket.on("connect_error", function () { setState(socket.active ? "reconnecting" : "ended"); });
+    socket.on("session_ended", function () { clearOutboxes(); setState("ended"); });
+    setInterval(function () {
+      if (socket.connected) { socket.emit("heartbeat", {}); }
+    }, HEARTBEAT_MS);
+    // A socket can outlive the network (the browser keeps it until a ping times out, which
+    // takes most of a minute): when the browser says it is offline, close it now, so what is
+    // typed meanwhile waits in the outbox, and the socket reconnects once the network is back.
+    window.addEventListener("offline", function () {
+      if (socket.connected) { socket.io.engine.close(); }
+      setState("offline");
+    });
+    window.addEventListener("online", function () {
+      if (!socket.connected && state !== "ended") { setState("reconnecting"); socket.connect(); }
+    });
     return socket;
   }
 
+  function connectionState() { return state; }
+
   function newer(a, b) { return !!a && (!b || a > b); }
 
+  // ---- times --------------------------------------------------------------------------------
   // Server timestamps are UTC 'YYYY-MM-DD HH:MM:SS'.
   function parseUtc(ts) { return new Date(String(ts).replace(" ", "T") + "Z"); }
 
-  // "Online", or "Last seen 14:05" / "Last seen 3 Mar, 14:05" in the viewer's zone.
+  // In the viewer's locale and zone: "8:21 PM" (no leading zero where the locale has none).
+  var timeFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
+  var fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short" });
+  var shortDateFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
+  var yearDateFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
+  function formatTime(d) { return timeFormat.format(d); }
+  function formatFull(d) { return fullFormat.format(d); }
+  function formatShortDate(d) {
+    return (d.getFullYear() === new Date().getFullYear() ? shortDateFormat : yearDateFormat).format(d);
+  }
+
+  // "Online", or "Last seen 2:05 PM" / "Last seen 3 Mar, 2:05 PM" in the viewer's zone.
   function presenceText(status) {
     if (!status) { return ""; }
+    if (status.unknown) { return "Status unknown while offline"; }
     if (status.online) { return "Online"; }
     if (!status.last_seen) { return "Offline"; }
     var d = parseUtc(status.last_seen);
     if (isNaN(d)) { return "Offline"; }
-    var time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    var time = formatTime(d);
     if (d.toDateString() === new Date().toDateString()) { return "Last seen " + time; }
-    return "Last seen " + d.toLocaleDateString([], { day: "numeric", month: "short" }) + ", " + time;
+    return "Last seen " + shortDateFormat.format(d) + ", " + time;
   }
 
+  // ---- avatars ------------------------------------------------------------------------------
+  // Initials on a colour chosen by the user id (the same on every page and in the server's
+  // list): chat-ui.css holds the palette, each colour at least 4.5:1 against its initials.
+  var AVATAR_COLOURS = 12;
+  function initials(name) {
+    var words = String(name || "").trim().split(/\s+/).filter(Boolean);
+    if (!words.length) { return "?"; }
+    var first = Array.from(words[0])[0] || "";
+    var last = words.length > 1 ? Array.from(words[words.length - 1])[0] || "" : "";
+    return (first + last).toUpperCase();
+  }
+  function avatar(id, name, extraClass) {
+    var el = document.createElement("span");
+    el.className = "avatar avatar-c" + (Math.abs(parseInt(id, 10) || 0) % AVATAR_COLOURS) +
+      (extraClass ? " " + extraClass : "");
+    el.setAttribute("aria-hidden", "true");
+    el.textContent = initials(name);
+    return el;
+  }
+
+  // ---- the outbox: messages typed but not yet acknowledged, kept for this tab -----------------
+  // Keyed by user and conversation, so another login in this tab never sees them; dropped at
+  // logout and when the session ends.
+  var OUTBOX_PREFIX = "simplechat:outbox:";
+  function outboxKey(conversationId) { return OUTBOX_PREFIX + userId + ":" + conversationId; }
+  function loadOutbox(conversationId) {
+    try {
+      var items = JSON.parse(window.sessionStorage.getItem(outboxKey(conversationId)) || "[]");
+      return Array.isArray(items) ? items.filter(function (i) {
+        return i && typeof i.text === "string" && typeof i.clientId === "string";
+      }) : [];
+    } catch (e) { return []; }
+  }
+  function saveOutbox(conversationId, items) {
+    try {
+      if (items.length) {
+        window.sessionStorage.setItem(outboxKey(conversationId), JSON.stringify(items));
+      } else {
+        window.sessionStorage.removeItem(outboxKey(conversationId));
+      }
+    } catch (e) { /* no storage: the outbox lives as long as the page */ }
+  }
+  function clearOutboxes() {
+    try {
+      var doomed = [];
+      for (var i = 0; i < window.sessionStorage.length; i++) {
+        var key = window.sessionStorage.key(i);
+        if (key && key.indexOf(OUTBOX_PREFIX) === 0) { doomed.push(key); }
+      }
+      doomed.forEach(function (key) { window.sessionStorage.removeItem(key); });
+    } catch (e) { /* nothing stored */ }
+  }
+  var logout = document.getElementById("logout-button");
+  if (logout && logout.form) { logout.form.addEventListener("submit", clearOutboxes); }
+
+  // ---- notices ------------------------------------------------------------------------------
   // A notice for the next page (like a server flash), kept for this tab only.
   var NOTICE_KEY = "simplechat:notice";
   function leaveNotice(text) {
@@ -72,9 +205,17 @@
   window.SimpleChat = {
     userId: userId ? parseInt(userId, 10) : null,
     socket: getSocket,
+    connectionState: connectionState,
     newer: newer,
     parseUtc: parseUtc,
+    formatTime: formatTime,
+    formatFull: formatFull,
+    formatShortDate: formatShortDate,
     presenceText: presenceText,
+    initials: initials,
+    avatar: avatar,
+    loadOutbox: loadOutbox,
+    saveOutbox: saveOutbox,
     leaveNotice: leaveNotice
   };
 })();

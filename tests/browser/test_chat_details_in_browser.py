@@ -1,0 +1,140 @@
+"""The details of a group chat in Chromium against the real stack: initials avatars, "Seen by",
+times without a leading zero (the full date on hover and for screen readers), sender names in
+group previews before and after a reload, a delete right after an edit, and leaving and being
+added back (the prompt's wording, no phantom unread count)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from .conftest import PASSWORD
+
+pytestmark = pytest.mark.e2e
+
+
+def send(page, text: str) -> None:
+    page.fill("#message-input", text)
+    page.press("#message-input", "Enter")
+
+
+def pick_in_select2(page, field: str, search: str, choice: str) -> None:
+    page.locator(f"#{field} + .select2 .select2-search__field").click()
+    page.keyboard.type(search)
+    page.locator(".select2-results__option", has_text=choice).click()
+
+
+def item(page, conversation_id: int):
+    return page.locator(f'.conversation-item[data-conversation-id="{conversation_id}"]')
+
+
+def sent(page, text: str):
+    return page.locator("#messages .message:not(.pending)",
+                        has=page.locator(".message-text", has_text=text))
+
+
+def test_a_group_shows_avatars_receipts_times_previews_and_survives_leaving(stack, open_tab):
+    nora, ned, nia = open_tab(), open_tab(), open_tab(timezone="America/New_York")
+    nora.register("nora", "Nora", "Ephron")
+    for username, first, last in (("ned", "Ned", "Kelly"), ("nia", "Nia", "Long")):
+        stack.flask("users", "create", username, "--email", f"{username}@example.com",
+                    "--first-name", first, "--last-name", last, "--password", PASSWORD)
+    ned.login("ned")
+    nia.login("nia")
+    ids = dict(stack.sql("SELECT username, id FROM users WHERE username IN ('nora', 'ned')"))
+
+    page = nora.goto("/chat/new")
+    pick_in_select2(page, "participants", "ned", "Ned Kelly (@ned)")
+    pick_in_select2(page, "participants", "nia", "Nia Long (@nia)")
+    page.fill("#title", "Night owls")
+    page.click("#start-button")
+    page.wait_for_url(re.compile(r"/chat/\d+$"))
+    gid = int(page.url.rsplit("/", 1)[1])
+    send(page, "Hello owls")
+    expect(sent(page, "Hello owls")).to_have_count(1)
+
+    # Receipts: "Seen by" names each reader as they open the group.
+    seen = page.locator("#messages .message-seen")
+    expect(seen).to_have_count(0)
+    theirs = ned.goto(f"/chat/{gid}")
+    expect(seen).to_have_text("Seen by Ned")
+    third = nia.goto(f"/chat/{gid}")
+    expect(seen).to_have_text("Seen by Ned, Nia")
+    expect(seen).to_have_attribute("title", "Seen by Ned Kelly, Nia Long")
+
+    # Avatars: initials on a colour from the user id, the same in the messages, the list and
+    # the header; a group has one of its own.
+    hello = sent(theirs, "Hello owls")
+    avatar = hello.locator(".message-avatar")
+    expect(avatar).to_have_text("NE")
+    expect(avatar).to_have_class(re.compile(rf"\bavatar-c{ids['nora'] % 12}\b"))
+    expect(avatar).to_have_attribute("aria-hidden", "true")
+    expect(theirs.locator("#chat-avatar .avatar")).to_have_text("NO")
+    expect(item(theirs, gid).locator(".avatar")).to_have_text("NO")
+    assert sent(page, "Hello owls").locator(".message-avatar").count() == 0  # not on my own
+
+    # Times: "8:21 PM", no leading zero; the full date on hover and for screen readers.
+    time = hello.locator("time.message-time")
+    expect(time).to_have_text(re.compile(r"^[1-9]\d?:\d\d\s?[AP]M$"))
+    expect(time).to_have_attribute("title", re.compile(r"\b20\d\d\b"))
+    full = hello.locator(".message-meta .visually-hidden")
+    expect(full).to_have_text(re.compile(r"\b20\d\d\b.*\d:\d\d"))
+    expect(theirs.locator("#messages .day-separator").first).to_have_text("Today")
+    expect(item(third, gid).locator("time.conversation-time")).to_have_text(
+        re.compile(r"^[1-9]\d?:\d\d\s?[AP]M$"))
+
+    # A group preview names the sender, live and after a reload.
+    nora.goto("/chat/")
+    send(theirs, "Great")
+    expect(item(nora.page, gid).locator(".conversation-preview")).to_have_text("Ned Kelly: Great")
+    nora.page.reload()
+    expect(item(nora.page, gid).locator(".conversation-preview")).to_have_text("Ned Kelly: Great")
+    nora.screenshot("list-avatars")
+
+    # Ned fixes his message and deletes it at once: both go through.
+    great_id = sent(theirs, "Great").get_attribute("data-id")
+    great = theirs.locator(f'#messages .message[data-id="{great_id}"]')
+    great.locator(".message-actions-toggle").click()
+    great.locator(".message-edit").click()
+    editor = great.locator("textarea.message-edit-input")
+    editor.fill("Great, see you")
+    editor.press("Enter")
+    expect(great.locator(".message-text")).to_have_text("Great, see you")
+    great.locator(".message-actions-toggle").click()
+    great.locator(".message-delete").click()
+    theirs.locator(".message-delete-yes").click()
+    expect(great).to_have_class(re.compile(r"\bmessage-deleted\b"))
+    expect(sent(third, "This message was deleted")).to_have_count(1)
+    expect(theirs.locator("#chat-status")).to_have_text("")
+    ned.screenshot("chat-group-avatars")
+    both = nia.page
+    both.set_viewport_size({"width": 390, "height": 844})
+    nia.screenshot("chat-group-avatars")
+
+    # Ned leaves (the prompt says what really happens) and is added back: the history is
+    # there again, with nothing unread that he had read.
+    theirs.click("#manage-group")
+    theirs.click("#leave-group")
+    expect(theirs.locator("#leave-confirm")).to_have_text(
+        "Leave this group? You stop getting its messages and cannot open it until someone "
+        "adds you back.")
+    theirs.click("#leave-group")
+    theirs.wait_for_url(re.compile(r"/chat/$"))
+    expect(item(theirs, gid)).to_have_count(0)
+    page = nora.goto(f"/chat/{gid}")
+    page.click("#manage-group")
+    pick_in_select2(page, "add-people", "ned", "Ned Kelly (@ned)")
+    page.click("#add-people-button")
+    expect(page.locator("#group-status")).to_have_text("Added 1 person.")
+    expect(item(theirs, gid)).to_have_count(1)
+    expect(item(theirs, gid).locator(".unread-count")).to_be_hidden()
+    theirs.reload()
+    expect(item(theirs, gid).locator(".unread-count")).to_be_hidden()
+    item(theirs, gid).click()
+    expect(sent(theirs, "Hello owls")).to_have_count(1)
+
+    for tab in (nora, ned, nia):
+        assert tab.dialogs == []
+        tab.assert_clean()

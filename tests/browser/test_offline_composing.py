@@ -1,0 +1,191 @@
+"""Offline-first composing in Chromium against the real stack: messages typed with no connection
+show at once as pending, go out in order when it comes back, exactly once, and a refused one
+shows "failed" with Retry; the connection state and presence say what is known."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from .conftest import wait_until
+
+pytestmark = pytest.mark.e2e
+
+OUTBOX_KEYS = ("() => Object.keys(sessionStorage)"
+               ".filter(k => k.startsWith('simplechat:outbox:'))")
+
+
+def send(page, text: str) -> None:
+    page.fill("#message-input", text)
+    page.press("#message-input", "Enter")
+
+
+def pick_in_select2(page, search: str, choice: str) -> None:
+    page.locator("#participants + .select2 .select2-search__field").click()
+    page.keyboard.type(search)
+    page.locator(".select2-results__option", has_text=choice).click()
+
+
+def sent_texts(page) -> list[str]:
+    return page.locator("#messages .message:not(.pending) .message-text").all_inner_texts()
+
+
+def stored(stack, conversation_id: int) -> list[str]:
+    return [r[0] for r in stack.sql(
+        "SELECT text FROM messages WHERE conversation_id = :c ORDER BY created_at, id",
+        c=conversation_id)]
+
+
+def test_messages_typed_offline_go_out_once_in_order_and_a_refused_one_can_be_retried(
+        stack, open_tab):
+    olive, oscar = open_tab(), open_tab()
+    olive.register("olive", "Olive", "Oyl")
+    oscar.register("oscar", "Oscar", "Wilde")
+    page = olive.goto("/chat/new")
+    pick_in_select2(page, "osc", "Oscar Wilde (@oscar)")
+    page.click("#start-button")
+    page.wait_for_url(re.compile(r"/chat/\d+$"))
+    cid = int(page.url.rsplit("/", 1)[1])
+    theirs = oscar.goto(f"/chat/{cid}")
+
+    # Connected: the navbar says so on both pages, and each sees the other online.
+    for p in (page, theirs):
+        expect(p.locator("#connection-state")).to_have_text("Connected")
+    expect(page.locator("#chat-presence")).to_have_text("Online")
+    send(page, "Before the storm")
+    expect(theirs.locator("#messages .message-text")).to_have_text(["Before the storm"])
+
+    # The network goes. The browser's own offline signal closes the socket at once (Chromium
+    # keeps an open WebSocket through network emulation), and the page says what it knows:
+    # offline, and the peer's presence unknown rather than a stale "Online".
+    olive.context.set_offline(True)
+    expect(page.locator("#connection-state")).to_have_text("Offline")
+    expect(page.locator("#chat-status")).to_contain_text("Reconnecting")
+    expect(page.locator("#chat-presence")).to_have_text("Status unknown while offline")
+    assert page.evaluate("() => navigator.onLine") is False
+    # The server goes too, so nothing can slip through while "offline" (and the server that
+    # comes back allows 30 characters, so one message will be refused).
+    stack.stop_web()
+    expect(theirs.locator("#connection-state")).to_have_text("Reconnecting…")
+
+    typed = ["One, while offline", "Two, while offline", "Three, while offline"]
+    for text in typed:
+        send(page, text)
+    too_long = "Four: this one is longer than thirty characters"
+    send(page, too_long)
+    pending = page.locator("#messages .message.pending")
+    expect(pending.locator(".message-text")).to_have_text([*typed, too_long])
+    expect(pending.locator(".message-state")).to_have_text(["Sending…"] * 4)
+    expect(page.locator("#messages .message:not(.pending) .message-text")).to_have_text(
+        ["Before the storm"])
+    olive.screenshot("chat-offline-pending")
+    page.set_viewport_size({"width": 390, "height": 844})
+    olive.screenshot("chat-offline-pending")
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+    stack.start_web(env={"CHAT_MAX_MESSAGE_LENGTH": "30"})
+    olive.context.set_offline(False)
+    # Back: the three go out in order (the rate limit spaces them), exactly once each; the
+    # long one is refused and says so, with a Retry button.
+    expected = ["Before the storm", *typed]
+    expect(theirs.locator("#messages .message-text")).to_have_text(expected, timeout=30_000)
+    expect(page.locator("#messages .message:not(.pending):not(.failed) .message-text")
+           ).to_have_text(expected, timeout=20_000)
+    failed = page.locator("#messages .message.failed")
+    expect(failed.locator(".message-text")).to_have_text([too_long])
+    expect(failed.locator(".message-state")).to_contain_text("Failed —")
+    expect(failed.get_by_role("button", name="Retry")).to_be_visible()
+    expect(page.locator("#chat-status")).to_have_text("That message is too long.")
+    expect(page.locator("#connection-state")).to_have_text("Connected")
+    expect(page.locator("#chat-presence")).to_have_text("Online")
+    assert page.locator("#messages .message.pending").count() == 0
+    olive.screenshot("chat-offline-failed")
+    wait_until(lambda: stored(stack, cid) == expected, message="the worker to store 4")
+
+    # The server takes long messages again: Retry sends it, once.
+    stack.stop_web()
+    stack.start_web()
+    expect(page.locator("#connection-state")).to_have_text("Connected", timeout=20_000)
+    failed.get_by_role("button", name="Retry").click()
+    expected.append(too_long)
+    expect(theirs.locator("#messages .message-text")).to_have_text(expected, timeout=20_000)
+    expect(page.locator("#messages .message .message-text")).to_have_text(expected)
+    assert page.locator("#messages .message.failed, #messages .message.pending").count() == 0
+    wait_until(lambda: stored(stack, cid) == expected, message="the worker to store 5")
+
+    # After a reload, history shows each message once, in order, on both sides.
+    for p in (page, theirs):
+        p.reload()
+        expect(p.locator("#messages .message .message-text")).to_have_text(expected)
+        ids = p.locator("#messages .message").evaluate_all("els => els.map(e => e.dataset.id)")
+        assert len(set(ids)) == len(ids) == len(expected)
+
+    # An outbox left by a reload (a message typed, its ack never seen) goes out after it, and
+    # a second copy of the same client id is the same message: still once.
+    page.evaluate("""([cid, uid]) => sessionStorage.setItem('simplechat:outbox:' + uid + ':' + cid,
+        JSON.stringify([{text: 'Kept across a reload', clientId: 'reload-1'}]))""",
+                  [cid, page.evaluate("() => document.body.dataset.userId")])
+    page.reload()
+    expected.append("Kept across a reload")
+    expect(theirs.locator("#messages .message .message-text")).to_have_text(expected,
+                                                                            timeout=20_000)
+    expect(page.locator("#messages .message .message-text")).to_have_text(expected)
+    assert page.evaluate(OUTBOX_KEYS) == []
+    page.evaluate("""([cid, uid]) => sessionStorage.setItem('simplechat:outbox:' + uid + ':' + cid,
+        JSON.stringify([{text: 'Kept across a reload', clientId: 'reload-1'}]))""",
+                  [cid, page.evaluate("() => document.body.dataset.userId")])
+    page.reload()
+    expect(page.locator("#messages .message:not(.pending) .message-text")).to_have_text(expected)
+    wait_until(lambda: page.evaluate(OUTBOX_KEYS) == [], message="the outbox to empty")
+    expect(page.locator("#messages .message .message-text")).to_have_text(expected)
+    wait_until(lambda: stored(stack, cid) == expected, message="the worker to store 6")
+    assert sent_texts(theirs) == expected
+
+    # Logging out drops whatever is left in the outbox.
+    page.evaluate("""([cid, uid]) => sessionStorage.setItem('simplechat:outbox:' + uid + ':' + cid,
+        JSON.stringify([{text: 'Never sent', clientId: 'gone-1'}]))""",
+                  [cid + 1000, page.evaluate("() => document.body.dataset.userId")])
+    page.click("#logout-button")
+    page.wait_for_url(re.compile(r"/auth/login"))
+    assert page.evaluate(OUTBOX_KEYS) == []
+
+    assert olive.dialogs == [] and oscar.dialogs == []
+    olive.assert_clean()
+    oscar.assert_clean()
+
+
+def test_the_list_shows_the_connection_and_follows_presence_live(stack, open_tab):
+    uma, ulf = open_tab(), open_tab()
+    uma.register("uma", "Uma", "Thurman")
+    ulf.register("ulf", "Ulf", "Stark")
+    page = uma.goto("/chat/new")
+    pick_in_select2(page, "ulf", "Ulf Stark (@ulf)")
+    page.click("#start-button")
+    page.wait_for_url(re.compile(r"/chat/\d+$"))
+    cid = int(page.url.rsplit("/", 1)[1])
+    listing = ulf.goto("/chat/")
+    entry = listing.locator(f'.conversation-item[data-conversation-id="{cid}"]')
+    expect(listing.locator("#connection-state")).to_have_text("Connected")
+    expect(entry.locator(".presence-dot")).to_have_class(re.compile(r"\bonline\b"))
+    expect(entry.locator(".presence-label")).to_have_text(", online")
+
+    # Uma's only page goes: Ulf's list shows her offline at once (no reload, no refresh).
+    uma.page.goto("about:blank")
+    expect(entry.locator(".presence-dot")).not_to_have_class(re.compile(r"\bonline\b"))
+    expect(entry.locator(".presence-label")).to_contain_text("last seen")
+    uma.goto(f"/chat/{cid}")
+    expect(entry.locator(".presence-dot")).to_have_class(re.compile(r"\bonline\b"))
+
+    # Ulf's own connection drops: the list says so, and no longer claims Uma is online.
+    ulf.context.set_offline(True)
+    expect(listing.locator("#connection-state")).to_have_text("Offline")
+    expect(entry.locator(".presence-dot")).to_have_class(re.compile(r"\bunknown\b"))
+    expect(entry.locator(".presence-label")).to_have_text(", status unknown while offline")
+    ulf.screenshot("list-offline")
+    ulf.context.set_offline(False)
+    expect(listing.locator("#connection-state")).to_have_text("Connected", timeout=20_000)
+    expect(entry.locator(".presence-dot")).to_have_class(re.compile(r"\bonline\b"))
+    uma.assert_clean()
+    ulf.assert_clean()
