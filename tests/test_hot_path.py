@@ -7,7 +7,7 @@ import contextlib
 from collections import Counter
 
 import pytest
-from conftest import make_app
+from conftest import PASSWORD, make_app
 from sqlalchemy import delete, event
 
 import simplechat.chat.membership as membership_module
@@ -15,7 +15,7 @@ from simplechat.chat.conversations import start_conversation
 from simplechat.chat.membership import MemoryMembership, RedisMembership, membership
 from simplechat.chat.ratelimit import Rate
 from simplechat.chat.write_buffer import write_buffer
-from simplechat.extensions import db
+from simplechat.extensions import db, socketio
 from simplechat.models import Message, Participant
 
 _active: list[Counter] = []
@@ -95,6 +95,29 @@ def test_hot_events_run_no_sql_once_members_are_cached(app, chatting, name, payl
         ack = emit(a, name, body)
     assert ack["ok"] is True, ack
     assert counts["sql"] == 0, counts
+
+
+def test_connect_and_disconnect_run_no_sql_once_warm(app, chatting, socket_client):
+    """A second tab of a user whose session and conversations are cached: the session check
+    comes from the session cache, presence reaches the conversations' rooms and the direct
+    peer's personal room from the membership cache."""
+    ada, bob, conversation, a, b = chatting
+    http = app.test_client()
+    assert http.post("/auth/login", data={"username": ada.username,
+                                          "password": PASSWORD}).status_code == 302
+    a.disconnect("/chat")  # ada goes offline: her next connect announces her
+    b.get_received("/chat")  # what came before
+    with counting(app) as counts:
+        tab = socketio.test_client(app, namespace="/chat", flask_test_client=http)
+        assert tab.is_connected("/chat")
+    assert counts["sql"] == 0, counts
+    presence = [p["args"][0] for p in b.get_received("/chat") if p["name"] == "presence"]
+    assert presence == [{"user_id": ada.id, "online": True, "last_seen": None}]
+    with counting(app) as counts:
+        tab.disconnect("/chat")
+    assert counts["sql"] == 0, counts
+    presence = [p["args"][0] for p in b.get_received("/chat") if p["name"] == "presence"]
+    assert [p["online"] for p in presence] == [False]
 
 
 def test_a_send_is_one_redis_round_trip(app, chatting):

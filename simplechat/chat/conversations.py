@@ -82,17 +82,6 @@ def find_direct(user_a: int, user_b: int) -> Conversation | None:
     ).first()
 
 
-def direct_peer_ids(user_id: int) -> list[int]:
-    """The other person of each of the user's direct conversations, in one query."""
-    mine = select(Participant.conversation_id).where(Participant.user_id == user_id)
-    return list(db.session.scalars(
-        select(Participant.user_id).distinct()
-        .join(Conversation, Conversation.id == Participant.conversation_id)
-        .where(Conversation.is_group.is_(False), Participant.conversation_id.in_(mine),
-               Participant.user_id != user_id)
-    ))
-
-
 def start_conversation(
     creator: User, others: list[User], title: str | None = None
 ) -> tuple[Conversation, bool]:

@@ -2,7 +2,8 @@
 
 SQL (``Participant``) is the truth. Each conversation's members and their read markers are kept
 in a Redis hash (``<prefix>members:<id>``: user id → last read message id or ""), each user's
-conversations in another (``<prefix>convs:<user id>``), both shared by every process. A
+conversations in another (``<prefix>convs:<user id>``: conversation id → the other person of a
+direct conversation, "" for a group), both shared by every process. A
 membership change bumps a generation counter and drops the cached hashes, after its commit: a
 reader that loaded SQL before the change finds the generation moved and does not write its stale
 copy back. A miss reads SQL once and fills the hash. The embedded default keeps the same in
@@ -20,10 +21,11 @@ from collections.abc import Iterable
 from typing import Protocol
 
 import redis as redis_lib
-from sqlalchemy import select
+from sqlalchemy import and_, select
+from sqlalchemy.orm import aliased
 
 from ..extensions import db
-from ..models import Participant
+from ..models import Conversation, Participant
 from ..services import built_once, services
 
 log = logging.getLogger(__name__)
@@ -76,10 +78,16 @@ def _members_from_sql(conversation_id: int) -> dict[int, str | None]:
     ).all())
 
 
-def _conversations_from_sql(user_id: int) -> list[int]:
-    return list(db.session.scalars(
-        select(Participant.conversation_id).where(Participant.user_id == user_id)
-    ))
+def _conversations_from_sql(user_id: int) -> dict[int, int | None]:
+    """The user's conversations, each with its other person if it is a direct one: one query."""
+    other = aliased(Participant)
+    return dict(db.session.execute(
+        select(Participant.conversation_id, other.user_id)
+        .join(Conversation, Conversation.id == Participant.conversation_id)
+        .outerjoin(other, and_(other.conversation_id == Participant.conversation_id,
+                               other.user_id != user_id, Conversation.is_group.is_(False)))
+        .where(Participant.user_id == user_id)
+    ).all())
 
 
 def _decode(fields: dict) -> dict[str, str]:
@@ -91,6 +99,7 @@ def _decode(fields: dict) -> dict[str, str]:
 class Membership(Protocol):
     def members(self, conversation_id: int) -> dict[int, str | None]: ...
     def conversations(self, user_id: int) -> list[int]: ...
+    def direct_peers(self, user_id: int) -> dict[int, int | None]: ...
     def changed(self, conversation_ids: Iterable[int], user_ids: Iterable[int]) -> None: ...
     def read_moved(self, conversation_id: int, user_id: int, message_id: str) -> None: ...
 
@@ -138,11 +147,15 @@ class RedisMembership:
 
     def conversations(self, user_id: int) -> list[int]:
         """The ids of the conversations the user takes part in."""
+        return sorted(self.direct_peers(user_id))
+
+    def direct_peers(self, user_id: int) -> dict[int, int | None]:
+        """Each of the user's conversations → the other person if it is direct, else None."""
         fields = self._cached(
             self.conversations_key(user_id),
             lambda: _conversations_from_sql(user_id),
-            lambda ids: [x for cid in ids for x in (str(cid), "")])
-        return sorted(int(k) for k in fields if k != FILLED)
+            lambda rows: [x for cid, peer in rows.items() for x in (str(cid), str(peer or ""))])
+        return {int(k): int(v) if v else None for k, v in fields.items() if k != FILLED}
 
     def changed(self, conversation_ids: Iterable[int], user_ids: Iterable[int]) -> None:
         keys = [self.members_key(c) for c in set(conversation_ids)]
@@ -161,7 +174,7 @@ class MemoryMembership:
 
     def __init__(self, max_entries: int = 50_000):
         self._members: dict[int, dict[int, str | None]] = {}
-        self._conversations: dict[int, list[int]] = {}
+        self._conversations: dict[int, dict[int, int | None]] = {}
         self._generation = 0
         self._max = max_entries
         self._lock = threading.Lock()
@@ -184,8 +197,11 @@ class MemoryMembership:
                                  lambda: _members_from_sql(conversation_id)))
 
     def conversations(self, user_id: int) -> list[int]:
-        return sorted(self._cached(self._conversations, user_id,
-                                   lambda: _conversations_from_sql(user_id)))
+        return sorted(self.direct_peers(user_id))
+
+    def direct_peers(self, user_id: int) -> dict[int, int | None]:
+        return dict(self._cached(self._conversations, user_id,
+                                 lambda: _conversations_from_sql(user_id)))
 
     def changed(self, conversation_ids: Iterable[int], user_ids: Iterable[int]) -> None:
         with self._lock:
