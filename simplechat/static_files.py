@@ -109,21 +109,25 @@ def build_once(source: Path, destination: Path) -> dict[str, str]:
     return _built[key]
 
 
-def _writable_build_dir(app: Flask) -> Path:
+def _build_candidates(app: Flask) -> list[Path]:
     configured = app.config.get("STATIC_BUILD_DIR")
-    candidates = [Path(configured)] if configured else [
-        Path(app.instance_path) / "static-build",
-        Path(tempfile.gettempdir()) / f"simplechat-static-{os.getuid()}",
-    ]
-    for candidate in candidates:
+    if configured:
+        return [Path(configured)]
+    return [Path(app.instance_path) / "static-build",
+            Path(tempfile.gettempdir()) / f"simplechat-static-{os.getuid()}"]
+
+
+def _build_where_possible(app: Flask, source: Path) -> tuple[Path, dict[str, str]]:
+    """The first candidate folder that holds, or can be given, the build; and the manifest. A
+    read-only folder built in advance (the Docker image's) serves as it is."""
+    failures = []
+    for candidate in _build_candidates(app):
         try:
-            candidate.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            continue
-        if os.access(candidate, os.W_OK):
-            return candidate
-        log.warning("static build folder %s is not writable", candidate)
-    raise RuntimeError(f"no writable folder for the static build (tried {candidates})")
+            return candidate.resolve(), build_once(source, candidate.resolve())
+        except OSError as exc:
+            failures.append(f"{candidate}: {exc}")
+            log.warning("static files cannot be built in %s: %s", candidate, exc)
+    raise RuntimeError("no folder for the static build: " + "; ".join(failures))
 
 
 def _no_sniff(headers: Headers, path: str, url: str) -> None:
@@ -134,8 +138,7 @@ def init_static_files(app: Flask) -> None:
     """Hash and compress the static folder, make ``url_for('static')`` give hashed URLs, and
     put WhiteNoise in front of the app for them (Socket.IO and every other path pass by)."""
     source = Path(app.static_folder).resolve()
-    destination = _writable_build_dir(app).resolve()
-    manifest = build_once(source, destination)
+    destination, manifest = _build_where_possible(app, source)
     app.extensions["static_manifest"] = manifest
 
     @app.url_defaults
@@ -151,3 +154,17 @@ def init_static_files(app: Flask) -> None:
         allow_all_origins=False,
         add_headers_function=_no_sniff,
     )
+
+
+def main() -> None:
+    """``python -m simplechat.static_files [DESTINATION]``: build ahead of time (the Docker image
+    does, so containers start without compressing anything); serve it with STATIC_BUILD_DIR."""
+    import sys
+
+    destination = Path(sys.argv[1] if len(sys.argv) > 1 else "static-build").resolve()
+    manifest = build(Path(__file__).resolve().parent / "static", destination)
+    print(f"{len(manifest)} static files in {destination / 'files'}")
+
+
+if __name__ == "__main__":
+    main()
