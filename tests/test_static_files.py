@@ -230,16 +230,26 @@ def test_every_page_links_the_icons_manifest_and_theme_colours(pages):
         assert png_size(http.get(icon).get_data()) == (180, 180)
 
 
-def test_every_script_is_deferred_and_external(pages):
-    """Deferred scripts run in document order once the page is parsed: jQuery, Bootstrap, then
-    Select2 and Socket.IO, then ours; none may be inline (the CSP forbids it anyway)."""
+def test_every_script_is_deferred_external_and_in_order(pages):
+    """Deferred scripts run in document order once the page is parsed: Bootstrap first, jQuery
+    right before Select2 on the pages that use it (only they need jQuery), Socket.IO before our
+    files; none may be inline (the CSP forbids it anyway)."""
+    select2_pages = 0
     for http, path in pages:
         scripts = re.findall(r"<script\b[^>]*>", page(http, path))
-        assert scripts, path
         for tag in scripts:
             assert " src=" in tag and tag.endswith(" defer>"), (path, tag)
-        order = [re.search(r'src="([^"]+)"', tag).group(1) for tag in scripts]
-        assert "jquery.min" in order[0] and "bootstrap.bundle" in order[1], path
+        order = [source_of(re.search(r'src="([^"]+)"', tag).group(1)).name for tag in scripts]
+        assert order[0] == "bootstrap.bundle.min.js", path
+        if "select2.min.js" in order:
+            select2_pages += 1
+            assert order.index("jquery.min.js") == order.index("select2.min.js") - 1, path
+        else:
+            assert "jquery.min.js" not in order, path
+        if "socket.io.min.js" in order:
+            ours = [i for i, name in enumerate(order) if not name.endswith(".min.js")]
+            assert order.index("socket.io.min.js") < min(ours), path
+    assert select2_pages == 2  # the new-conversation page and the group's page
 
 
 # --------------------------------------------------------------------------- real gunicorn
