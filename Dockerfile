@@ -1,10 +1,9 @@
 # syntax=docker/dockerfile:1
 # Simple Chat images. The default target is the app (web, Celery worker and migrations all run
-# it with different commands); the "nginx" target is the front with the static files baked in.
+# it with different commands); the "nginx" target is the front that proxies to it.
 
 FROM nginx:1.28-alpine AS nginx
 COPY deploy/nginx/nginx.conf /etc/nginx/nginx.conf
-COPY simplechat/static /srv/simplechat/static
 
 FROM python:3.11-slim AS app
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -25,6 +24,10 @@ RUN pip install -r requirements.txt
 COPY config.py wsgi.py celery_worker.py gunicorn.conf.py ./
 COPY migrations ./migrations
 COPY simplechat ./simplechat
+# The static files' content-hashed, compressed copies, made once here instead of in every
+# container; the web processes serve them read-only (simplechat/static_files.py).
+ENV STATIC_BUILD_DIR=/app/static-build
+RUN python -m simplechat.static_files /app/static-build
 RUN mkdir -p /app/instance /tmp/simplechat-metrics \
     && chown simplechat:simplechat /app/instance /tmp/simplechat-metrics
 

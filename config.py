@@ -87,6 +87,9 @@ class Config:
     SOCKETIO_ASYNC_MODE = os.environ.get("SOCKETIO_ASYNC_MODE") or None
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")  # plain or json
+    # Where the hashed, compressed static files are written (simplechat/static_files.py);
+    # default: the instance folder's static-build, else the system's temporary folder.
+    STATIC_BUILD_DIR = os.environ.get("STATIC_BUILD_DIR") or None
     MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 64 * 1024)
     SOCKETIO_MAX_HTTP_BUFFER_SIZE = env_int("SOCKETIO_MAX_HTTP_BUFFER_SIZE", 64 * 1024)
     SESSION_COOKIE_HTTPONLY = True

@@ -127,6 +127,12 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     from .cli import register_cli
 
     register_cli(app)
+    from .static_files import init_static_files
+    from .web_app import init_web_app
+
+    init_web_app(app)
+    # Last, so WhiteNoise wraps everything else: it answers hashed static URLs, nothing more.
+    init_static_files(app)
     return app
 
 

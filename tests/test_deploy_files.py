@@ -299,7 +299,7 @@ def test_every_file_the_images_copy_exists_and_is_in_the_build_context():
     assert ".venv" in ignored and ".env" in ignored and ".git" in ignored
 
 
-def test_nginx_proxies_websockets_to_the_web_service_and_serves_static_files(services):
+def test_nginx_proxies_websockets_and_static_files_to_the_web_service(services):
     conf = (ROOT / "deploy/nginx/nginx.conf").read_text()
     upstream = re.search(r"upstream\s+(\w+)\s*\{(.*?)\}", conf, re.S)
     host, port = re.search(r"server\s+([\w.-]+):(\d+)", upstream.group(2)).groups()
@@ -310,9 +310,14 @@ def test_nginx_proxies_websockets_to_the_web_service_and_serves_static_files(ser
     assert "proxy_set_header Upgrade $http_upgrade;" in socket_io
     assert "proxy_set_header Connection $connection_upgrade;" in socket_io
     assert "proxy_set_header Host $http_host;" in socket_io  # Origin check sees host:port
-    static_alias = re.search(r"location /static/ \{.*?alias\s+(\S+);", conf, re.S).group(1)
+    # Static files carry content-hashed names only the web processes know (static_files.py).
+    static = re.search(r"location /static/ \{(.*?)\n        \}", conf, re.S).group(1)
+    assert f"proxy_pass http://{upstream.group(1)};" in static and "alias" not in static
     stage = dockerfile_stage("nginx")
-    assert f"COPY simplechat/static {static_alias.rstrip('/')}" in stage
+    assert "simplechat/static" not in stage
+    app_stage = dockerfile_stage("app")
+    assert "RUN python -m simplechat.static_files /app/static-build" in app_stage
+    assert "ENV STATIC_BUILD_DIR=/app/static-build" in app_stage
     assert "COPY deploy/nginx/nginx.conf /etc/nginx/nginx.conf" in stage
     if re.search(r"server\s+\S+\s+.*\bresolve\b", upstream.group(2)):
         # `resolve` in an upstream is in open-source nginx from 1.27.3 on.
