@@ -44,8 +44,11 @@ class BrowserStack(Stack):
     same when it is killed and started again, as the browser's pages expect."""
 
     def __init__(self, database: TestDatabase, log_dir: Path):
+        # Every tab comes from 127.0.0.1: the per-address limits on registering and logging in
+        # (tests/test_throttles.py) would refuse the suite's own users after the first ten.
         super().__init__(database, log_dir, redis_url=REDIS_URL, ports=PORTS, label="browser",
-                         CHAT_RATE_LIMIT="1/2s")
+                         CHAT_RATE_LIMIT="1/2s", REGISTER_RATE_LIMIT="1000/hour",
+                         LOGIN_RATE_LIMIT_IP="1000/5minute")
         self.port = free_port(PORTS)
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.web: WebProcess | None = None
