@@ -100,7 +100,17 @@ def _queue_webhooks(payloads: list[dict], new_ids) -> None:
 def deliver_webhook(self, webhook_id: int, payload: dict) -> str:
     """POST one message to an outgoing webhook, signed; retried with backoff while the
     receiver is down or answers other than 2xx, then recorded as failed in GenericErrorLog."""
-    from .api.webhooks import OUTGOING, UnsafeURL, backoff, delivery_body, post_signed
+    from .api.webhooks import RETRY, backoff
+
+    outcome = attempt_delivery(webhook_id, payload, self.request.retries, self.max_retries)
+    if outcome == RETRY:
+        raise self.retry(countdown=backoff(self.request.retries))
+    return outcome
+
+
+def attempt_delivery(webhook_id: int, payload: dict, retries: int, max_retries: int) -> str:
+    """One try of a delivery: delivered, gone, refused, failed (the last try), or retry."""
+    from .api.webhooks import OUTGOING, RETRY, UnsafeURL, delivery_body, post_signed
 
     hook = db.session.get(Webhook, webhook_id)
     if hook is None or hook.kind != OUTGOING:
@@ -118,14 +128,13 @@ def deliver_webhook(self, webhook_id: int, payload: dict) -> str:
         return "refused"
     except (OSError, http.client.HTTPException) as exc:
         problem = f"{type(exc).__name__}: {exc}"
-    tries = self.request.retries + 1
-    if self.request.retries >= self.max_retries:
+    if retries >= max_retries:
         _write_error("tasks.deliver_webhook", "WebhookDeliveryFailed",
                      f"webhook {webhook_id} ({url}): message {payload.get('id')} not delivered "
-                     f"after {tries} tries: {problem}", None, None)
+                     f"after {retries + 1} tries: {problem}", None, None)
         return "failed"
-    log.info("webhook %s: try %d failed (%s); retrying", webhook_id, tries, problem)
-    raise self.retry(countdown=backoff(self.request.retries))
+    log.info("webhook %s: try %d failed (%s); retrying", webhook_id, retries + 1, problem)
+    return RETRY
 
 
 def _refused(payload: object, why: str = "refused by the database") -> None:

@@ -37,7 +37,9 @@ OUTGOING, INCOMING = "outgoing", "incoming"
 SIGNATURE_HEADER = "X-SimpleChat-Signature"
 URL_MAX = 2000
 DELIVERY_TIMEOUT = 10  # seconds for connecting, and for the answer
-BACKOFF_MAX = 60
+BACKOFF_FIRST = 2.0  # seconds before the first retry; doubled each time, up to BACKOFF_MAX
+BACKOFF_MAX = 60.0
+RETRY = "retry"
 
 
 class UnsafeURL(ValueError):
@@ -208,19 +210,26 @@ def queue_deliveries(payloads: list[dict]) -> int:
 
 def _queue(hook_id: int, payload: dict) -> None:
     from ..extensions import socketio
-    from ..tasks import deliver_webhook
+    from ..tasks import attempt_delivery, deliver_webhook
 
     celery = current_app.extensions["celery"]
     if not celery.conf.task_always_eager:
         deliver_webhook.apply_async(args=(hook_id, payload))
         return
-    # Tasks run inline (embedded default, tests): deliver beside the caller, not inside it.
+    # Tasks run inline (embedded default, tests): deliver beside the caller, not inside it,
+    # with the task's tries and backoff.
     app = current_app._get_current_object()
+    max_retries = deliver_webhook.max_retries
 
     def run() -> None:
         with app.app_context():
             try:
-                deliver_webhook.apply(args=(hook_id, payload), throw=False)
+                for retries in range(max_retries + 1):
+                    if attempt_delivery(hook_id, payload, retries, max_retries) != RETRY:
+                        return
+                    socketio.sleep(backoff(retries))
+            except Exception:
+                log.exception("delivery to webhook %s failed", hook_id)
             finally:
                 db.session.remove()
 
@@ -234,4 +243,5 @@ def delivery_body(hook: Webhook, payload: dict) -> bytes:
 
 
 def backoff(retries: int) -> float:
-    return min(BACKOFF_MAX, 2 ** (retries + 1)) * (0.75 + secrets.randbelow(500) / 1000)
+    """Seconds before retry number ``retries + 1``: doubling, capped, with jitter."""
+    return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** retries) * (0.75 + secrets.randbelow(500) / 1000)
