@@ -101,6 +101,8 @@ class Config:
     CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 300)
     # The queue web processes publish to and workers consume (`celery worker -Q <name>`).
     CELERY_QUEUE = os.environ.get("CELERY_QUEUE") or "simplechat"
+    # Outgoing webhooks may call loopback and private addresses (tests, a trusted LAN).
+    WEBHOOK_ALLOW_PRIVATE = os.environ.get("WEBHOOK_ALLOW_PRIVATE", "0") == "1"
     TESTING = False
     DEBUG = False
 

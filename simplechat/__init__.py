@@ -111,6 +111,9 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     app.register_blueprint(profile_bp, url_prefix="/profile")
     app.register_blueprint(chat_bp, url_prefix="/chat")
     app.register_blueprint(api_bp, url_prefix="/api")
+    from .api import init_api
+
+    init_api(app)
 
     @app.get("/")
     def index():

@@ -73,36 +73,51 @@ def check_password(password: str) -> None:
 
 @users_cli.command("create")
 @click.argument("username")
-@click.option("--email", required=True)
+@click.option("--email", help="Required for people; a bot gets USERNAME@bots.invalid.")
 @click.option("--first-name", default="")
 @click.option("--last-name", default="")
 @click.option("--admin", is_flag=True, help="Make the user an administrator.")
-@click.password_option(help="The password (prompted for when not given).")
-def create_user(username, email, first_name, last_name, admin, password):
+@click.option("--bot", is_flag=True,
+              help="A bot: no password login, it signs in with tokens (`flask tokens create`).")
+@click.option("--password", help="The password (prompted for when not given; not for bots).")
+def create_user(username, email, first_name, last_name, admin, bot, password):
     """Create a user account."""
     if not (USERNAME_MIN <= len(username) <= USERNAME_MAX and USERNAME_RE.match(username)):
         fail(f"a username has {USERNAME_MIN} to {USERNAME_MAX} characters: letters, digits, "
              "'.', '_' or '-'")
     if username.lower() in RESERVED_USERNAMES:
         fail(f"the username {username!r} is reserved")
-    try:
-        email = validate_email(email.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
-        fail(f"invalid e-mail address: {exc}")
+    if bot and (admin or password is not None):
+        fail("a bot has no password and is not an administrator")
+    if email is None:
+        if not bot:
+            raise click.UsageError("Missing option '--email' (required unless --bot).")
+        email = f"{username.lower()}@bots.invalid"
+    else:
+        try:
+            email = validate_email(email.strip(), check_deliverability=False).normalized.lower()
+        except EmailNotValidError as exc:
+            fail(f"invalid e-mail address: {exc}")
     if len(first_name) > NAME_MAX or len(last_name) > NAME_MAX:
         fail(f"a name has at most {NAME_MAX} characters")
     if db.session.scalar(select(User).where(func.lower(User.username) == username.lower())):
         fail(f"username {username!r} is taken")
     if db.session.scalar(select(User).where(User.email == email)):
         fail(f"e-mail {email!r} is taken")
-    check_password(password)
+    if not bot and password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     user = User(username=username, email=email, first_name=first_name or username,
-                last_name=last_name, is_admin=admin)
-    user.set_password(password)
+                last_name=last_name, is_admin=admin, is_bot=bot)
+    if bot:
+        user.password_hash = "!"  # matches no password
+    else:
+        check_password(password)
+        user.set_password(password)
     db.session.add(user)
     db.session.commit()
-    record_activity("user_created", user.id, {"by": "cli", "admin": admin})
-    click.echo(f"created {'admin ' if admin else ''}user {username} (id {user.id})")
+    record_activity("user_created", user.id, {"by": "cli", "admin": admin, "bot": bot})
+    kind = "bot" if bot else ("admin user" if admin else "user")
+    click.echo(f"created {kind} {username} (id {user.id})")
 
 
 @users_cli.command("list")
@@ -118,7 +133,7 @@ def list_users(inactive):
         return
     click.echo(f"{'id':>6}  {'username':<32}  {'e-mail':<40}  flags")
     for user in users:
-        flags = ",".join(f for f, on in (("admin", user.is_admin),
+        flags = ",".join(f for f, on in (("admin", user.is_admin), ("bot", user.is_bot),
                                           ("inactive", not user.is_active)) if on)
         click.echo(f"{user.id:>6}  {user.username:<32}  {user.email:<40}  {flags or '-'}")
 
@@ -129,6 +144,8 @@ def list_users(inactive):
 def set_password(username, password):
     """Set a user's password."""
     user = find_user(username)
+    if user.is_bot:
+        fail(f"{user.username} is a bot: it signs in with tokens, not a password")
     check_password(password)
     user.set_password(password)
     db.session.commit()
@@ -151,7 +168,10 @@ def deactivate_user(username):
     record_activity("account_deactivated", user.id, {"by": "cli"})
     # After the commit: a reconnect, or an event still in flight, now finds an inactive user.
     try:
+        from .api.tokens import forget_user_tokens
+
         ended = end_user_sessions(user.id, "deactivated")
+        forget_user_tokens(user.id)
     except Exception as exc:
         fail(f"{user.username} is deactivated, but ending the sessions failed ({exc}); "
              "their events are refused within a second all the same")

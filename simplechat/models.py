@@ -50,6 +50,8 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(256))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    # A bot signs in with tokens only: its password hash matches no password.
+    is_bot: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, server_default=NOW)
 
     def set_password(self, password: str) -> None:
@@ -94,6 +96,45 @@ class UserSession(db.Model):
 
     def __repr__(self) -> str:
         return f"<UserSession {self.id} of user {self.user_id}>"
+
+
+class ApiToken(db.Model):
+    """A personal access token: ``Authorization: Bearer <token>``; only its SHA-256 is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters of the token, so its owner can tell tokens apart.
+    hint: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, server_default=NOW)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class Webhook(db.Model):
+    """An outgoing webhook (every new message POSTed to ``url``, signed with ``secret``) or an
+    incoming one (``POST /api/hooks/<secret>`` posts as ``bot_user_id``; only the hash kept)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # "outgoing" or "incoming"
+    url: Mapped[str | None] = mapped_column(String(2000))
+    # Outgoing: the signing secret (HMAC needs it). Incoming: None, and secret_hash is set.
+    secret: Mapped[str | None] = mapped_column(String(64))
+    secret_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    bot_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, server_default=NOW)
 
 
 class Conversation(db.Model):

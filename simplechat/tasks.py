@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 from datetime import datetime
 
 from celery import shared_task
+from flask import current_app
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from .chat.ids import message_id_time
 from .chat.write_buffer import write_buffer
 from .extensions import db
 from .metrics import message_write_failed, message_written
-from .models import GenericActivityLog, GenericErrorLog
+from .models import GenericActivityLog, GenericErrorLog, Webhook
 from .storage import apply_message_change, store_new_messages
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,60 @@ def _store(payloads: list[dict]) -> int:
         raise
     for message_id in new_ids:
         message_written(message_id_time(message_id))
+    _queue_webhooks(payloads, new_ids)
     return len(new_ids)
+
+
+def _queue_webhooks(payloads: list[dict], new_ids) -> None:
+    """Outgoing webhooks get each message once, when it is first stored."""
+    from .api.webhooks import queue_deliveries
+
+    new = set(new_ids)
+    try:
+        queue_deliveries([p for p in payloads if p.get("id") in new])
+    except Exception:
+        log.exception("webhook deliveries of %d message(s) not queued", len(new))
+
+
+@shared_task(name="simplechat.deliver_webhook", bind=True, max_retries=6)
+def deliver_webhook(self, webhook_id: int, payload: dict) -> str:
+    """POST one message to an outgoing webhook, signed; retried with backoff while the
+    receiver is down or answers other than 2xx, then recorded as failed in GenericErrorLog."""
+    from .api.webhooks import RETRY, backoff
+
+    outcome = attempt_delivery(webhook_id, payload, self.request.retries, self.max_retries)
+    if outcome == RETRY:
+        raise self.retry(countdown=backoff(self.request.retries))
+    return outcome
+
+
+def attempt_delivery(webhook_id: int, payload: dict, retries: int, max_retries: int) -> str:
+    """One try of a delivery: delivered, gone, refused, failed (the last try), or retry."""
+    from .api.webhooks import OUTGOING, RETRY, UnsafeURL, delivery_body, post_signed
+
+    hook = db.session.get(Webhook, webhook_id)
+    if hook is None or hook.kind != OUTGOING:
+        return "gone"
+    url, secret, body = hook.url, hook.secret, delivery_body(hook, payload)
+    db.session.remove()  # no database connection held while the receiver is slow
+    try:
+        status = post_signed(url, secret, body, current_app.config["WEBHOOK_ALLOW_PRIVATE"])
+        if 200 <= status < 300:
+            return "delivered"
+        problem = f"HTTP {status}"
+    except UnsafeURL as exc:
+        _write_error("tasks.deliver_webhook", "UnsafeURL", f"webhook {webhook_id}: {exc}",
+                     None, None)
+        return "refused"
+    except (OSError, http.client.HTTPException) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    if retries >= max_retries:
+        _write_error("tasks.deliver_webhook", "WebhookDeliveryFailed",
+                     f"webhook {webhook_id} ({url}): message {payload.get('id')} not delivered "
+                     f"after {retries + 1} tries: {problem}", None, None)
+        return "failed"
+    log.info("webhook %s: try %d failed (%s); retrying", webhook_id, retries + 1, problem)
+    return RETRY
 
 
 def _refused(payload: object, why: str = "refused by the database") -> None:

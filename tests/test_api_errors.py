@@ -179,11 +179,15 @@ def test_doubled_slash_under_api_is_a_json_404_not_a_redirect(client, auth, chat
 def test_wrong_method_answers_json_405_and_keeps_the_allow_header(client, auth, chat):
     ada, _, conversation = chat
     auth.login(ada.username)
-    for method, path in [("post", "/api/users"), ("delete", "/api/search"),
-                         ("put", f"/api/conversations/{conversation.id}/messages")]:
+    read_only = {"GET", "HEAD", "OPTIONS"}
+    for method, path, allowed in [
+        ("post", "/api/users", read_only), ("delete", "/api/search", read_only),
+        ("put", f"/api/conversations/{conversation.id}/messages", read_only | {"POST"}),
+        ("delete", "/api/me", read_only),
+    ]:
         response = getattr(client, method)(path)
         assert_json_error(response, 405, "method_not_allowed")
-        assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+        assert set(response.headers["Allow"].split(", ")) == allowed
 
 
 def test_anonymous_api_request_answers_json_401(client, chat):

@@ -10,6 +10,7 @@ from flask import g, request
 from flask_socketio import join_room, leave_room
 
 from ..activity import record_error
+from ..api.tokens import socket_token_login
 from ..auth.sessions import socket_login
 from ..extensions import end_transaction, socketio
 from ..metrics import count_join, socket_connected, socket_disconnected
@@ -30,7 +31,7 @@ from .membership import membership
 from .presence import presence, status_after
 from .read_state import mark_read, read_markers
 from .send import error, send_message
-from .sockets import SocketUser, register_socket, session_room, socket_user, unregister_socket
+from .sockets import SocketUser, register_socket, socket_user, unregister_socket
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +76,26 @@ def chat_event(name: str) -> Callable:
 
 @socketio.on("connect", namespace=NAMESPACE)
 def on_connect(auth=None):
-    # The session check: from the session cache when warm, else one SQL read (socket_login).
-    found = socket_login()
-    if found is None:
-        return False  # refused: the client gets a connect_error
-    session_id, identity = found
-    user = SocketUser(identity["user_id"], identity["username"], identity["name"], session_id)
+    # The session check: from the session cache when warm, else one SQL read (socket_login);
+    # a program sends an API token instead (auth: {"token": ...}), checked the same way.
+    if isinstance(auth, dict) and "token" in auth:
+        found = socket_token_login(auth["token"])
+        if found is None:
+            return False
+        token_id, identity = found
+        user = SocketUser(identity["user_id"], identity["username"], identity["name"], 0,
+                          token_id=token_id)
+    else:
+        found = socket_login()
+        if found is None:
+            return False  # refused: the client gets a connect_error
+        session_id, identity = found
+        user = SocketUser(identity["user_id"], identity["username"], identity["name"],
+                          session_id)
     g._login_user = user  # current_user, for anything connect calls
     end_transaction()  # a database connection goes back to the pool before the Redis work
     join_room(user_room(user.id))
-    join_room(session_room(session_id))
+    join_room(user.room)
     register_socket(request.sid, user)
     # Later events need nothing from the cookie (the user is in the registry, the session copy
     # in Flask-SocketIO's environ): without it, Flask does not decode and verify the signed

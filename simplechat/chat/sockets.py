@@ -27,6 +27,10 @@ def session_room(session_id: int) -> str:
     return f"session:{session_id}"
 
 
+def token_room(token_id: int) -> str:
+    return f"token:{token_id}"
+
+
 @dataclass
 class SocketUser:
     """The user behind one socket, as the socket's events see it (``current_user`` there)."""
@@ -34,15 +38,36 @@ class SocketUser:
     id: int
     username: str
     full_name: str
-    session_id: int
+    session_id: int  # 0 for a socket that connected with an API token
     checked_at: float = field(default_factory=time.monotonic)
     closed_at: float | None = None
+    token_id: int | None = None  # the API token it connected with, if any
     is_authenticated = True
     is_active = True
     is_anonymous = False
 
     def get_id(self) -> str:
         return str(self.id)
+
+    @property
+    def room(self) -> str:
+        """The room of the login this socket belongs to: its session's, or its token's."""
+        return token_room(self.token_id) if self.token_id else session_room(self.session_id)
+
+    def liveness(self) -> tuple[object, int]:
+        """The cache that knows this socket's login, and the login's id in it."""
+        if self.token_id:
+            from ..api.tokens import token_store
+
+            return token_store(), self.token_id
+        return services().liveness, self.session_id
+
+    def identity(self) -> dict | None:
+        if self.token_id:
+            from ..api.tokens import token_identity
+
+            return token_identity(self.token_id)
+        return session_identity(self.session_id)
 
 
 # A closed socket's entry is kept this long: events it sent just before closing (a message sent
@@ -68,10 +93,11 @@ def register_socket(sid: str, user: SocketUser) -> None:
     registry = _registry()
     _sweep(registry, time.monotonic())
     registry[sid] = user
+    store, login_id = user.liveness()
     try:
-        services().liveness.add_socket(user.session_id, sid)
+        store.add_socket(login_id, sid)
     except Exception:
-        log.warning("socket %s of session %s not recorded", sid, user.session_id, exc_info=True)
+        log.warning("socket %s of %s not recorded", sid, user.room, exc_info=True)
 
 
 def unregister_socket(sid: str) -> SocketUser | None:
@@ -79,10 +105,11 @@ def unregister_socket(sid: str) -> SocketUser | None:
     user = _registry().get(sid)
     if user is not None and user.closed_at is None:
         user.closed_at = time.monotonic()
+        store, login_id = user.liveness()
         try:
-            services().liveness.drop_socket(user.session_id, sid)
+            store.drop_socket(login_id, sid)
         except Exception:
-            log.warning("socket %s of session %s not forgotten", sid, user.session_id)
+            log.warning("socket %s of %s not forgotten", sid, user.room)
         return user
     return None
 
@@ -94,7 +121,7 @@ def socket_user(sid: str) -> SocketUser | None:
         return None
     now = time.monotonic()
     if now - user.checked_at >= current_app.config["SESSION_CHECK_INTERVAL"]:
-        identity = session_identity(user.session_id)
+        identity = user.identity()
         if identity is None or identity["user_id"] != user.id:
             _registry().pop(sid, None)
             return None
@@ -109,14 +136,23 @@ def close_session_sockets(session_id: int, reason: str) -> int:
     This process's sockets get ``session_ended`` straight away, before their close; the others'
     processes get the event and then the close through the message queue, in that order.
     Returns how many sockets were asked to close."""
+    return _close_sockets(session_room(session_id), services().liveness, session_id, reason)
+
+
+def close_token_sockets(token_id: int, reason: str) -> int:
+    """The same for the sockets of an API token (revoked, or its user deactivated)."""
+    from ..api.tokens import token_store
+
+    return _close_sockets(token_room(token_id), token_store(), token_id, reason)
+
+
+def _close_sockets(target: str, store, login_id: int, reason: str) -> int:
     server = socketio.server
-    target = session_room(session_id)
     local = {sid for sid, _eio in server.manager.get_participants(NAMESPACE, target)}
     try:
-        everywhere = services().liveness.sockets(session_id)
+        everywhere = store.sockets(login_id)
     except Exception:
-        log.warning("sockets of session %s unknown beyond this process", session_id,
-                    exc_info=True)
+        log.warning("sockets of %s unknown beyond this process", target, exc_info=True)
         everywhere = set()
     registry = _registry()
     for sid in local:

@@ -8,11 +8,14 @@ from wtforms.validators import DataRequired, Length, ValidationError
 from ..auth.forms import (
     PASSWORD_MAX,
     PostedForm,
+    TextField,
     TextPasswordField,
     email_field,
     email_taken,
     name_field,
     new_password_fields,
+    no_control_characters,
+    strip,
 )
 
 
@@ -39,3 +42,11 @@ class ChangePasswordForm(PostedForm):
             return
         if not current_user.check_password(field.data):
             raise ValidationError("That is not your current password.")
+
+
+class NewTokenForm(PostedForm):
+    name = TextField(
+        "Token name", filters=[strip],
+        validators=[DataRequired(), Length(max=64), no_control_characters],
+        description="What the token is for, e.g. “deploy bot”; up to 64 characters.",
+    )

@@ -23,7 +23,7 @@ from ..auth.sessions import (
 from ..extensions import db
 from ..models import User, UserSession
 from . import bp
-from .forms import ChangePasswordForm, EditProfileForm
+from .forms import ChangePasswordForm, EditProfileForm, NewTokenForm
 
 
 def user_by_username(username: str) -> User | None:
@@ -119,6 +119,37 @@ def sign_out_others():
     record_activity("sessions_signed_out", current_user.id, {"count": ended.sessions})
     flash(f"{ended.sessions} other session(s) signed out.", "success")
     return redirect(url_for("profile.sessions"))
+
+
+@bp.route("/tokens", methods=["GET", "POST"])
+@login_required
+def tokens():
+    """Personal access tokens for the JSON API: a new one is shown on this answer only."""
+    from ..api.tokens import create_token, live_tokens
+
+    form = NewTokenForm()
+    created = None
+    if form.validate_on_submit():
+        created = create_token(current_user, form.name.data)
+        record_activity("token_created", current_user.id, {"token_id": created.row.id})
+        form = NewTokenForm(formdata=None)
+    return render_template("profile/tokens.html", form=form, created=created,
+                           tokens=live_tokens(current_user.id))
+
+
+@bp.post("/tokens/<id:token_id>/revoke")
+@login_required
+def revoke_token(token_id: int):
+    from ..api.tokens import revoke_tokens
+    from ..models import ApiToken
+
+    row = db.session.get(ApiToken, token_id)
+    if row is None or row.user_id != current_user.id or row.revoked_at is not None:
+        abort(404)
+    revoke_tokens([row])
+    record_activity("token_revoked", current_user.id, {"token_id": row.id})
+    flash(f"The token “{row.name}” has been revoked.", "success")
+    return redirect(url_for("profile.tokens"))
 
 
 @bp.get("/<username>")

@@ -1,0 +1,35 @@
+"""Who calls an /api/ route: the bearer token's user, else the session cookie's (whose writes
+need the X-CSRFToken header), else nobody."""
+
+from __future__ import annotations
+
+from flask import current_app, g, request
+from flask_login import current_user
+
+from ..extensions import csrf
+from ..http_errors import api_error, is_api_request
+from .tokens import bearer_user
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# Routes that authenticate by a secret in their URL, not by a token or a cookie.
+SECRET_URL_ENDPOINTS = frozenset({"rest.incoming_hook"})
+
+
+def authenticate_api_request():
+    if not is_api_request() or request.endpoint in SECRET_URL_ENDPOINTS:
+        return None
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, raw = header.strip().partition(" ")
+        found = bearer_user(raw.strip()) if scheme.lower() == "bearer" else None
+        if found is None:
+            response = api_error("unauthorized", 401)
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            return response
+        g.api_token, g._login_user = found  # current_user from here on
+        g.log_user_id = found[1].id
+        return None  # a token is not sent by browsers on their own: no CSRF check
+    if (request.method not in SAFE_METHODS and current_app.config.get("WTF_CSRF_ENABLED", True)
+            and request.blueprint in ("rest", "api") and current_user.is_authenticated):
+        csrf.protect()  # CSRFError: the JSON 400 "csrf"
+    return None

@@ -1,0 +1,214 @@
+"""The JSON API's bodies, query strings and answers as pydantic models: requests are
+validated with them, and the OpenAPI document is generated from them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from ..chat.forms import MAX_PARTICIPANTS
+from ..chat.ids import parse_message_id
+from ..strict_numbers import MAX_ID, parse_int
+
+TITLE_MAX = 120
+
+
+def _ascii_int(low: int, high: int):
+    """A query-string integer in ASCII digits only (no sign, blank or ``_``), in bounds."""
+
+    def parse(value: object) -> object:
+        if isinstance(value, str):
+            parsed = parse_int(value, low, high)
+            if parsed is None:
+                raise ValueError(f"an integer from {low} to {high} in ASCII digits")
+            return parsed
+        return value
+
+    return BeforeValidator(parse)
+
+
+def _message_id(value: object) -> object:
+    parsed = parse_message_id(value)
+    if parsed is None:
+        raise ValueError("a message id (UUIDv7)")
+    return parsed
+
+
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+MessageId = Annotated[str, BeforeValidator(_message_id),
+                      WithJsonSchema({"type": "string", "format": "uuid",
+                                      "pattern": UUID_PATTERN,
+                                      "description": "a message id (UUIDv7)"})]
+UserId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Body(BaseModel):
+    """A JSON body: exact types (no "1" for 1), no unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class UserSearchQuery(Query):
+    q: Annotated[str, Field(max_length=100, pattern=r"^[^\x00]*$",
+                            description="start of a username or name, or a whole e-mail")] = ""
+
+
+class HistoryQuery(Query):
+    before: MessageId | None = Field(None, description="messages older than this id")
+    after: MessageId | None = Field(None, description="messages newer than this id")
+    limit: Annotated[int, _ascii_int(1, MAX_ID)] = Field(
+        50, ge=1, le=MAX_ID,
+        description="page size, capped by CHAT_HISTORY_PAGE_MAX (default 100); with `after` "
+                    "the catch-up size is CHAT_RECENT_MESSAGES")
+
+
+class SearchQuery(Query):
+    q: Annotated[str, Field(max_length=200)] = ""
+    page: Annotated[int, _ascii_int(1, 1000)] = Field(1, ge=1, le=1000)
+
+
+class NewConversation(Body):
+    participants: Annotated[list[UserId], Field(min_length=1, max_length=MAX_PARTICIPANTS)] = (
+        Field(description="ids of the other participants (yours is added)"))
+    title: Annotated[str, Field(max_length=TITLE_MAX)] | None = Field(
+        None, description="title of a group conversation (ignored for a direct one)")
+
+
+class NewMessage(Body):
+    message: str = Field(description="the text; trimmed, at most CHAT_MAX_MESSAGE_LENGTH")
+    client_id: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None, description="your id for this send: a retry with the same id is answered with "
+                          "the original message, never stored twice")
+    reply_to: MessageId | None = Field(None, description="the id of the message answered")
+    attachments: Annotated[list[Any], Field(max_length=10)] | None = Field(
+        None, description="attachments, as the send_message event takes them")
+
+
+class IncomingHookMessage(Body):
+    message: str
+    client_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
+# --------------------------------------------------------------------------- answers
+
+
+class Error(BaseModel):
+    ok: Literal[False]
+    error: str = Field(description="invalid, empty, too_long, unauthorized, csrf, forbidden, "
+                                   "not_found, method_not_allowed, conflict, too_large, "
+                                   "rate_limited, unavailable, internal")
+    retry_after: float | None = Field(None, description="seconds to wait (rate_limited)")
+    max_length: int | None = Field(None, description="the limit (too_long)")
+
+
+class Me(BaseModel):
+    id: int
+    username: str
+    first_name: str
+    last_name: str
+    name: str
+    is_bot: bool
+
+
+class Person(BaseModel):
+    id: int
+    username: str
+    name: str
+    is_bot: bool
+
+
+class Message(BaseModel):
+    """A message as every client sees it (the socket's ``message`` event)."""
+
+    id: str
+    conversation_id: int
+    sender: int | None
+    sender_name: str | None
+    message: str
+    timestamp: str = Field(description="UTC, YYYY-MM-DD HH:MM:SS")
+    client_id: str | None
+    edited_at: str | None = None
+    deleted: bool | None = None
+
+
+class LastMessage(BaseModel):
+    id: str
+    sender: int | None
+    message: str
+    timestamp: str
+
+
+class Conversation(BaseModel):
+    id: int
+    title: str
+    is_group: bool
+    participants: list[Person]
+    last_message: LastMessage | None
+    unread: int
+
+
+class ConversationList(BaseModel):
+    ok: Literal[True]
+    conversations: list[Conversation]
+
+
+class ConversationAnswer(BaseModel):
+    ok: Literal[True]
+    conversation: Conversation
+    created: bool
+
+
+class ConversationOne(BaseModel):
+    ok: Literal[True]
+    conversation: Conversation
+
+
+class MessagesPage(BaseModel):
+    ok: Literal[True]
+    messages: list[Message]
+    has_more: bool
+
+
+class Sent(BaseModel):
+    ok: Literal[True]
+    message: Message
+    duplicate: bool | None = Field(None, description="true: a retry, the original answered")
+
+
+class UserOption(BaseModel):
+    id: int
+    text: str
+
+
+class UserSearch(BaseModel):
+    results: list[UserOption]
+
+
+class SnippetPart(BaseModel):
+    text: str
+    match: bool
+
+
+class SearchHit(BaseModel):
+    id: str
+    conversation_id: int
+    conversation_title: str
+    sender: int | None
+    sender_name: str | None
+    timestamp: str
+    snippet: list[SnippetPart]
+
+
+class SearchPage(BaseModel):
+    ok: Literal[True]
+    results: list[SearchHit]
+    page: int
+    has_more: bool

@@ -1,0 +1,209 @@
+"""Webhooks against a real local HTTP receiver: signed deliveries, retries while the receiver is
+down, a recorded failure after the last try, addresses refused (server-side request forgery),
+and the incoming hook."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from conftest import app_in_context
+from sqlalchemy import select
+
+from simplechat.api import webhooks
+from simplechat.api.tokens import create_token
+from simplechat.api.webhooks import UnsafeURL, checked_addresses
+from simplechat.extensions import db
+from simplechat.models import GenericErrorLog, Message, User, Webhook
+
+
+class Receiver:
+    """An HTTP server in a thread that records each POST; answers 503 to the first ``fail``."""
+
+    def __init__(self, fail: int = 0):
+        self.fail = fail
+        self.requests: list[tuple[dict, bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = 503 if len(receiver.requests) <= receiver.fail else 204
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook?x=1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def wait_for(probe, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+    return value
+
+
+@pytest.fixture
+def app(database_uri, redis_url, monkeypatch):
+    # The same doubling backoff, from 20 ms: tasks run inline here, retries included.
+    monkeypatch.setattr(webhooks, "BACKOFF_FIRST", 0.02)
+    yield from app_in_context(database_uri, redis_url, CHAT_RATE_LIMIT="off",
+                              WEBHOOK_ALLOW_PRIVATE=True)
+
+
+@pytest.fixture
+def chat(make_user, make_conversation):
+    ada, bob = make_user("ada"), make_user("bob")
+    return ada, bob, make_conversation(ada, bob)
+
+
+@pytest.fixture
+def receiver():
+    made = []
+
+    def make(fail: int = 0) -> Receiver:
+        made.append(Receiver(fail))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def outgoing(runner, conversation_id: int, url: str) -> str:
+    result = runner.invoke(args=["webhooks", "create", "--conversation", str(conversation_id),
+                                 "--url", url])
+    assert result.exit_code == 0, result.output
+    return result.output.strip().splitlines()[-1]
+
+
+def post(client, ada, conversation_id, text):
+    token = create_token(ada, "t").secret
+    answer = client.post(f"/api/conversations/{conversation_id}/messages", json={"message": text},
+                         headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 201, answer.get_data(as_text=True)
+    return answer.get_json()["message"]
+
+
+def failures() -> list[GenericErrorLog]:
+    db.session.rollback()
+    return list(db.session.scalars(select(GenericErrorLog)))
+
+
+def test_a_new_message_is_posted_signed_to_the_outgoing_hook(runner, client, chat, receiver):
+    ada, _, conversation = chat
+    hook = receiver()
+    secret = outgoing(runner, conversation.id, hook.url)
+    assert len(secret) == 64
+    message = post(client, ada, conversation.id, "ping the hook")
+    wait_for(lambda: hook.requests)
+    headers, body = hook.requests[0]
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["x-simplechat-signature"] == expected
+    assert headers["content-type"] == "application/json"
+    sent = json.loads(body)
+    assert sent["event"] == "message" and sent["conversation_id"] == conversation.id
+    assert sent["message"]["id"] == message["id"]
+    assert sent["message"]["message"] == "ping the hook"
+    # A retried send is not a new message: no second delivery.
+    listed = runner.invoke(args=["webhooks", "list"])
+    assert hook.url in listed.output
+
+
+def test_a_receiver_that_is_down_is_retried_until_it_answers(runner, client, chat, receiver):
+    ada, _, conversation = chat
+    hook = receiver(fail=3)
+    secret = outgoing(runner, conversation.id, hook.url)
+    post(client, ada, conversation.id, "eventually")
+    wait_for(lambda: len(hook.requests) >= 4)
+    bodies = {body for _, body in hook.requests}
+    assert len(bodies) == 1  # the same delivery each time
+    for headers, body in hook.requests:
+        assert hmac.compare_digest(
+            headers["x-simplechat-signature"],
+            "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest())
+    time.sleep(0.3)
+    assert len(hook.requests) == 4 and failures() == []
+
+
+def test_a_receiver_that_stays_down_is_recorded_as_failed(runner, client, chat, receiver):
+    ada, _, conversation = chat
+    hook = receiver(fail=1000)
+    outgoing(runner, conversation.id, hook.url)
+    message = post(client, ada, conversation.id, "nobody listens")
+    rows = wait_for(lambda: [r for r in failures() if r.error_type == "WebhookDeliveryFailed"])
+    assert len(hook.requests) == 7  # the first try and six retries
+    assert message["id"] in rows[0].message and "HTTP 503" in rows[0].message
+
+
+def test_private_addresses_are_refused_unless_allowed(app, runner, chat):
+    _, _, conversation = chat
+    for url in ("http://127.0.0.1/", "http://localhost:8000/x", "http://10.1.2.3/",
+                "http://192.168.0.1/", "http://[::1]/", "http://169.254.169.254/latest",
+                "http://[::ffff:127.0.0.1]/", "http://0.0.0.0/"):
+        with pytest.raises(UnsafeURL):
+            checked_addresses(url, allow_private=False)
+        checked_addresses(url, allow_private=True)
+    for url in ("ftp://example.com/", "http:///nohost", "http://user:pw@93.184.216.34/",
+                "javascript:alert(1)"):
+        with pytest.raises(UnsafeURL):
+            checked_addresses(url, allow_private=True)
+    assert checked_addresses("https://93.184.216.34/hook", False)[2] == ["93.184.216.34"]
+    app.config["WEBHOOK_ALLOW_PRIVATE"] = False
+    refused = runner.invoke(args=["webhooks", "create", "--conversation", str(conversation.id),
+                                  "--url", "http://127.0.0.1:9/x"])
+    assert refused.exit_code == 1 and "private" in refused.output
+    assert db.session.scalars(select(Webhook)).all() == []
+
+
+def test_delivery_checks_the_address_again(app, runner, client, chat, receiver):
+    """A hook made while private addresses were allowed (or whose name now resolves to one,
+    DNS rebinding) is refused at delivery, and that is recorded."""
+    ada, _, conversation = chat
+    hook = receiver()
+    outgoing(runner, conversation.id, hook.url)
+    app.config["WEBHOOK_ALLOW_PRIVATE"] = False
+    post(client, ada, conversation.id, "not to a private address")
+    rows = wait_for(lambda: [r for r in failures() if r.error_type == "UnsafeURL"])
+    assert "private" in rows[0].message and hook.requests == []
+
+
+def test_an_incoming_hook_posts_as_its_bot(runner, client, chat):
+    ada, _, conversation = chat
+    made = runner.invoke(args=["webhooks", "create", "--conversation", str(conversation.id),
+                               "--incoming", "--name", "Deploys"])
+    assert made.exit_code == 0, made.output
+    path = made.output.strip().splitlines()[-1]
+    assert path.startswith("/api/hooks/")
+    answer = client.post(path, json={"message": "build 42 is green"})
+    assert answer.status_code == 201, answer.get_data(as_text=True)
+    bot = db.session.scalar(select(User).where(User.is_bot.is_(True)))
+    assert bot.first_name == "Deploys"
+    assert answer.get_json()["message"]["sender"] == bot.id
+    db.session.expire_all()
+    stored = db.session.scalars(select(Message)).all()
+    assert [(m.sender_id, m.text) for m in stored] == [(bot.id, "build 42 is green")]
+    assert client.post(path, json={"nope": 1}).status_code == 400
+    assert client.post("/api/hooks/not-a-secret", json={"message": "x"}).status_code == 404
+    hook_id = db.session.scalar(select(Webhook.id))
+    assert runner.invoke(args=["webhooks", "delete", str(hook_id)]).exit_code == 0
+    gone = client.post(path, json={"message": "after delete"})
+    assert gone.status_code == 404 and gone.get_json() == {"ok": False, "error": "not_found"}
