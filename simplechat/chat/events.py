@@ -28,6 +28,7 @@ from .groups import add_participants, leave_conversation, rename_conversation
 from .history import messages_after, recent_messages
 from .ids import parse_message_id
 from .presence import presence, status_after
+from .reactions import react
 from .read_state import mark_read, read_markers
 from .send import error, send_message
 from .sockets import SocketUser, register_socket, session_room, socket_user, unregister_socket
@@ -175,6 +176,8 @@ def on_send_message(user: SocketUser, data: dict) -> dict:
         data.get("conversation_id"),
         data.get("message"),
         data.get("client_id"),
+        data.get("reply_to"),
+        data.get("attachments"),
     )
 
 
@@ -222,6 +225,11 @@ def on_edit_message(user: SocketUser, data: dict) -> dict:
 @chat_event("delete_message")
 def on_delete_message(user: SocketUser, data: dict) -> dict:
     return delete_message(user, data)
+
+
+@chat_event("react")
+def on_react(user: SocketUser, data: dict) -> dict:
+    return react(user, data)
 
 
 @chat_event("rename_conversation")
