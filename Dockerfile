@@ -25,8 +25,8 @@ RUN pip install -r requirements.txt
 COPY config.py wsgi.py celery_worker.py gunicorn.conf.py ./
 COPY migrations ./migrations
 COPY simplechat ./simplechat
-RUN mkdir -p /app/instance /tmp/simplechat-metrics \
-    && chown simplechat:simplechat /app/instance /tmp/simplechat-metrics
+RUN mkdir -p /app/instance /tmp/simplechat-metrics /data/attachments \
+    && chown simplechat:simplechat /app/instance /tmp/simplechat-metrics /data/attachments
 
 USER simplechat
 ENV SIMPLECHAT_CONFIG=production \

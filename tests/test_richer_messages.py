@@ -108,7 +108,7 @@ def test_an_edit_renders_again_and_resolves_mentions_again(app, trio):
                                       "message": "now *for* @bob"})
     assert edited["ok"], edited
     assert edited["message"]["html"] == (
-        '<p>now <em>for</em> <span class="mention" data-user-id="%d">@bob</span></p>' % bob.id)
+        f'<p>now <em>for</em> <span class="mention" data-user-id="{bob.id}">@bob</span></p>')
     assert edited["message"]["mentions"] == [bob.id]
     assert [m["message"]["id"] for m in events(b, "mention")] == [sent["id"]]
     db.session.rollback()

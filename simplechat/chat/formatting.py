@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 
 import nh3
 from markdown_it import MarkdownIt
@@ -93,11 +94,26 @@ def _render_mention(self, tokens, idx, options, env) -> str:
 
 
 
+def _link_pretest(pretest: Callable[[str], bool]) -> Callable[[str], bool]:
+    """linkify-it's pretest, after a plain substring check: without fuzzy domains a link needs
+    "//", "mailto:" or "@", and its pretest regex costs milliseconds on a long message."""
+
+    def quick(text: str) -> bool:
+        return ("//" in text or "@" in text or "mailto:" in text.lower()) and pretest(text)
+
+    return quick
+
+
 @functools.cache
 def _parser() -> MarkdownIt:
     # CommonMark without raw HTML; a single newline is a line break, as people type in a chat.
     md = MarkdownIt("commonmark", {"html": False, "linkify": True, "breaks": True})
     md.enable("linkify")
+    # Bare URLs with their scheme and e-mail addresses become links; a bare domain does not
+    # ("notes.md", "setup.py" are file names more often than hosts), which also lets most text
+    # skip the link search (linkify-it's pretest), the costly part of rendering a long message.
+    md.linkify.set({"fuzzy_link": False})
+    md.linkify.pretest = _link_pretest(md.linkify.pretest)
     md.disable("image")  # ![alt](url) reads as "!" and a link: no pictures from other hosts
     md.core.ruler.push("mentions", _mention_rule)
     md.add_render_rule("mention", _render_mention)
