@@ -28,8 +28,8 @@ COPY simplechat ./simplechat
 # container; the web processes serve them read-only (simplechat/static_files.py).
 ENV STATIC_BUILD_DIR=/app/static-build
 RUN python -m simplechat.static_files /app/static-build
-RUN mkdir -p /app/instance /tmp/simplechat-metrics \
-    && chown simplechat:simplechat /app/instance /tmp/simplechat-metrics
+RUN mkdir -p /app/instance /tmp/simplechat-metrics /data/attachments \
+    && chown simplechat:simplechat /app/instance /tmp/simplechat-metrics /data/attachments
 
 USER simplechat
 ENV SIMPLECHAT_CONFIG=production \

@@ -68,6 +68,10 @@ class Config:
     CHAT_DEDUPE_WINDOW = env_int("CHAT_DEDUPE_WINDOW", 600)  # seconds a client_id is remembered
     CHAT_HISTORY_PAGE_MAX = env_int("CHAT_HISTORY_PAGE_MAX", 100)
     CHAT_EDIT_WINDOW = env_int("CHAT_EDIT_WINDOW", 900)  # seconds a message can be changed
+    # Largest attachment, bytes (10 MiB); a larger upload is answered 413 before it is read.
+    CHAT_MAX_ATTACHMENT_BYTES = env_int("CHAT_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
+    # Where attachments are kept: shared by every web process and worker (default: instance/).
+    ATTACHMENT_DIR = os.environ.get("ATTACHMENT_DIR") or None
     CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 60)  # a socket without heartbeat goes offline
     # A login session unused for this many days ends; "remember me" keeps one for this many.
     SESSION_IDLE_DAYS = env_int("SESSION_IDLE_DAYS", 14)

@@ -25,6 +25,9 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     config_name = config_name or os.environ.get("SIMPLECHAT_CONFIG") or "development"
     config_class = config_classes[config_name]
     app = Flask(__name__, instance_relative_config=True)
+    from .attachments import ChatRequest
+
+    app.request_class = ChatRequest  # an upload's body may be larger than other requests'
     app.config.from_object(config_class)
     if overrides:
         app.config.update(overrides)
@@ -114,6 +117,10 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     from .api import init_api
 
     init_api(app)
+
+    from .attachments import bp as attachments_bp
+
+    app.register_blueprint(attachments_bp, url_prefix="/api")
 
     @app.get("/")
     def index():

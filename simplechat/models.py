@@ -1,4 +1,5 @@
-"""SQLAlchemy models: users and their sessions, conversations, messages, the two log tables."""
+"""SQLAlchemy models: users and their sessions, conversations, messages (with their reactions
+and attachments), the two log tables."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ NOW = text("CURRENT_TIMESTAMP")
 BigId = BigInteger().with_variant(Integer, "sqlite")
 # MySQL's DATETIME drops fractions of a second unless asked to keep them.
 PreciseDateTime = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+# MariaDB's default utf8mb4 collations compare most emoji as equal: a reaction is compared
+# byte for byte.
+EmojiString = String(64).with_variant(mysql.VARCHAR(64, collation="utf8mb4_bin"),
+                                      "mysql", "mariadb")
 
 
 def utcnow() -> datetime:
@@ -190,6 +195,54 @@ class Message(db.Model):
     created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
     edited_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
     # A deleted message stays as a tombstone (empty text) so history keeps its place.
+    deleted_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+    # "text", or "system" for a line about the group (a rename, people added, a departure).
+    kind: Mapped[str] = mapped_column(String(16), default="text", server_default="text")
+    # The sanitized HTML rendering of ``text``, made once when it was sent or edited.
+    html: Mapped[str | None] = mapped_column(Text)
+    # The message this one answers (no foreign key: it may reach SQL in a later batch).
+    reply_to_id: Mapped[str | None] = mapped_column(String(36))
+    mentions: Mapped[list | None] = mapped_column(JSON)  # user ids
+    system: Mapped[dict | None] = mapped_column(JSON)  # what a system line is about
+
+
+class Reaction(db.Model):
+    """One user's emoji on one message (no foreign key to the message: a reaction may be
+    stored before the message's own batch)."""
+
+    __tablename__ = "reactions"
+    __table_args__ = (
+        UniqueConstraint("message_id", "user_id", "emoji", name="uq_reaction"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(36), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    emoji: Mapped[str] = mapped_column(EmojiString)
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime, default=utcnow,
+                                                 server_default=NOW)
+
+
+class Attachment(db.Model):
+    """A file uploaded to a conversation; ``message_id`` is set once a message carries it."""
+
+    __tablename__ = "attachments"
+
+    # Random, unguessable, and the file's key in the attachment store (never the user's name).
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    uploader_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                             index=True)
+    message_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(127))
+    size: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    has_thumbnail: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, server_default=NOW)
+    # Set when its message is deleted: the file is no longer served (and is removed).
     deleted_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
 
 

@@ -1,29 +1,32 @@
-"""Writing messages to SQL, idempotent on the message id."""
+"""Writing messages (and their reactions) to SQL, idempotent on the message id."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert, or_, update
+from sqlalchemy import delete, insert, or_, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .chat.ids import message_id_time
 from .extensions import db
-from .models import Conversation, GenericActivityLog, Message
+from .models import Attachment, Conversation, GenericActivityLog, Message, Reaction, utcnow
 
 
-def _insert_ignoring_duplicates(rows: list[dict]):
+def _insert_ignoring_duplicates(rows: list[dict], table=None,
+                                conflict: tuple[str, ...] | None = ("id",)):
+    """An INSERT that skips rows whose key (``conflict``; None: any unique key) is taken."""
     dialect = db.session.get_bind().dialect.name
-    table = Message.__table__
+    table = Message.__table__ if table is None else table
+    conflict = list(conflict) if conflict else None
     if dialect == "postgresql":
-        return pg_insert(table).values(rows).on_conflict_do_nothing(index_elements=["id"])
+        return pg_insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict)
     if dialect in ("mysql", "mariadb"):
         stmt = mysql_insert(table).values(rows)
-        return stmt.on_duplicate_key_update(id=stmt.inserted.id)
+        return stmt.on_duplicate_key_update(id=table.c.id)  # a no-op: the row stays as it is
     if dialect == "sqlite":
-        return sqlite_insert(table).values(rows).on_conflict_do_nothing(index_elements=["id"])
+        return sqlite_insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict)
     raise RuntimeError(f"unsupported database dialect {dialect}")
 
 
@@ -49,6 +52,11 @@ def store_new_messages(payloads: list[dict]) -> list[str]:
             "sender_id": int(p["sender"]),
             "text": p["message"],
             "created_at": message_id_time(p["id"]),
+            "kind": p.get("kind") or "text",
+            "html": p.get("html"),
+            "reply_to_id": (p.get("reply_to") or {}).get("id"),
+            "mentions": p.get("mentions") or None,
+            "system": p.get("system"),
         }
     existing = set(
         db.session.scalars(db.select(Message.id).where(Message.id.in_(list(rows))))
@@ -96,10 +104,32 @@ def apply_message_change(payload: dict, changed_at: datetime) -> bool:
     table = Message.__table__
     stmt = update(table).where(table.c.id == payload["id"], table.c.deleted_at.is_(None))
     if payload.get("deleted"):
-        stmt = stmt.values(text="", deleted_at=changed_at)
+        stmt = stmt.values(text="", html="", mentions=None, deleted_at=changed_at)
+        # Its files are no longer served (the caller removes them from the store).
+        db.session.execute(update(Attachment).where(
+            Attachment.message_id == payload["id"], Attachment.deleted_at.is_(None),
+        ).values(deleted_at=changed_at))
     else:
         stmt = stmt.where(or_(table.c.edited_at.is_(None), table.c.edited_at < changed_at))
-        stmt = stmt.values(text=payload["message"], edited_at=changed_at)
+        stmt = stmt.values(text=payload["message"], html=payload.get("html"),
+                           mentions=payload.get("mentions") or None, edited_at=changed_at)
+    changed = db.session.execute(stmt).rowcount > 0
+    db.session.commit()
+    return changed
+
+
+def apply_reaction(payload: dict, user_id: int, emoji: str, on: bool) -> bool:
+    """Store a reaction set (``on``) or taken back; the message is stored first if its own
+    batch has not reached SQL yet. Returns whether a row changed."""
+    store_messages([payload])
+    table = Reaction.__table__
+    if on:
+        stmt = _insert_ignoring_duplicates([{"message_id": payload["id"], "user_id": user_id,
+                                             "emoji": emoji, "created_at": utcnow()}],
+                                           table, conflict=None)
+    else:
+        stmt = delete(table).where(table.c.message_id == payload["id"],
+                                   table.c.user_id == user_id, table.c.emoji == emoji)
     changed = db.session.execute(stmt).rowcount > 0
     db.session.commit()
     return changed

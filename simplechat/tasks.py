@@ -15,7 +15,7 @@ from .chat.write_buffer import write_buffer
 from .extensions import db
 from .metrics import message_write_failed, message_written
 from .models import GenericActivityLog, GenericErrorLog, Webhook
-from .storage import apply_message_change, store_new_messages
+from .storage import apply_message_change, apply_reaction, store_new_messages
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,22 @@ def _refused(payload: object, why: str = "refused by the database") -> None:
 def store_message_change(payload: dict, changed_at: str) -> bool:
     """Write an edit or a deletion to SQL (idempotent; order-independent)."""
     try:
-        return apply_message_change(payload, datetime.fromisoformat(changed_at))
+        changed = apply_message_change(payload, datetime.fromisoformat(changed_at))
+    except DBAPIError:
+        db.session.rollback()
+        raise
+    if payload.get("deleted"):
+        from .attachments.records import remove_files_of
+
+        remove_files_of(payload["id"])
+    return changed
+
+
+@shared_task(name="simplechat.store_reaction", **_RETRY)
+def store_reaction(payload: dict, user_id: int, emoji: str, on: bool) -> bool:
+    """Write a reaction set or taken back (idempotent); stores the message first if needed."""
+    try:
+        return apply_reaction(payload, user_id, emoji, on)
     except DBAPIError:
         db.session.rollback()
         raise

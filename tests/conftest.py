@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 import uuid
 
 import pytest
@@ -72,6 +73,7 @@ def make_app(database_uri: str, redis_url: str | None, **overrides):
         "REDIS_URL": redis_url,
         "REDIS_KEY_PREFIX": prefix,
         "SOCKETIO_MESSAGE_QUEUE": None,
+        "ATTACHMENT_DIR": tempfile.mkdtemp(prefix="simplechat-attachments-"),
     }
     settings.update(overrides)
     app = create_app("testing", settings)

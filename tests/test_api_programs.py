@@ -272,18 +272,38 @@ def test_users_and_search_take_tokens(client, world):
     assert_error(client.get("/api/search?page=0", headers=token), 400, "invalid")
 
 
-def test_reply_to_and_attachments_need_a_send_path_that_takes_them(client, world):
-    import inspect
+def test_a_token_uploads_and_sends_a_reply_with_the_attachment(client, world):
+    """The upload route takes bearer tokens without a CSRF header; the REST send takes
+    reply_to and attachments as the socket event does."""
+    import io
 
-    from simplechat.chat.send import send_message
-
-    path = f"/api/conversations/{world['conversation'].id}/messages"
-    answer = client.post(path, headers=bearer(world["token"]),
-                         json={"message": "x", "attachments": []})
-    if "attachments" in inspect.signature(send_message).parameters:
-        assert answer.status_code in (201, 400)
-    else:
-        assert_error(answer, 400, "invalid")
+    cid = world["conversation"].id
+    messages = f"/api/conversations/{cid}/messages"
+    first = client.post(messages, headers=bearer(world["token"]), json={"message": "first"})
+    assert first.status_code == 201, first.get_json()
+    upload = client.post(f"/api/conversations/{cid}/attachments", headers=bearer(world["token"]),
+                         data={"file": (io.BytesIO(b"%PDF-1.4 plan"), "plan.pdf")},
+                         content_type="multipart/form-data")
+    assert upload.status_code == 201, upload.get_json()
+    attachment = upload.get_json()["attachment"]
+    assert client.post(f"/api/conversations/{cid}/attachments",
+                       headers=bearer(world["eve_token"]),
+                       data={"file": (io.BytesIO(b"x"), "x.txt")},
+                       content_type="multipart/form-data").status_code == 404
+    assert_error(client.post(messages, headers=bearer(world["token"]),
+                             json={"message": "x", "attachments": [attachment["id"]] * 11}),
+                 400, "too_many")
+    sent = client.post(messages, headers=bearer(world["token"]), json={
+        "message": "see the plan", "reply_to": first.get_json()["message"]["id"],
+        "attachments": [attachment["id"]]})
+    assert sent.status_code == 201, sent.get_json()
+    message = sent.get_json()["message"]
+    assert message["reply_to"]["preview"] == "first"
+    assert [a["id"] for a in message["attachments"]] == [attachment["id"]]
+    download = client.get(attachment["url"], headers=bearer(world["token"]))
+    assert download.status_code == 200 and download.data == b"%PDF-1.4 plan"
+    assert download.headers["Content-Disposition"].startswith("attachment")
+    assert client.get(attachment["url"], headers=bearer(world["eve_token"])).status_code == 404
 
 
 # --------------------------------------------------------------------------- the document

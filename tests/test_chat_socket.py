@@ -46,7 +46,11 @@ def test_two_users_exchange_messages(pair, socket_client):
     assert message["client_id"] == "tab1-1"
     assert TIMESTAMP.match(message["timestamp"])
     assert set(message) == {"message", "sender", "timestamp", "id", "conversation_id",
-                            "sender_name", "client_id"}
+                            "sender_name", "client_id", "kind", "html", "reply_to", "mentions",
+                            "reactions", "attachments"}
+    assert (message["kind"], message["html"], message["reply_to"], message["mentions"],
+            message["reactions"], message["attachments"]) == (
+        "text", "<p>hello bob</p>", None, [], {}, [])
 
     reply = b.emit("send_message", {"conversation_id": conversation.id, "message": "hi ada"},
                    namespace="/chat", callback=True)

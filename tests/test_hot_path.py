@@ -141,6 +141,32 @@ def test_a_send_is_one_redis_round_trip(app, chatting):
         assert counts == {"redis": 1}, (rate, counts)
 
 
+def test_a_formatted_send_is_still_one_round_trip_and_a_mention_two(app, chatting):
+    """Rendering costs no round trip; a mention reads the members once more, only then, and
+    no SQL once the name is known to this process."""
+    if app.extensions["simplechat"].redis is None:
+        pytest.skip("the embedded default has no Redis to count")
+    ada, bob, conversation, a, b = chatting
+    svc = app.extensions["simplechat"]
+    svc.limiter.rate = None
+    app.extensions["celery"].conf.task_always_eager = False
+    with app.app_context():
+        flag = write_buffer().flag_key
+    expected = [("**bold** `code` https://example.com a@b.example", {"redis": 1}),
+                ("@bob first", {"redis": 2, "sql": None}),  # the name is read from SQL once
+                ("@bob again", {"redis": 2}),
+                ("@nobody-here", {"redis": 1, "sql": None}),  # no such user: no members read
+                ("@nobody-here again", {"redis": 1})]
+    for text, trips in expected:
+        svc.redis.set(flag, "1", ex=60)
+        with counting(app) as counts:
+            ack = emit(a, "send_message", {"conversation_id": conversation.id, "message": text})
+        assert ack["ok"] is True, ack
+        assert counts["redis"] == trips["redis"], (text, counts)
+        if "sql" not in trips:
+            assert counts["sql"] == 0, (text, counts)
+
+
 def test_a_repeated_read_runs_no_sql(app, chatting):
     ada, bob, conversation, a, b = chatting
     sent = emit(a, "send_message", {"conversation_id": conversation.id, "message": "read me"})
@@ -173,7 +199,9 @@ def test_a_member_who_leaves_a_group_cannot_send_at_once(app, make_user, socket_
         ack = emit(b, name, {"conversation_id": group_id, **payload})
         assert ack == {"ok": False, "error": "forbidden"}, name
     with app.app_context():
-        assert db.session.scalar(db.select(db.func.count(Message.id))) == 1
+        # "in", and the system line of the departure; not "out".
+        assert sorted(db.session.execute(db.select(Message.kind, Message.text)).all()) == [
+            ("system", f"{bob.full_name} left the group"), ("text", "in")]
 
 
 def test_a_member_added_to_a_group_can_send_at_once(app, make_user, socket_client):

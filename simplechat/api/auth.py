@@ -30,6 +30,7 @@ def authenticate_api_request():
         g.log_user_id = found[1].id
         return None  # a token is not sent by browsers on their own: no CSRF check
     if (request.method not in SAFE_METHODS and current_app.config.get("WTF_CSRF_ENABLED", True)
-            and request.blueprint in ("rest", "api") and current_user.is_authenticated):
+            and request.blueprint in ("rest", "api", "attachments")
+            and current_user.is_authenticated):
         csrf.protect()  # CSRFError: the JSON 400 "csrf"
     return None

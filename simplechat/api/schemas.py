@@ -88,8 +88,10 @@ class NewMessage(Body):
         None, description="your id for this send: a retry with the same id is answered with "
                           "the original message, never stored twice")
     reply_to: MessageId | None = Field(None, description="the id of the message answered")
-    attachments: Annotated[list[Any], Field(max_length=10)] | None = Field(
-        None, description="attachments, as the send_message event takes them")
+    attachments: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None, description="ids of your uploads to this conversation "
+                          "(POST /api/conversations/{id}/attachments), not sent yet; more "
+                          "than 10 answers too_many, as the send_message event does")
 
 
 class IncomingHookMessage(Body):
@@ -125,6 +127,24 @@ class Person(BaseModel):
     is_bot: bool
 
 
+class ReplySummary(BaseModel):
+    id: str
+    sender: int | None
+    sender_name: str | None
+    preview: str = Field(description="the first 120 characters of the message answered")
+
+
+class AttachmentInfo(BaseModel):
+    id: str
+    name: str
+    size: int
+    content_type: str | None
+    url: str
+    thumbnail_url: str | None
+    width: int | None
+    height: int | None
+
+
 class Message(BaseModel):
     """A message as every client sees it (the socket's ``message`` event)."""
 
@@ -137,6 +157,20 @@ class Message(BaseModel):
     client_id: str | None
     edited_at: str | None = None
     deleted: bool | None = None
+    kind: Literal["text", "system"] | None = Field(
+        None, description="system: a rename, addition or departure (see system)")
+    html: str | None = Field(None, description="the server's sanitized rendering of message")
+    reply_to: ReplySummary | None = None
+    mentions: list[int] | None = Field(None, description="the user ids mentioned")
+    reactions: dict[str, list[int]] | None = Field(
+        None, description="emoji -> the ids of the users who reacted, in order")
+    attachments: list[AttachmentInfo] | None = None
+    system: dict[str, Any] | None = Field(None, description="what a system line records")
+
+
+class Uploaded(BaseModel):
+    ok: Literal[True]
+    attachment: AttachmentInfo
 
 
 class LastMessage(BaseModel):

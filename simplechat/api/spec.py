@@ -20,6 +20,7 @@ from .schemas import Error
 
 # Who may call: a user (token or cookie), anyone, or whoever holds the secret in the path.
 USER, PUBLIC, SECRET_URL = "user", "public", "secret_url"
+FILE = "file"  # an answer that is a file itself, of the type it was uploaded as
 
 ERROR_TEXT = {
     400: "invalid: a parameter or body field is wrong (or csrf: a cookie write without a valid "
@@ -45,9 +46,10 @@ class Operation:
     auth: str
     query: type[BaseModel] | None
     body: type[BaseModel] | None
-    answers: dict[int, type[BaseModel] | None]
+    answers: dict[int, type[BaseModel] | str | None]
     errors: tuple[int, ...] = field(default=())
     path_schemas: dict[str, dict] = field(default_factory=dict)
+    upload: str | None = None  # a multipart body with one file in this field
 
 
 OPERATIONS: list[Operation] = []
@@ -102,6 +104,18 @@ def operation(bp: Blueprint, rule: str, method: str = "GET", *,
     return decorator
 
 
+def describe(endpoint: str, method: str = "GET", *, summary: str,
+             answers: dict[int, type[BaseModel] | str | None], errors: tuple[int, ...] = (),
+             upload: str | None = None, tag: str = "chat") -> None:
+    """Put a route registered elsewhere in the document: one whose body or answer is not JSON
+    (a file upload or download), which the ``operation`` wrapper cannot validate."""
+    OPERATIONS.append(Operation(
+        rule="", method=method.lower(), endpoint=endpoint, summary=summary, description="",
+        tag=tag, auth=USER, query=None, body=None, answers=answers,
+        errors=tuple(sorted({400, 401, 503} | ({413} if upload else set()) | set(errors))),
+        upload=upload))
+
+
 def _path(app: Flask, op: Operation) -> tuple[str, list[dict]]:
     """The OpenAPI path of a Flask rule (with its blueprint's prefix) and its parameters."""
     rule = next(r.rule for r in app.url_map.iter_rules(op.endpoint))
@@ -139,7 +153,8 @@ def openapi_document(app: Flask) -> dict:
     for op in OPERATIONS:
         if op.body is not None:
             wanted.append((op.body, "validation"))
-        wanted += [(m, "serialization") for m in op.answers.values() if m is not None]
+        wanted += [(m, "serialization") for m in op.answers.values()
+                   if m is not None and m != FILE]
     wanted = list(dict.fromkeys(wanted))
     refs, top = models_json_schema(wanted, ref_template="#/components/schemas/{model}")
     error_ref = refs[(Error, "serialization")]
@@ -150,8 +165,13 @@ def openapi_document(app: Flask) -> dict:
             parameters += _query_parameters(op.query)
         responses: dict[str, dict] = {}
         for status, model in op.answers.items():
+            description = "OK" if status == 200 else "Created"
+            if model == FILE:
+                responses[str(status)] = {"description": "the file", "content": {
+                    "*/*": {"schema": {"type": "string", "format": "binary"}}}}
+                continue
             schema = refs[(model, "serialization")] if model else {"type": "object"}
-            responses[str(status)] = {"description": "OK" if status == 200 else "Created",
+            responses[str(status)] = {"description": description,
                                       "content": {"application/json": {"schema": schema}}}
         for status in op.errors:
             answer = {"description": ERROR_TEXT[status],
@@ -168,6 +188,10 @@ def openapi_document(app: Flask) -> dict:
         if op.body is not None:
             entry["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": refs[(op.body, "validation")]}}}
+        if op.upload is not None:
+            entry["requestBody"] = {"required": True, "content": {"multipart/form-data": {
+                "schema": {"type": "object", "required": [op.upload], "properties": {
+                    op.upload: {"type": "string", "format": "binary"}}}}}}
         entry["security"] = ([{"bearerToken": []}, {"sessionCookie": []}] if op.auth == USER
                              else [])
         paths.setdefault(path, {})[op.method] = entry

@@ -20,7 +20,7 @@ EMAIL_MAX = 254
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 USERNAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 # Path segments under /profile/ that are pages, so no user may take them as a name.
-RESERVED_USERNAMES = frozenset({"edit", "password", "sessions", "tokens"})
+RESERVED_USERNAMES = frozenset({"edit", "password", "sessions", "tokens", "all"})  # @all: a group
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 # The rules, shown under the fields (not only in the browser's validation bubbles).
 USERNAME_HELP = (

@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 import redis as redis_lib
@@ -65,18 +66,42 @@ return ''
 """
 
 
-# KEYS: list. ARGV: the '"id":"<id>"' needle, the new payload json. Replaces the message with
-# that id in place; returns 1 if it was in the list, else 0.
-_REPLACE = """
-local items = redis.call('LRANGE', KEYS[1], 0, -1)
-for i, raw in ipairs(items) do
-  if string.find(raw, ARGV[1], 1, true) then
-    redis.call('LSET', KEYS[1], i - 1, ARGV[2])
-    return 1
+# Lua: sets ``found`` to the index (1-based) and ``raw`` to the payload in ``items`` whose id is
+# ``message_id``; ``needle`` ('"id":"<id>"') skips the others cheaply (a reply names its
+# original's id too, so a match is decoded to be sure).
+FIND_STEP = """
+for i, item in ipairs(items) do
+  if string.find(item, needle, 1, true) and cjson.decode(item)['id'] == message_id then
+    found, raw = i, item
+    break
   end
 end
-return 0
 """
+
+# KEYS: list. ARGV: needle, message id, the new payload json, and the payload json it replaces
+# ("" for any). Replaces the message in place; returns 1 if done, the current payload if it was
+# not the one expected, else 0 (not in the list).
+_REPLACE = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local needle, message_id, found, raw = ARGV[1], ARGV[2], nil, nil
+""" + FIND_STEP + """
+if not found then return 0 end
+if ARGV[4] ~= '' and raw ~= ARGV[4] then return raw end
+redis.call('LSET', KEYS[1], found - 1, ARGV[3])
+return 1
+"""
+
+# KEYS: list. ARGV: needle, message id. Returns the cached payload, or "".
+_FIND = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local needle, message_id, found, raw = ARGV[1], ARGV[2], nil, nil
+""" + FIND_STEP + """
+return raw or ''
+"""
+
+
+def id_needle(message_id: str) -> str:
+    return '"id":' + json.dumps(message_id)
 
 
 def _json(payload: dict) -> str:
@@ -90,6 +115,9 @@ class RecentCache(Protocol):
     def rewarm(self, conversation_id: int, messages: list[dict], complete: bool) -> list[dict]: ...
     def lookup(self, dedupe_key: str) -> dict | None: ...
     def replace(self, conversation_id: int, payload: dict) -> bool: ...
+    def find(self, conversation_id: int, message_id: str) -> dict | None: ...
+    def update(self, conversation_id: int, message_id: str,
+               change: Callable[[dict], dict | None]) -> dict | None: ...
 
 
 def _sorted_unique(messages: list[dict]) -> list[dict]:
@@ -106,6 +134,7 @@ class RedisRecentCache:
         self.dedupe_ttl = dedupe_ttl
         self._push = redis.register_script(_PUSH)
         self._replace = redis.register_script(_REPLACE)
+        self._find = redis.register_script(_FIND)
 
     def keys(self, conversation_id: int) -> tuple[str, str]:
         """The recent list's key and its state marker's key."""
@@ -136,8 +165,32 @@ class RedisRecentCache:
     def replace(self, conversation_id: int, payload: dict) -> bool:
         """Put an edited or deleted message in place of its old version, if it is cached."""
         list_key, _ = self.keys(conversation_id)
-        needle = '"id":' + json.dumps(payload["id"])
-        return bool(self._replace(keys=[list_key], args=[needle, _json(payload)]))
+        return self._replace(keys=[list_key], args=[id_needle(payload["id"]), payload["id"],
+                                                    _json(payload), ""]) == 1
+
+    def find(self, conversation_id: int, message_id: str) -> dict | None:
+        """The cached payload of one message, if the list holds it (one round trip)."""
+        list_key, _ = self.keys(conversation_id)
+        raw = self._find(keys=[list_key], args=[id_needle(message_id), message_id])
+        return loads(raw) if raw else None
+
+    def update(self, conversation_id: int, message_id: str,
+               change: Callable[[dict], dict | None]) -> dict | None:
+        """Apply ``change`` to a cached message, compare-and-set, so that two changes at once
+        (two reactions) do not lose one; returns the new payload, or None when the message is
+        not cached (or ``change`` returns None: nothing to do)."""
+        list_key, _ = self.keys(conversation_id)
+        needle = id_needle(message_id)
+        raw = self._find(keys=[list_key], args=[needle, message_id])
+        while raw:
+            new = change(loads(raw))
+            if new is None:
+                return None
+            answer = self._replace(keys=[list_key], args=[needle, message_id, _json(new), raw])
+            if answer == 1:
+                return new
+            raw = answer if answer != 0 else None
+        return None
 
     def lookup(self, dedupe_key: str) -> dict | None:
         raw = self._redis.get(self.dedupe_key(dedupe_key))
@@ -245,6 +298,25 @@ class MemoryRecentCache:
                     items[index] = payload
                     return True
         return False
+
+    def find(self, conversation_id: int, message_id: str) -> dict | None:
+        with self._lock:
+            for item in self._lists.get(conversation_id, []):
+                if item["id"] == message_id:
+                    return item
+        return None
+
+    def update(self, conversation_id: int, message_id: str,
+               change: Callable[[dict], dict | None]) -> dict | None:
+        with self._lock:
+            items = self._lists.get(conversation_id, [])
+            for index, item in enumerate(items):
+                if item["id"] == message_id:
+                    new = change(item)
+                    if new is not None:
+                        items[index] = new
+                    return new
+        return None
 
     def recent(self, conversation_id: int) -> tuple[list[dict], str | None]:
         with self._lock:

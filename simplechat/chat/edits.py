@@ -11,10 +11,13 @@ from ..models import Message, User
 from ..services import services
 from .conversations import is_participant, room, valid_conversation_id
 from .fanout import emit_to
-from .history import cached_messages, sender_names
+from .formatting import render_html
+from .history import cached_messages, payloads_of_rows
 from .ids import message_id_time, parse_message_id
-from .messages import TIMESTAMP_FORMAT, payload_from_row, tombstone
-from .send import checked_text, error
+from .membership import membership
+from .mentions import resolve_mentions
+from .messages import SYSTEM, TIMESTAMP_FORMAT, tombstone
+from .send import checked_text, error, tell_mentioned
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,7 @@ def _current_version(conversation_id: int, message_id: str) -> dict | None:
     row = db.session.get(Message, message_id)
     if row is None or row.conversation_id != conversation_id:
         return None
-    return payload_from_row(row, sender_names(conversation_id, [row]))
+    return payloads_of_rows(conversation_id, [row])[0]
 
 
 def _changeable(user: User, data: dict) -> tuple[dict | None, dict | None]:
@@ -41,7 +44,7 @@ def _changeable(user: User, data: dict) -> tuple[dict | None, dict | None]:
     current = _current_version(conversation_id, message_id)
     if current is None or current.get("deleted"):
         return None, error("not_found")
-    if current["sender"] != user.id:
+    if current["sender"] != user.id or current.get("kind") == SYSTEM:
         return None, error("forbidden")
     age = (_now() - message_id_time(message_id)).total_seconds()
     if age > current_app.config["CHAT_EDIT_WINDOW"]:
@@ -54,12 +57,21 @@ def edit_message(user: User, data: dict) -> dict:
     current, refusal = _changeable(user, data)
     if refusal:
         return refusal
-    text, refusal = checked_text(data.get("message"))
+    text, refusal = checked_text(data.get("message"), allow_empty=bool(current.get("attachments")))
     if refusal:
         return refusal
+    conversation_id = current["conversation_id"]
+    # The text is rendered again and its mentions resolved again; newly mentioned users are told.
+    mentions, names = resolve_mentions(text, conversation_id, user.id,
+                                       lambda: membership().members(conversation_id))
     changed_at = _now()
-    payload = {**current, "message": text, "edited_at": changed_at.strftime(TIMESTAMP_FORMAT)}
-    return _apply(user, payload, changed_at)
+    payload = {**current, "message": text, "html": render_html(text, names),
+               "mentions": mentions, "edited_at": changed_at.strftime(TIMESTAMP_FORMAT)}
+    ack = _apply(user, payload, changed_at)
+    before = set(current.get("mentions") or [])
+    if ack["ok"] and (added := [uid for uid in mentions if uid not in before]):
+        tell_mentioned(payload, added, user.id)
+    return ack
 
 
 def delete_message(user: User, data: dict) -> dict:

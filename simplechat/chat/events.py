@@ -29,6 +29,7 @@ from .history import messages_after, recent_messages
 from .ids import parse_message_id
 from .membership import membership
 from .presence import presence, status_after
+from .reactions import react
 from .read_state import mark_read, read_markers
 from .send import error, send_message
 from .sockets import SocketUser, register_socket, socket_user, unregister_socket
@@ -194,6 +195,8 @@ def on_send_message(user: SocketUser, data: dict) -> dict:
         data.get("conversation_id"),
         data.get("message"),
         data.get("client_id"),
+        data.get("reply_to"),
+        data.get("attachments"),
     )
 
 
@@ -241,6 +244,11 @@ def on_edit_message(user: SocketUser, data: dict) -> dict:
 @chat_event("delete_message")
 def on_delete_message(user: SocketUser, data: dict) -> dict:
     return delete_message(user, data)
+
+
+@chat_event("react")
+def on_react(user: SocketUser, data: dict) -> dict:
+    return react(user, data)
 
 
 @chat_event("rename_conversation")

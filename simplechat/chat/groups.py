@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select
 from ..activity import record_activity
 from ..extensions import db, socketio
 from ..models import Conversation, Message, Participant, User
+from . import system_lines
 from .conversations import (
     NAMESPACE,
     conversation_of,
@@ -72,7 +73,9 @@ def rename_conversation(user: User, data: dict) -> dict:
     db.session.commit()
     record_activity("conversation_renamed", user.id,
                     {"conversation_id": conversation.id, "title": title})
-    return {"ok": True, "conversation": _announce(conversation)}
+    state = _announce(conversation)
+    system_lines.renamed(user, conversation.id, title)
+    return {"ok": True, "conversation": state}
 
 
 def add_participants(user: User, data: dict) -> dict:
@@ -106,7 +109,10 @@ def add_participants(user: User, data: dict) -> dict:
     if users:
         record_activity("participants_added", user.id,
                         {"conversation_id": conversation.id, "user_ids": [u.id for u in users]})
-    return {"ok": True, "conversation": _announce(conversation)}
+    state = _announce(conversation)
+    if users:
+        system_lines.added(user, conversation.id, users)
+    return {"ok": True, "conversation": state}
 
 
 def newest_message_id(conversation_id: int) -> str | None:
@@ -131,6 +137,7 @@ def leave_conversation(user: User, data: dict) -> dict:
     emit_to(user_room(user.id), "conversation_left", {"conversation_id": conversation.id})
     record_activity("conversation_left", user.id, {"conversation_id": conversation.id})
     _announce(conversation)
+    system_lines.left(user, conversation.id)
     return {"ok": True}
 
 

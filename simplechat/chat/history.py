@@ -32,11 +32,26 @@ def sender_names(conversation_id: int, rows: list[Message]) -> dict[int, str]:
     return names
 
 
-def _rows_to_payloads(conversation_id: int, rows: list[Message]) -> list[dict]:
+def payloads_of_rows(conversation_id: int, rows: list[Message]) -> list[dict]:
+    """The payloads of stored messages with what SQL holds beside them: the quoted originals
+    of replies, reactions and attachments (one query each, only when there are rows)."""
+    from ..attachments.records import attachments_for
+    from .reactions import reactions_for
+    from .replies import summaries_for
+
     if not rows:
         return []
     names = sender_names(conversation_id, rows)
-    return [payload_from_row(r, names) for r in rows]
+    ids = [r.id for r in rows]
+    summaries, reactions, files = summaries_for(rows), reactions_for(ids), attachments_for(ids)
+    return [payload_from_row(
+        r, names, reactions=reactions.get(r.id), attachments=files.get(r.id),
+        reply_to=None if not r.reply_to_id else summaries.get(r.reply_to_id) or {
+            "id": r.reply_to_id, "sender": None, "sender_name": None, "preview": ""},
+    ) for r in rows]
+
+
+_rows_to_payloads = payloads_of_rows
 
 
 def _sql_before(conversation_id: int, before: str | None, limit: int) -> list[Message]:

@@ -82,10 +82,12 @@ class RedisIntake:
         self._script = redis.register_script(_INTAKE)
 
     def take(self, conversation_id: int, sender_id: int, payload: dict,
-             dedupe_key: str | None, members: list[int] | None = None) -> Taken:
-        """Run the script; ``members`` (from SQL) skips the cached membership check."""
+             dedupe_key: str | None, members: list[int] | None = None,
+             limited: bool = True) -> Taken:
+        """Run the script; ``members`` (from SQL) skips the cached membership check,
+        ``limited=False`` the rate limit."""
         list_key, state_key = self._cache.keys(conversation_id)
-        rate = self._limiter.rate
+        rate = self._limiter.rate if limited else None
         reply = self._script(
             keys=["" if members is not None else self._membership.members_key(conversation_id),
                   self._cache.dedupe_key(dedupe_key) if dedupe_key else "",
@@ -116,14 +118,15 @@ class MemoryIntake:
         self._buffer = buffer
 
     def take(self, conversation_id: int, sender_id: int, payload: dict,
-             dedupe_key: str | None, members: list[int] | None = None) -> Taken:
+             dedupe_key: str | None, members: list[int] | None = None,
+             limited: bool = True) -> Taken:
         if members is None:
             members = list(self._membership.members(conversation_id))
         if sender_id not in members:
             return Taken(FORBIDDEN)
         if dedupe_key and (original := self._cache.lookup(dedupe_key)) is not None:
             return Taken(DUPLICATE, original=original)
-        wait = self._limiter.hit(str(sender_id))
+        wait = self._limiter.hit(str(sender_id)) if limited else 0
         if wait:
             return Taken(RATE_LIMITED, wait=wait)
         original = self._cache.push(conversation_id, payload, dedupe_key)

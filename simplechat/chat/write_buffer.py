@@ -16,7 +16,8 @@ from typing import Protocol
 
 import redis as redis_lib
 
-from ..fastjson import dumps
+from ..fastjson import dumps, loads
+from .cache import FIND_STEP, id_needle
 
 BATCH = 500
 MAX_BATCHES_PER_RUN = 20
@@ -71,6 +72,18 @@ return 0
 """
 
 
+# KEYS: buffer, processing. ARGV: needle, message id. The payload waiting with that id, or "".
+_FIND = """
+local needle, message_id, found, raw = ARGV[1], ARGV[2], nil, nil
+for _, key in ipairs(KEYS) do
+  local items = redis.call('LRANGE', key, 0, -1)
+""" + FIND_STEP + """
+  if raw then return raw end
+end
+return ''
+"""
+
+
 def _json(payload: dict) -> str:
     return dumps(payload)  # one encoding everywhere: the buffer finds a payload by its bytes
 
@@ -92,6 +105,7 @@ class WriteBuffer(Protocol):
     def flush(self, store: Store, max_batches: int = MAX_BATCHES_PER_RUN,
               take_over: bool = False) -> Flushed: ...
     def pending(self) -> int: ...
+    def find(self, message_id: str) -> dict | None: ...
 
 
 class RedisWriteBuffer:
@@ -108,6 +122,13 @@ class RedisWriteBuffer:
         self._take = redis.register_script(_TAKE)
         self._done = redis.register_script(_DONE)
         self._release = redis.register_script(_RELEASE)
+        self._find = redis.register_script(_FIND)
+
+    def find(self, message_id: str) -> dict | None:
+        """A payload still waiting for its SQL write (in the buffer or a batch in flight)."""
+        raw = self._find(keys=[self.buffer_key, self.processing_key],
+                         args=[id_needle(message_id), message_id])
+        return loads(raw) if raw else None
 
     def append(self, payload: dict) -> bool:
         """Buffer ``payload`` in one round trip; True when the caller must queue a flush."""
@@ -191,6 +212,10 @@ class MemoryWriteBuffer:
     def pending(self) -> int:
         with self._lock:
             return len(self._items)
+
+    def find(self, message_id: str) -> dict | None:
+        with self._lock:
+            return next((p for p in self._items if p["id"] == message_id), None)
 
     def flush(self, store: Store, max_batches: int = MAX_BATCHES_PER_RUN,
               take_over: bool = False) -> Flushed:

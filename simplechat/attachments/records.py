@@ -1,0 +1,242 @@
+"""Attachments: uploading one to a conversation, attaching uploads to a message as it is sent,
+and who may fetch a file."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import secrets
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select, update
+from werkzeug.datastructures import FileStorage
+
+from ..chat.conversations import is_participant
+from ..extensions import db
+from ..models import Attachment, Message
+from .images import IMAGE_EXTENSIONS, RASTER, BadImage, inspect_image, make_thumbnail
+from .store import attachment_store
+
+log = logging.getLogger(__name__)
+
+ATTACHMENT_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_PER_MESSAGE = 10
+MAX_NAME = 255
+# A declared type is kept only if it looks like one; it never makes a file display inline.
+_SAFE_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,62}$")
+_UNSAFE_IN_NAME = re.compile(r'[<>:"|?*/\\]')
+RASTER_TYPES = set(RASTER.values())
+
+
+def clean_name(raw: object) -> str:
+    """A file name fit to show and to offer as a download name: the last path part only, no
+    control or format characters, no leading dots, at most 255 characters (the extension
+    kept); "file" when nothing is left."""
+    name = raw if isinstance(raw, str) else ""
+    name = name.encode("utf-8", "replace").decode("utf-8")  # lone surrogates become "?"
+    name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = _UNSAFE_IN_NAME.sub("_", name).strip().lstrip(".").strip()
+    if len(name) > MAX_NAME:
+        stem, ext = os.path.splitext(name)
+        ext = ext if len(ext) <= 16 else ""
+        name = stem[:MAX_NAME - len(ext)] + ext
+    return name or "file"
+
+
+def attachment_payload(attachment: Attachment) -> dict:
+    url = f"/api/attachments/{attachment.id}"
+    return {"id": attachment.id, "name": attachment.name, "size": attachment.size,
+            "content_type": attachment.content_type, "url": url,
+            "thumbnail_url": url + "/thumbnail" if attachment.has_thumbnail else None,
+            "width": attachment.width, "height": attachment.height}
+
+
+@dataclass
+class Refusal:
+    code: str
+    status: int
+
+
+def _declared_type(file: FileStorage) -> str:
+    declared = (file.mimetype or "").lower()
+    return declared if _SAFE_TYPE.match(declared) else "application/octet-stream"
+
+
+def _looks_like_image(name: str, declared: str) -> bool:
+    return declared.startswith("image/") and declared != "image/svg+xml" or (
+        name.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def upload(user_id: int, conversation_id: int, file: FileStorage | None
+           ) -> tuple[dict | None, Refusal | None]:
+    """Store an uploaded file for a conversation; the attachment's payload, or the refusal.
+
+    The file is read to a local temporary file first: its size is checked as it streams, and a
+    picture is decoded in full (a truncated one or a decompression bomb is refused) before
+    anything reaches the store or SQL."""
+    if not is_participant(user_id, conversation_id):
+        return None, Refusal("not_found", 404)
+    if not isinstance(file, FileStorage):
+        return None, Refusal("invalid", 400)
+    limit = current_app.config["CHAT_MAX_ATTACHMENT_BYTES"]
+    name, declared = clean_name(file.filename), _declared_type(file)
+    with tempfile.NamedTemporaryFile(prefix="simplechat-upload-") as local:
+        size = _copy_limited(file.stream, local, limit)
+        if size is None:
+            return None, Refusal("too_large", 413)
+        if size == 0:
+            return None, Refusal("empty", 400)
+        local.flush()
+        try:
+            image = inspect_image(local.name)
+        except BadImage as exc:
+            log.info("upload of %r refused: %s", name, exc)
+            return None, Refusal("invalid_image", 400)
+        if image is None and _looks_like_image(name, declared):
+            return None, Refusal("invalid_image", 400)
+        attachment = Attachment(
+            id=secrets.token_hex(16), conversation_id=conversation_id, uploader_id=user_id,
+            name=name, size=size,
+            content_type=image.content_type if image else declared,
+            width=image.width if image else None, height=image.height if image else None,
+            has_thumbnail=image is not None)
+        store = attachment_store()
+        local.seek(0)
+        store.save(attachment.id, local)
+        if image is not None:
+            thumb = io.BytesIO()
+            make_thumbnail(local.name, thumb)
+            thumb.seek(0)
+            store.save(attachment.id + ".thumb", thumb)
+    db.session.add(attachment)
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        _remove_files(attachment.id)
+        raise
+    return attachment_payload(attachment), None
+
+
+def _copy_limited(source, target, limit: int) -> int | None:
+    """Copy at most ``limit`` bytes; None if there was more."""
+    size = 0
+    while chunk := source.read(1024 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        target.write(chunk)
+    return size
+
+
+def parse_ids(value: object) -> tuple[list[str] | None, str | None]:
+    """The attachment ids a send names (None: the field is absent or empty), or an error code:
+    ``invalid`` for a wrong shape or a repeated id, ``too_many`` past 10."""
+    if value is None or value == []:
+        return None, None
+    if not isinstance(value, list):
+        return None, "invalid"
+    if len(value) > MAX_PER_MESSAGE:
+        return None, "too_many"
+    if not all(isinstance(v, str) and ATTACHMENT_ID.match(v) for v in value):
+        return None, "invalid"
+    if len(set(value)) != len(value):
+        return None, "invalid"
+    return list(value), None
+
+
+def claim(sender_id: int, conversation_id: int, ids: list[str], message_id: str
+          ) -> tuple[list[dict] | None, str | None]:
+    """Attach the sender's unsent uploads to a message about to be sent, atomically; their
+    payloads in the order given, or ``invalid`` (unknown, another conversation's or another
+    user's) or ``already_sent``."""
+    rows = {a.id: a for a in db.session.scalars(select(Attachment).where(Attachment.id.in_(ids)))}
+    if len(rows) != len(ids) or any(
+        a.uploader_id != sender_id or a.conversation_id != conversation_id
+        or a.deleted_at is not None for a in rows.values()
+    ):
+        db.session.rollback()
+        return None, "invalid"
+    if any(a.message_id is not None for a in rows.values()):
+        db.session.rollback()
+        return None, "already_sent"
+    taken = db.session.execute(
+        update(Attachment).where(Attachment.id.in_(ids), Attachment.message_id.is_(None),
+                                 Attachment.uploader_id == sender_id,
+                                 Attachment.conversation_id == conversation_id)
+        .values(message_id=message_id).execution_options(synchronize_session=False)
+    ).rowcount
+    if taken != len(ids):  # another send took one in the meantime
+        db.session.rollback()
+        return None, "already_sent"
+    db.session.commit()
+    return [attachment_payload(rows[i]) for i in ids], None
+
+
+def release(message_id: str) -> None:
+    """Undo a claim whose send was refused: the uploads can be sent again."""
+    db.session.execute(update(Attachment).where(Attachment.message_id == message_id)
+                       .values(message_id=None).execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+def attachments_for(message_ids: list[str]) -> dict[str, list[dict]]:
+    """Each message's attachments from SQL, in upload order."""
+    if not message_ids:
+        return {}
+    found: dict[str, list[dict]] = {}
+    for a in db.session.scalars(
+        select(Attachment).where(Attachment.message_id.in_(message_ids),
+                                 Attachment.deleted_at.is_(None))
+        .order_by(Attachment.created_at, Attachment.id)
+    ):
+        found.setdefault(a.message_id, []).append(attachment_payload(a))
+    return found
+
+
+def servable(user_id: int, attachment_id: str) -> Attachment | None:
+    """The attachment if ``user_id`` may fetch it now: a participant of its conversation, its
+    message not deleted; an upload not sent yet only to its uploader."""
+    if not ATTACHMENT_ID.match(attachment_id):
+        return None
+    attachment = db.session.get(Attachment, attachment_id)
+    if attachment is None or attachment.deleted_at is not None:
+        return None
+    if not is_participant(user_id, attachment.conversation_id):
+        return None
+    if attachment.message_id is None:
+        return attachment if attachment.uploader_id == user_id else None
+    message = db.session.get(Message, attachment.message_id)
+    if message is not None and message.deleted_at is not None:
+        return None
+    return attachment
+
+
+def is_raster(attachment: Attachment) -> bool:
+    return attachment.has_thumbnail and attachment.content_type in RASTER_TYPES
+
+
+def remove_files_of(message_id: str) -> None:
+    """Remove the stored files of a deleted message's attachments."""
+    for attachment_id in db.session.scalars(
+            select(Attachment.id).where(Attachment.message_id == message_id)):
+        _remove_files(attachment_id)
+
+
+def _remove_files(attachment_id: str) -> None:
+    store = attachment_store()
+    for key in (attachment_id, attachment_id + ".thumb"):
+        try:
+            store.delete(key)
+        except OSError:
+            log.warning("could not remove attachment file %s", key, exc_info=True)
+
+
+__all__ = ["MAX_PER_MESSAGE", "attachment_payload", "attachments_for", "claim", "clean_name",
+           "parse_ids", "release", "remove_files_of", "servable", "upload"]
