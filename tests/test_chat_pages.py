@@ -174,7 +174,8 @@ def test_group_previews_name_the_sender_as_the_live_list_does(app, people, make_
     assert leave_conversation(cyd, {"conversation_id": former.id}) == {"ok": True}
     html = login(app, ada).get("/chat/").get_data(as_text=True)
     assert ">Bob Babbage: Great</div>" in html
-    assert ">Cyd Charisse: Bye &lt;all&gt;</div>" in html  # a former member keeps the name
+    # A departure is the group's last line now: a system line, which names its people itself.
+    assert ">Cyd Charisse left the group</div>" in html
     assert ">Hi there</div>" in html  # a direct conversation needs no name
     # Initials avatars: a direct conversation shows the peer's, a group one of its own.
     assert f'class="avatar avatar-c{bob.id % 12}" aria-hidden="true">BB</span>' in html

@@ -520,6 +520,12 @@ def test_group_changes_are_system_lines_live_and_in_history(app, trio, make_conv
     # A system line is nobody's to edit.
     assert emit(a, "edit_message", {"conversation_id": group.id, "message_id": live[0]["id"],
                                     "message": "x"}) == {"ok": False, "error": "forbidden"}
+    # Nor are system lines unread messages: bob has read nothing and has none unread.
+    from simplechat.chat.read_state import unread_counts
+
+    assert unread_counts(bob.id).get(group.id, 0) == 0
+    send(a, group.id, "a real one")
+    assert unread_counts(bob.id)[group.id] == 1
 
 
 # --------------------------------------------------------------------------- Redis flush

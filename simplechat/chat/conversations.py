@@ -132,6 +132,7 @@ class ConversationSummary:
     last_sender_id: int | None
     last_at: datetime | None
     last_sender_name: str | None = None
+    last_kind: str | None = None  # "system": a line that names its people itself
     unread: int = 0
     peer_id: int | None = None  # the other person of a direct conversation
     peer_online: bool = False
@@ -195,6 +196,7 @@ def conversations_for(user: User) -> list[ConversationSummary]:
             last_sender_id=last.sender_id if last else None,
             last_at=last.created_at if last else None,
             last_sender_name=names.get(last.sender_id) if last else None,
+            last_kind=last.kind if last else None,
             unread=unread.get(conversation.id, 0),
             peer_id=peers.get(conversation.id),
             peer_online=statuses.get(peers.get(conversation.id), {}).get("online", False),

@@ -57,13 +57,15 @@ def read_markers(conversation_id: int) -> dict[int, str | None]:
 
 
 def unread_counts(user_id: int) -> dict[int, int]:
-    """Per conversation of the user: messages from others newer than the read marker."""
+    """Per conversation of the user: messages from others newer than the read marker (system
+    lines, such as "Nora added Ned", are the timeline's, not unread messages)."""
     rows = db.session.execute(
         select(Participant.conversation_id, func.count(Message.id))
         .join(Message, and_(
             Message.conversation_id == Participant.conversation_id,
             Message.sender_id != Participant.user_id,
             Message.deleted_at.is_(None),
+            Message.kind != "system",
             or_(Participant.last_read_message_id.is_(None),
                 Message.id > Participant.last_read_message_id),
         ))

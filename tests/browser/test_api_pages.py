@@ -32,7 +32,10 @@ def test_tokens_page_and_api_reference(stack, open_tab, axe_core):
         row.get_by_role("button", name="Revoke").click()
         expect(page.locator(".token-row", has_text=f"deploy bot {width}")).to_have_count(0)
         page = tab.goto("/docs/api")
-        expect(page.locator("#api-routes li")).to_have_count(10)
+        document = page.request.get(page.url.replace("/docs/api", "/api/openapi.json")).json()
+        operations = sum(len(ops) for ops in document["paths"].values())
+        assert operations >= 10
+        expect(page.locator("#api-routes li")).to_have_count(operations)
         tab.screenshot("api-reference")
         assert_no_axe_violations(page, f"api-reference-{width}")
         tab.assert_clean()

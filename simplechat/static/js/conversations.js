@@ -131,7 +131,9 @@
     }
     if (SC.newer(a.id, el.dataset.lastId)) {
       showActivity(el, a);
-      if (a.sender !== me && !onScreen(a.conversation_id)) { setCount(el, countOf(el) + 1); }
+      if (a.sender !== me && a.kind !== "system" && !onScreen(a.conversation_id)) {
+        setCount(el, countOf(el) + 1);  // a system line is the timeline's, not an unread message
+      }
       notify(a);
     }
     renderBadge(el);
@@ -143,7 +145,9 @@
     el.dataset.lastId = a.id;
     el.dataset.lastSender = String(a.sender);
     var preview = el.querySelector(".conversation-preview");
-    var who = a.sender === me ? "You: " : (el.dataset.isGroup === "true" && a.sender_name ? a.sender_name + ": " : "");
+    // A system line ("Cyd Charisse left the group") names its people itself.
+    var who = a.kind === "system" ? "" : a.sender === me ? "You: " :
+      (el.dataset.isGroup === "true" && a.sender_name ? a.sender_name + ": " : "");
     preview.textContent = who + (a.preview || "");
     var time = el.querySelector(".conversation-time");
     var when = SC.parseUtc(a.timestamp);
