@@ -192,24 +192,12 @@
     });
   }
 
-  // Scrolling down reads the layout, which makes the browser lay out at once whatever changed:
-  // after drawing messages that waits for the next frame, where the layout happens anyway
-  // (and counts as at the bottom meanwhile).
-  var scrollFrame = 0;
+  // Both read the layout, which makes the browser lay out whatever changed at once: a page of
+  // messages scrolls once, after all of it is in.
   function atBottom() {
-    return !!scrollFrame || scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
   }
-  function scrollToBottom() {
-    cancelScroll();
-    scroller.scrollTop = scroller.scrollHeight;
-    pill.classList.add("d-none");
-  }
-  function scrollToBottomSoon() {
-    if (!scrollFrame) { scrollFrame = requestAnimationFrame(function () { scrollFrame = 0; scrollToBottom(); }); }
-  }
-  function cancelScroll() {
-    if (scrollFrame) { cancelAnimationFrame(scrollFrame); scrollFrame = 0; }
-  }
+  function scrollToBottom() { scroller.scrollTop = scroller.scrollHeight; pill.classList.add("d-none"); }
 
   // Insert messages in id order (ids are time-ordered), before the bubbles still waiting to go
   // out; skip ones already shown. One pass: the new rows are built off the page and go in
@@ -252,7 +240,7 @@
     refreshSeparators();
     renderSeen();
     if (opts.prepend) { return added; }
-    if (stick) { scrollToBottomSoon(); } else if (opts.live) { pill.classList.remove("d-none"); }
+    if (stick) { scrollToBottom(); } else if (opts.live) { pill.classList.remove("d-none"); }
     if (stick || !opts.live) { markRead(); }
     return added;
   }
@@ -454,7 +442,6 @@
   function jumpTo(id) {
     var pages = 0;
     jumping = true;
-    if (scrollFrame) { scrollToBottom(); }  // from the bottom, as the pages go in above
     function step() {
       var el = rows.get(id);
       if (el) {
