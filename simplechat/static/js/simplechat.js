@@ -89,19 +89,18 @@
   function parseUtc(ts) { return new Date(String(ts).replace(" ", "T") + "Z"); }
 
   // In the viewer's locale and zone: "8:21 PM" (no leading zero where the locale has none).
-  // Each formatter is made once, on first use: making one is costly (the first loads the
-  // locale's data), formatting with it is cheap.
-  function formatter(options) {
-    var made = null;
-    return function (d) { return (made || (made = new Intl.DateTimeFormat(undefined, options))).format(d); };
-  }
-  var formatTime = formatter({ hour: "numeric", minute: "2-digit" });
-  var formatFull = formatter({ dateStyle: "full", timeStyle: "short" });
-  var formatDay = formatter({ weekday: "long", year: "numeric", month: "long", day: "numeric" });
-  var shortDate = formatter({ day: "numeric", month: "short" });
-  var yearDate = formatter({ day: "numeric", month: "short", year: "numeric" });
+  // Each formatter is made once: making one costs (the first loads the locale's data),
+  // formatting with it is cheap.
+  var timeFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
+  var fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short" });
+  var dayFormat = new Intl.DateTimeFormat(undefined, { weekday: "long", year: "numeric", month: "long", day: "numeric" });
+  var shortDateFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
+  var yearDateFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
+  function formatTime(d) { return timeFormat.format(d); }
+  function formatFull(d) { return fullFormat.format(d); }
+  function formatDay(d) { return dayFormat.format(d); }
   function formatShortDate(d) {
-    return d.getFullYear() === new Date().getFullYear() ? shortDate(d) : yearDate(d);
+    return (d.getFullYear() === new Date().getFullYear() ? shortDateFormat : yearDateFormat).format(d);
   }
 
   // "Online", or "Last seen 2:05 PM" / "Last seen 3 Mar, 2:05 PM" in the viewer's zone.
@@ -114,7 +113,7 @@
     if (isNaN(d)) { return "Offline"; }
     var time = formatTime(d);
     if (d.toDateString() === new Date().toDateString()) { return "Last seen " + time; }
-    return "Last seen " + shortDate(d) + ", " + time;
+    return "Last seen " + shortDateFormat.format(d) + ", " + time;
   }
 
   // ---- avatars ------------------------------------------------------------------------------
