@@ -44,8 +44,10 @@ class BrowserStack(Stack):
     same when it is killed and started again, as the browser's pages expect."""
 
     def __init__(self, database: TestDatabase, log_dir: Path):
+        # Every tab registers from 127.0.0.1: the per-address registration limit (10/hour by
+        # default) would refuse the suite's eleventh user.
         super().__init__(database, log_dir, redis_url=REDIS_URL, ports=PORTS, label="browser",
-                         CHAT_RATE_LIMIT="1/2s")
+                         CHAT_RATE_LIMIT="1/2s", REGISTER_RATE_LIMIT="1000/hour")
         self.port = free_port(PORTS)
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.web: WebProcess | None = None
