@@ -277,6 +277,11 @@ def axe_results(page) -> dict:
     on and the CSP watch keeps working."""
     if not page.evaluate("typeof window.axe === 'object'"):
         page.evaluate(_axe_source())
+    # Colours are judged once they settle: a button that just took the focus or a dialog that
+    # just opened is still in its CSS transition, and axe would read the colours half-way.
+    page.evaluate("""() => Promise.all(document.getAnimations()
+        .filter(a => a.effect && a.effect.getComputedTiming().endTime !== Infinity)
+        .map(a => a.finished.catch(() => null)))""")
     return page.evaluate("""() => axe.run(document, {resultTypes: ["violations"]}).then(r => ({
         violations: r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
             nodes: v.nodes.map(n => ({target: n.target, summary: n.failureSummary}))})),

@@ -53,22 +53,28 @@
   function timeElement(className, when) {
     var time = document.createElement("time");
     time.className = className;
+    var full = SC.formatFull(when);
     time.dateTime = when.toISOString();
-    time.title = SC.formatFull(when);
+    time.title = full;
     time.textContent = SC.formatTime(when);
     time.setAttribute("aria-hidden", "true");
     var spoken = document.createElement("span");
     spoken.className = "visually-hidden";
-    spoken.textContent = SC.formatFull(when);
+    spoken.textContent = full;
     return [time, spoken];
   }
   function dayKey(d) { return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()); }
-  function dayLabel(d) {
+  // A day key back to that local day (noon, clear of any clock change).
+  function dayOf(key) {
+    var parts = key.split("-");
+    return new Date(+parts[0], +parts[1] - 1, +parts[2], 12);
+  }
+  function dayLabel(key) {
     var today = new Date();
     var yesterday = new Date(); yesterday.setDate(today.getDate() - 1);
-    if (dayKey(d) === dayKey(today)) { return "Today"; }
-    if (dayKey(d) === dayKey(yesterday)) { return "Yesterday"; }
-    return d.toLocaleDateString(undefined, { weekday: "long", year: "numeric", month: "long", day: "numeric" });
+    if (key === dayKey(today)) { return "Today"; }
+    if (key === dayKey(yesterday)) { return "Yesterday"; }
+    return SC.formatDay(dayOf(key));
   }
 
   var URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
@@ -160,12 +166,12 @@
     return box;
   }
 
-  function daySeparator(when) {
+  function daySeparator(key) {
     var sep = document.createElement("div");
     sep.className = "day-separator";
-    sep.dataset.day = dayKey(when);
+    sep.dataset.day = key;
     sep.setAttribute("role", "separator");
-    sep.textContent = dayLabel(when);
+    sep.textContent = dayLabel(key);
     return sep;
   }
 
@@ -177,8 +183,7 @@
     var previousSender = null;
     list.querySelectorAll(".message").forEach(function (el) {
       if (el.dataset.day !== previous) {
-        var t = el.querySelector("time.message-time");
-        list.insertBefore(daySeparator(t ? new Date(t.dateTime) : new Date()), el);
+        list.insertBefore(daySeparator(el.dataset.day), el);
         previous = el.dataset.day;
         previousSender = null;
       }
@@ -187,16 +192,21 @@
     });
   }
 
+  // Both read the layout, which makes the browser lay out whatever changed at once: a page of
+  // messages scrolls once, after all of it is in.
   function atBottom() {
     return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
   }
   function scrollToBottom() { scroller.scrollTop = scroller.scrollHeight; pill.classList.add("d-none"); }
 
-  // Insert messages in id order (ids are time-ordered); skip ones already shown.
+  // Insert messages in id order (ids are time-ordered), before the bubbles still waiting to go
+  // out; skip ones already shown. One pass: the new rows are built off the page and go in
+  // with one insertion per gap between the rows already shown (one in all, usually).
   function addMessages(messages, opts) {
     opts = opts || {};
     var stick = opts.forceScroll || atBottom();
     var added = 0;
+    var fresh = [];
     // History (the first page, older pages) goes in without being read out message by message.
     if (opts.quiet) { list.setAttribute("aria-live", "off"); }
     messages.forEach(function (m) {
@@ -205,18 +215,26 @@
       if (rows.has(m.id)) { if (settled) { added += 1; } return; }
       var el = buildMessage(m);
       rows.set(m.id, el);
-      // Sent messages go in id order, before the bubbles still waiting to go out.
-      var next = list.querySelector(".message.pending");
-      var nodes = list.querySelectorAll(".message:not(.pending)");
-      for (var i = nodes.length - 1; i >= 0; i--) {
-        if (nodes[i].dataset.id < m.id) { next = nodes[i].nextSibling; break; }
-        next = nodes[i];
-      }
-      list.insertBefore(el, next);
+      fresh.push({ id: m.id, el: el });
       if (newestId === null || m.id > newestId) { newestId = m.id; }
       if (oldestId === null || m.id < oldestId) { oldestId = m.id; }
       added += 1;
     });
+    if (fresh.length) {
+      fresh.sort(function (a, b) { return a.id < b.id ? -1 : (a.id > b.id ? 1 : 0); });
+      // Each goes right after the last row shown with a smaller id (the first row when none).
+      var shown = list.querySelectorAll(".message[data-id]");
+      var k = 0;
+      var batch = document.createDocumentFragment();
+      fresh.forEach(function (item, n) {
+        while (k < shown.length && shown[k].dataset.id < item.id) { k += 1; }
+        batch.appendChild(item.el);
+        var next = fresh[n + 1];
+        if (next && !(k < shown.length && shown[k].dataset.id < next.id)) { return; }  // same gap
+        var before = k ? shown[k - 1].nextSibling : (shown[0] || list.querySelector(".message.pending"));
+        list.insertBefore(batch, before);
+      });
+    }
     if (opts.quiet) { setTimeout(function () { list.setAttribute("aria-live", "polite"); }, 0); }
     if (!added) { return 0; }
     refreshSeparators();

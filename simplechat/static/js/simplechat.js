@@ -89,12 +89,16 @@
   function parseUtc(ts) { return new Date(String(ts).replace(" ", "T") + "Z"); }
 
   // In the viewer's locale and zone: "8:21 PM" (no leading zero where the locale has none).
+  // Each formatter is made once: making one costs (the first loads the locale's data),
+  // formatting with it is cheap.
   var timeFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
   var fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short" });
+  var dayFormat = new Intl.DateTimeFormat(undefined, { weekday: "long", year: "numeric", month: "long", day: "numeric" });
   var shortDateFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
   var yearDateFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
   function formatTime(d) { return timeFormat.format(d); }
   function formatFull(d) { return fullFormat.format(d); }
+  function formatDay(d) { return dayFormat.format(d); }
   function formatShortDate(d) {
     return (d.getFullYear() === new Date().getFullYear() ? shortDateFormat : yearDateFormat).format(d);
   }
@@ -210,6 +214,7 @@
     parseUtc: parseUtc,
     formatTime: formatTime,
     formatFull: formatFull,
+    formatDay: formatDay,
     formatShortDate: formatShortDate,
     presenceText: presenceText,
     initials: initials,
