@@ -21,35 +21,6 @@
     forbidden: "You are not in this group any more.", unavailable: "The server could not do that; try again."
   };
 
-  // The same as in new_conversation.js. Select2's own controls, made valid for assistive technology without touching the library:
-  // named after our label; its inline search box is a textarea, which may not take
-  // role="searchbox"; while its list is open the combobox controls the list, and an
-  // aria-activedescendant of "undefined" (nothing highlighted yet) is dropped.
-  function tidySelect2Aria($el, labelId) {
-    var box = $el.next(".select2")[0];
-    var selection = box.querySelector(".select2-selection");
-    var search = box.querySelector("textarea.select2-search__field");
-    selection.setAttribute("aria-labelledby", labelId);
-    if (search) { search.removeAttribute("role"); }
-    function tidy() {
-      var active = selection.getAttribute("aria-activedescendant");
-      if (active !== null && (active === "undefined" || !document.getElementById(active))) {
-        selection.removeAttribute("aria-activedescendant");
-      }
-      var list = selection.getAttribute("aria-owns");  // set by Select2 while open
-      if (selection.getAttribute("aria-expanded") === "true" && list) {
-        selection.setAttribute("aria-controls", list);
-      } else {
-        selection.removeAttribute("aria-controls");
-      }
-    }
-    new MutationObserver(tidy).observe(selection, {
-      attributes: true, attributeFilter: ["aria-activedescendant", "aria-expanded", "aria-owns"]
-    });
-    tidy();
-    return search;
-  }
-
   function say(text, kind) {
     status.textContent = text || "";
     status.className = "small mt-2" + (kind ? " text-" + kind : "");
@@ -79,7 +50,7 @@
     }
   });
 
-  tidySelect2Aria($people, "add-people-label");
+  window.tidySelect2Aria($people, "add-people-label");
 
   document.getElementById("rename-form").addEventListener("submit", function (e) {
     e.preventDefault();
