@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
-from ..auth.liveness import LivenessStore, MemoryLiveness, RedisLiveness
+from ..auth.liveness import (
+    LivenessStore,
+    MemoryLiveness,
+    RedisLiveness,
+    cached_identity,
+    identity_by_token,
+)
 from ..auth.sessions import token_hash
 from ..extensions import db, end_transaction
 from ..models import ApiToken, User, utcnow
@@ -104,52 +110,21 @@ def socket_token_login(raw: object) -> tuple[int, dict] | None:
     if not isinstance(raw, str) or not raw or len(raw) > 200:
         return None
     digest = token_hash(raw)
-    store = token_store()
-    try:
-        hint = store.by_token(digest)
-    except Exception:
-        log.warning("token cache unavailable; reading the token from SQL", exc_info=True)
-        hint, store = None, None
-    if hint is not None:
-        token_id, identity = hint
-        if identity is None:
-            identity = token_identity(token_id)
-        if identity is not None and identity.get("token") == digest:
-            return token_id, identity
-    row, user = _token_and_user(ApiToken.token_hash == digest)
-    if row is None:
-        return None
-    identity = _identity(row, user)
-    if store is not None:
-        try:
-            store.put(row.id, identity)
-            store.put_token(digest, row.id)
-        except Exception:
-            log.warning("token %s not cached", row.id, exc_info=True)
-    return row.id, identity
+
+    def from_sql() -> tuple[int, dict] | None:
+        row, user = _token_and_user(ApiToken.token_hash == digest)
+        return None if row is None else (row.id, _identity(row, user))
+
+    return identity_by_token(token_store(), digest, token_identity, from_sql, "token")
 
 
 def token_identity(token_id: int) -> dict | None:
     """The identity of a live token, from the token cache, else from SQL (and cached)."""
-    store = token_store()
-    try:
-        identity = store.get(token_id)
-    except Exception:
-        log.warning("token cache unavailable; reading token %s from SQL", token_id,
-                    exc_info=True)
-        identity, store = None, None
-    if identity is not None:
-        return identity
-    row, user = _token_and_user(ApiToken.id == token_id)
-    if row is None:
-        return None
-    identity = _identity(row, user)
-    if store is not None:
-        try:
-            store.put(token_id, identity)
-        except Exception:
-            log.warning("token %s not cached", token_id, exc_info=True)
-    return identity
+    def from_sql() -> dict | None:
+        row, user = _token_and_user(ApiToken.id == token_id)
+        return None if row is None else _identity(row, user)
+
+    return cached_identity(token_store(), token_id, from_sql, "token")
 
 
 def revoke_tokens(rows: list[ApiToken]) -> int:

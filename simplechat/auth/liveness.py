@@ -14,11 +14,15 @@ session's current token, so a hint left behind by a token rotated since cannot l
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import redis as redis_lib
+
+log = logging.getLogger(__name__)
 
 IDENTITY_TTL = 60  # seconds a cached live session is trusted before SQL is read again
 SOCKETS_TTL = 24 * 3600  # a process that died leaves its sids behind this long at most
@@ -158,3 +162,52 @@ class MemoryLiveness:
     def sockets(self, session_id: int) -> set[str]:
         with self._lock:
             return set(self._sockets.get(session_id, ()))
+
+
+def cached_identity(store: LivenessStore, key: int, load: Callable[[], dict | None],
+                    what: str) -> dict | None:
+    """The identity cached under ``key``, else ``load()`` (SQL) put back. A store that does not
+    answer is skipped: the caller gets SQL's answer."""
+    try:
+        identity = store.get(key)
+    except Exception:
+        log.warning("%s cache unavailable; reading %s %s from SQL", what, what, key,
+                    exc_info=True)
+        return load()
+    if identity is not None:
+        return identity
+    identity = load()
+    if identity is not None:
+        try:
+            store.put(key, identity)
+        except Exception:
+            log.warning("%s %s not cached", what, key, exc_info=True)
+    return identity
+
+
+def identity_by_token(store: LivenessStore, digest: str, by_id: Callable[[int], dict | None],
+                      by_token: Callable[[], tuple[int, dict] | None],
+                      what: str) -> tuple[int, dict] | None:
+    """A connecting socket's id and identity from its token's hash: from the store's hint and
+    cached identity when they are there and the identity names this token (one round trip),
+    else ``by_token()`` (SQL), whose answer goes back in the store."""
+    try:
+        hint = store.by_token(digest)
+    except Exception:
+        log.warning("%s cache unavailable; reading a socket's %s from SQL", what, what,
+                    exc_info=True)
+        return by_token()
+    if hint is not None:
+        key, identity = hint
+        if identity is None:
+            identity = by_id(key)
+        if identity is not None and identity.get("token") == digest:
+            return key, identity
+    found = by_token()
+    if found is not None:
+        try:
+            store.put(found[0], found[1])
+            store.put_token(digest, found[0])
+        except Exception:
+            log.warning("%s %s not cached", what, found[0], exc_info=True)
+    return found

@@ -24,6 +24,7 @@ from ..activity import client_ip
 from ..extensions import db, end_transaction
 from ..models import User, UserSession, utcnow
 from ..services import services
+from .liveness import cached_identity, identity_by_token
 
 log = logging.getLogger(__name__)
 
@@ -273,54 +274,26 @@ def socket_login() -> tuple[int, dict] | None:
     if not isinstance(token, str) or not token or not isinstance(user_id, str):
         return None
     digest = token_hash(token)
-    store = services().liveness
-    try:
-        hint = store.by_token(digest)
-    except Exception:
-        log.warning("session cache unavailable; reading the socket's session from SQL",
-                    exc_info=True)
-        hint, store = None, None
-    if hint is not None:
-        session_id, identity = hint
-        if identity is None:
-            identity = session_identity(session_id)
-        if identity is not None and identity.get("token") == digest:
-            return (session_id, identity) if str(identity["user_id"]) == user_id else None
-    row, user = _session_and_user(UserSession.token_hash == digest)
-    if not _usable(row, user) or str(user.id) != user_id:
-        return None
-    _touch(row)
-    identity = identity_of(user, row)
-    if store is not None:
-        try:
-            store.put(row.id, identity)
-            store.put_token(digest, row.id)
-        except Exception:
-            log.warning("session %s not cached", row.id, exc_info=True)
-    return row.id, identity
+
+    def from_sql() -> tuple[int, dict] | None:
+        row, user = _session_and_user(UserSession.token_hash == digest)
+        if not _usable(row, user):
+            return None
+        _touch(row)
+        return row.id, identity_of(user, row)
+
+    found = identity_by_token(services().liveness, digest, session_identity, from_sql,
+                              "session")
+    return found if found is not None and str(found[1]["user_id"]) == user_id else None
 
 
 def session_identity(session_id: int) -> dict | None:
     """The identity of a live session, from the shared cache, else from SQL (and cached)."""
-    store = services().liveness
-    try:
-        identity = store.get(session_id)
-    except Exception:
-        log.warning("session cache unavailable; reading session %s from SQL", session_id,
-                    exc_info=True)
-        identity, store = None, None
-    if identity is not None:
-        return identity
-    row, user = _session_and_user(UserSession.id == session_id)
-    if not _usable(row, user):
-        return None
-    identity = identity_of(user, row)
-    if store is not None:
-        try:
-            store.put(session_id, identity)
-        except Exception:
-            log.warning("session %s not cached", session_id, exc_info=True)
-    return identity
+    def from_sql() -> dict | None:
+        row, user = _session_and_user(UserSession.id == session_id)
+        return identity_of(user, row) if _usable(row, user) else None
+
+    return cached_identity(services().liveness, session_id, from_sql, "session")
 
 
 # --------------------------------------------------------------------------- ending
