@@ -553,3 +553,41 @@ def test_history_after_a_redis_flush_keeps_html_replies_reactions_and_attachment
     strip = [{k: v for k, v in m.items() if k != "client_id"} for m in before]
     assert [{k: v for k, v in m.items() if k != "client_id"} for m in after] == strip
     assert after[1]["reply_to"]["id"] == original["id"] and reply["html"] == after[1]["html"]
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def test_reactions_past_their_limit_are_refused_and_change_nothing(app, trio):
+    from simplechat.services import init_services
+
+    ada, bob, cy, direct, a, b, c = trio
+    app.config["CHAT_REACT_RATE_LIMIT"] = "2/10s"
+    init_services(app)
+    message = send(a, direct.id, "react to me")["message"]
+    assert react(a, direct.id, message["id"], "👍")["ok"]
+    assert react(a, direct.id, message["id"], "🎉")["ok"]
+    over = react(a, direct.id, message["id"], "👀")
+    assert over["ok"] is False and over["error"] == "rate_limited" and over["retry_after"] > 0
+    # Someone else's allowance is their own.
+    assert react(b, direct.id, message["id"], "👀")["ok"]
+    joined = emit(a, "join", {"conversation_id": direct.id})
+    assert joined["messages"][-1]["reactions"] == {"👍": [ada.id], "🎉": [ada.id],
+                                                   "👀": [bob.id]}
+
+
+def test_uploads_past_their_limit_are_429_with_retry_after_and_store_nothing(app, trio):
+    from simplechat.services import init_services
+
+    ada, bob, cy, direct, a, b, c = trio
+    app.config["CHAT_UPLOAD_RATE_LIMIT"] = "2/minute"
+    init_services(app)
+    http = login(app, ada)
+    for _ in range(2):
+        assert upload(http, direct.id, b"%PDF-1.4\n", "a.pdf", "application/pdf").status_code == 201
+    stored = count(Attachment)
+    over = upload(http, direct.id, b"%PDF-1.4\n", "a.pdf", "application/pdf")
+    assert over.status_code == 429
+    assert over.get_json()["error"] == "rate_limited" and int(over.headers["Retry-After"]) >= 1
+    assert count(Attachment) == stored
+    assert upload(login(app, bob), direct.id, png_bytes(), "b.png", "image/png").status_code == 201
