@@ -167,7 +167,7 @@ class Sampler(threading.Thread):
 
 
 def run_loadtest(url: str, kind: str, scenario: Scenario, prefix: str, workdir: str,
-                 name: str) -> dict:
+                 name: str, message: list[str] = ()) -> dict:
     out = os.path.join(workdir, f"{name}-{kind.replace('@', '-')}.json")
     drain = 15
     argv = [sys.executable, "-m", "simplechat.loadtest", "--url", url,
@@ -175,7 +175,7 @@ def run_loadtest(url: str, kind: str, scenario: Scenario, prefix: str, workdir: 
             "--senders", str(scenario.senders), "--rate", str(scenario.rate),
             "--duration", str(scenario.duration), "--inflight", str(scenario.inflight),
             "--processes", str(scenario.processes), "--prefix", prefix, "--json", out,
-            "--drain", str(drain)]
+            "--drain", str(drain), *message]
     if kind == "baseline":
         argv.append("--baseline")
     # 0.1 s per user for logins and connects: the full server connected about one socket per
@@ -231,7 +231,14 @@ def main() -> int:
                                       "(a before/after comparison in the same run)")
     parser.add_argument("--ref-last", action="store_true",
                         help="drive the --ref server after the current one (default: before)")
+    parser.add_argument("--text", help="what each message says (Markdown, to measure "
+                                       "formatting), repeated or cut to --size")
+    parser.add_argument("--size", type=int, help="characters per message (load tester: 40)")
     args = parser.parse_args()
+    message = [*(["--text", args.text] if args.text else []),
+               *(["--size", str(args.size)] if args.size else [])]
+    if message:
+        print(f"messages: {args.text!r}, {args.size or 40} characters", flush=True)
     scenarios = QUICK if args.quick else SCENARIOS
     names = args.only or list(scenarios)
     if args.img_dir:
@@ -291,7 +298,7 @@ def main() -> int:
                     sampler.start()
                     try:
                         report = run_loadtest(url, kind, scenarios[name],
-                                              user_prefix, workdir, name)
+                                              user_prefix, workdir, name, message)
                     except subprocess.SubprocessError as exc:
                         print(f"!! {name} against {kind} failed: {exc}", flush=True)
                         results["failed"] = results.get("failed", []) + [f"{name}/{kind}"]

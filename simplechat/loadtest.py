@@ -622,7 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--inflight", type=int, default=0,
                         help="at most this many unacknowledged sends per process (0: no cap)")
     parser.add_argument("--size", type=int, default=40, help="characters per message")
-    parser.add_argument("--text", default="load test message ", help=argparse.SUPPRESS)
+    parser.add_argument("--text", default="load test message ",
+                        help="what each message says, repeated or cut to --size")
     parser.add_argument("--processes", type=int, default=1, help="client processes")
     parser.add_argument("--concurrency", type=int, default=50,
                         help="logins and connects at once")

@@ -11,6 +11,8 @@ import uuid
 
 import pytest
 import redis as redis_lib
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -87,6 +89,31 @@ def test_rendering_is_commonmark_through_an_allow_list(text, html):
         assert rendered == html
     tags = re.findall(r"<[a-z][^>]*>", rendered)
     assert not any(t.startswith(("<script", "<img")) or " on" in t for t in tags), tags
+
+
+# Words, and every character that means something to CommonMark, linkify or a mention.
+_LINE = st.lists(st.sampled_from(list("ab zé漢🎉1.9-+=()'\":;,?%$/") + list(
+    "`*_[]<>&#!~|\\\t\n@") + ["mailto:", "http://x.org", "www.x.org", "    ", "\u00a0",
+                                  "\u200d"]), min_size=1, max_size=30).map("".join)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_LINE)
+def test_the_plain_line_shortcut_gives_what_the_parser_gives(text):
+    from simplechat.chat.formatting import _parser, _plain_paragraph, sanitize
+
+    shortcut = _plain_paragraph(text)
+    if shortcut is not None:
+        assert shortcut == sanitize(_parser().render(text, {"mentions": {}})).rstrip("\n")
+
+
+def test_the_plain_line_shortcut_takes_plain_words_only():
+    from simplechat.chat.formatting import _plain_paragraph
+
+    assert _plain_paragraph('fine, thanks: "see you" at 5 (or 6)?') is not None
+    for text in ("1. first", "- item", "# title", "a *b*", "ping @ada", "see http://x.org",
+                 "a\nb", "    code", "a &amp; b", "trailing "):
+        assert _plain_paragraph(text) is None, text
 
 
 def test_a_sent_message_carries_its_html_to_the_room_and_sql(app, trio):
