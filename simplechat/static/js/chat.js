@@ -169,6 +169,7 @@
     add.type = "button";
     add.className = "btn btn-sm reaction-add";
     add.setAttribute("aria-label", "Add reaction");
+    add.tabIndex = -1;  // one tab stop per message: the keyboard reaches it as "React…" in the menu
     add.setAttribute("aria-expanded", "false");
     add.textContent = "☺+";
     add.addEventListener("click", function () { togglePicker(bar, add, m); });
@@ -338,7 +339,12 @@
     toggle.textContent = "⋯";
     var menu = document.createElement("ul");
     menu.className = "dropdown-menu dropdown-menu-end";
-    var entries = [["Reply", "reply", function () { startReply(m); }]];
+    var entries = [["Reply", "reply", function () { startReply(m); }],
+                   ["React…", "react", function () {
+                     var row = rows.get(m.id);
+                     var add = row && row.querySelector(".reaction-add");
+                     if (add) { togglePicker(add.parentNode, add, m); }
+                   }]];
     if (editable) {
       entries.push(["Edit", "edit", function () { startEdit(m.id); }]);
       entries.push(["Delete", "delete", function () { confirmDelete(m.id); }]);
