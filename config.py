@@ -77,9 +77,6 @@ class Config:
     CHAT_MAX_ATTACHMENT_BYTES = env_int("CHAT_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
     # Where attachments are kept: shared by every web process and worker (default: instance/).
     ATTACHMENT_DIR = os.environ.get("ATTACHMENT_DIR") or None
-    # Uploads never sent with a message are removed by `flask attachments prune` after this
-    # many seconds (a day: time enough to write the message that goes with them).
-    CHAT_ATTACHMENT_ORPHAN_AGE = env_int("CHAT_ATTACHMENT_ORPHAN_AGE", 24 * 3600)
     CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 60)  # a socket without heartbeat goes offline
     # A login session unused for this many days ends; "remember me" keeps one for this many.
     SESSION_IDLE_DAYS = env_int("SESSION_IDLE_DAYS", 14)

@@ -618,39 +618,3 @@ def test_uploads_past_their_limit_are_429_with_retry_after_and_store_nothing(app
     assert over.get_json()["error"] == "rate_limited" and int(over.headers["Retry-After"]) >= 1
     assert count(Attachment) == stored
     assert upload(login(app, bob), direct.id, png_bytes(), "b.png", "image/png").status_code == 201
-
-
-# --------------------------------------------------------------------------- housekeeping
-
-
-def test_prune_removes_old_unsent_uploads_only(app, trio):
-    from datetime import timedelta
-
-    from simplechat.models import utcnow
-
-    ada, bob, cy, direct, a, b, c = trio
-    http = login(app, ada)
-    ids = [upload(http, direct.id, png_bytes(), f"{n}.png", "image/png").get_json()
-           ["attachment"]["id"] for n in ("sent", "old", "fresh")]
-    sent, old, fresh = ids
-    assert send(a, direct.id, "with a file", attachments=[sent])["ok"]
-    db.session.rollback()
-    two_days_ago = utcnow() - timedelta(days=2)
-    for attachment_id in (sent, old):
-        db.session.get(Attachment, attachment_id).created_at = two_days_ago
-    db.session.commit()
-
-    result = app.test_cli_runner().invoke(args=["attachments", "prune"])
-    assert result.exit_code == 0, result.output
-    assert "1 unsent upload(s)" in result.output
-    db.session.expire_all()
-    assert {a.id for a in db.session.scalars(select(Attachment))} == {sent, fresh}
-    store = attachment_store()
-    with pytest.raises(FileNotFoundError):
-        store.open(old)
-    for kept in (sent, fresh):
-        store.open(kept).close()
-    assert login(app, bob).get(f"/api/attachments/{sent}").status_code == 200
-    # Nothing old and unsent is left: a second run removes nothing.
-    again = app.test_cli_runner().invoke(args=["attachments", "prune", "--older-than", "3600"])
-    assert "0 unsent upload(s)" in again.output

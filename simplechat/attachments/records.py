@@ -11,15 +11,14 @@ import secrets
 import tempfile
 import unicodedata
 from dataclasses import dataclass
-from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from werkzeug.datastructures import FileStorage
 
 from ..chat.conversations import is_participant
 from ..extensions import db
-from ..models import Attachment, Message, utcnow
+from ..models import Attachment, Message
 from .images import IMAGE_EXTENSIONS, RASTER, BadImage, inspect_image, make_thumbnail
 from .store import attachment_store
 
@@ -230,27 +229,6 @@ def remove_files_of(message_id: str) -> None:
         _remove_files(attachment_id)
 
 
-def prune_orphans(older_than: timedelta) -> int:
-    """Remove uploads never sent with a message, uploaded more than ``older_than`` ago (row and
-    files); returns how many. An upload claimed by a send meanwhile is kept: each row goes only
-    while it is still unsent."""
-    cutoff = utcnow() - older_than
-    candidates = db.session.scalars(
-        select(Attachment.id).where(Attachment.message_id.is_(None),
-                                    Attachment.created_at < cutoff)).all()
-    removed = 0
-    for attachment_id in candidates:
-        gone = db.session.execute(
-            delete(Attachment).where(Attachment.id == attachment_id,
-                                     Attachment.message_id.is_(None))
-            .execution_options(synchronize_session=False)).rowcount
-        db.session.commit()
-        if gone:
-            _remove_files(attachment_id)
-            removed += 1
-    return removed
-
-
 def _remove_files(attachment_id: str) -> None:
     store = attachment_store()
     for key in (attachment_id, attachment_id + ".thumb"):
@@ -261,4 +239,4 @@ def _remove_files(attachment_id: str) -> None:
 
 
 __all__ = ["MAX_PER_MESSAGE", "attachment_payload", "attachments_for", "claim", "clean_name",
-           "parse_ids", "prune_orphans", "release", "remove_files_of", "servable", "upload"]
+           "parse_ids", "release", "remove_files_of", "servable", "upload"]
