@@ -64,11 +64,6 @@ class Config:
     # Edits and deletes of one's own messages, per user, apart from sends: a burst of 5 (a fix
     # right after sending, a delete right after an edit), then one per 2 s like sends.
     CHAT_CHANGE_RATE_LIMIT = os.environ.get("CHAT_CHANGE_RATE_LIMIT", "5/10s")
-    # Reactions per user (a burst of 20, then one every half second), and uploads per user
-    # (a burst of 20 files, then one every 3 s): each costs a SQL write and a room-wide event,
-    # or disk space, so a script cannot flood them either.
-    CHAT_REACT_RATE_LIMIT = os.environ.get("CHAT_REACT_RATE_LIMIT", "20/10s")
-    CHAT_UPLOAD_RATE_LIMIT = os.environ.get("CHAT_UPLOAD_RATE_LIMIT", "20/minute")
     CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 4000)
     CHAT_DEDUPE_WINDOW = env_int("CHAT_DEDUPE_WINDOW", 600)  # seconds a client_id is remembered
     CHAT_HISTORY_PAGE_MAX = env_int("CHAT_HISTORY_PAGE_MAX", 100)

@@ -21,8 +21,6 @@ class Services:
     cache: Any  # chat.cache.RecentCache
     limiter: Any  # chat.ratelimit.RedisRateLimiter or MemoryRateLimiter
     change_limiter: Any = None  # the same kind, for edits and deletes (CHAT_CHANGE_RATE_LIMIT)
-    react_limiter: Any = None  # the same kind, for reactions (CHAT_REACT_RATE_LIMIT)
-    upload_limiter: Any = None  # the same kind, for attachment uploads (CHAT_UPLOAD_RATE_LIMIT)
     login_limiter: Any = None  # chat.ratelimit.LoginLimiter
     liveness: Any = None  # auth.liveness.RedisLiveness or MemoryLiveness
     register_limiter: Any = None  # chat.ratelimit.RegisterLimiter
@@ -58,8 +56,6 @@ def init_services(app: Flask) -> Services:
     size = app.config["CHAT_RECENT_MESSAGES"]
     rate = parse_rate(app.config["CHAT_RATE_LIMIT"])
     change_rate = parse_rate(app.config["CHAT_CHANGE_RATE_LIMIT"])
-    react_rate = parse_rate(app.config["CHAT_REACT_RATE_LIMIT"])
-    upload_rate = parse_rate(app.config["CHAT_UPLOAD_RATE_LIMIT"])
     login_rates = (parse_rate(app.config["LOGIN_RATE_LIMIT_ACCOUNT"]),
                    parse_rate(app.config["LOGIN_RATE_LIMIT_IP"]))
     register_rate = parse_rate(app.config["REGISTER_RATE_LIMIT"])
@@ -74,8 +70,6 @@ def init_services(app: Flask) -> Services:
             cache=RedisRecentCache(client, size, prefix, CACHE_TTL, dedupe_ttl),
             limiter=RedisRateLimiter(client, rate, prefix),
             change_limiter=RedisRateLimiter(client, change_rate, prefix),
-            react_limiter=RedisRateLimiter(client, react_rate, prefix),
-            upload_limiter=RedisRateLimiter(client, upload_rate, prefix),
             login_limiter=LoginLimiter(*(RedisRateLimiter(client, r, prefix)
                                          for r in login_rates)),
             liveness=RedisLiveness(client, prefix),
@@ -87,8 +81,6 @@ def init_services(app: Flask) -> Services:
             cache=MemoryRecentCache(size, dedupe_ttl),
             limiter=MemoryRateLimiter(rate),
             change_limiter=MemoryRateLimiter(change_rate),
-            react_limiter=MemoryRateLimiter(react_rate),
-            upload_limiter=MemoryRateLimiter(upload_rate),
             login_limiter=LoginLimiter(*(MemoryRateLimiter(r) for r in login_rates)),
             liveness=MemoryLiveness(),
             register_limiter=RegisterLimiter(MemoryRateLimiter(register_rate)),

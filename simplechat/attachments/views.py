@@ -8,7 +8,6 @@ from flask_login import current_user
 from ..api.schemas import Uploaded
 from ..api.spec import FILE, describe
 from ..http_errors import api_error
-from ..services import services
 from . import bp
 from .records import is_raster, servable, upload
 from .store import attachment_store
@@ -27,12 +26,6 @@ def require_login():
 @bp.post("/conversations/<id:conversation_id>/attachments", endpoint="upload")
 def upload_attachment(conversation_id: int):
     """Multipart, field ``file``: 201 with the attachment, to be sent with a message."""
-    try:
-        wait = services().upload_limiter.hit(f"upload:{current_user.id}")
-    except Exception:
-        return api_error("unavailable", 503)
-    if wait:  # refused before the body is read
-        return api_error("rate_limited", 429, retry_after=round(wait, 3))
     attachment, refusal = upload(current_user.id, conversation_id, request.files.get("file"))
     if refusal:
         return api_error(refusal.code, refusal.status)
@@ -75,11 +68,10 @@ def _file_response(key: str, content_type: str, name: str, inline: bool):
 
 
 # In the API's OpenAPI document beside the JSON routes (their bodies or answers are files).
-describe("attachments.upload", "POST", upload="file", answers={201: Uploaded},
-         errors=(404, 429), tag="attachments",
+describe("attachments.upload", "POST", upload="file", answers={201: Uploaded}, errors=(404,),
+         tag="attachments",
          summary="Upload a file to a conversation (multipart, field file), to send with a "
-                 "message: 413 too_large past CHAT_MAX_ATTACHMENT_BYTES, 429 rate_limited "
-                 "past CHAT_UPLOAD_RATE_LIMIT")
+                 "message: 413 too_large past CHAT_MAX_ATTACHMENT_BYTES")
 describe("attachments.attachment_file", answers={200: FILE}, errors=(404,), tag="attachments",
          summary="The file, to participants only: inline for a raster image, else a download")
 describe("attachments.attachment_thumbnail", answers={200: FILE}, errors=(404,),

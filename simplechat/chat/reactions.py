@@ -86,9 +86,6 @@ def react(user, data: dict) -> dict:
         return new
 
     try:
-        wait = services().react_limiter.hit(f"react:{user.id}")
-        if wait:
-            return error("rate_limited", retry_after=round(wait, 3))
         updated = services().cache.update(conversation_id, message_id, change)
         current = changed["payload"]
         if current is None:  # not in the recent list: SQL, or the write buffer
