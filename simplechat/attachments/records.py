@@ -10,6 +10,7 @@ import re
 import secrets
 import tempfile
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import current_app
@@ -19,6 +20,7 @@ from werkzeug.datastructures import FileStorage
 from ..chat.conversations import is_participant
 from ..extensions import db
 from ..models import Attachment, Message
+from ..services import services
 from .images import IMAGE_EXTENSIONS, RASTER, BadImage, inspect_image, make_thumbnail
 from .store import attachment_store
 
@@ -61,6 +63,7 @@ def attachment_payload(attachment: Attachment) -> dict:
 class Refusal:
     code: str
     status: int
+    retry_after: float | None = None  # rate_limited: seconds
 
 
 def _declared_type(file: FileStorage) -> str:
@@ -73,15 +76,23 @@ def _looks_like_image(name: str, declared: str) -> bool:
         name.lower().endswith(IMAGE_EXTENSIONS))
 
 
-def upload(user_id: int, conversation_id: int, file: FileStorage | None
+def upload(user_id: int, conversation_id: int, read_file: Callable[[], FileStorage | None]
            ) -> tuple[dict | None, Refusal | None]:
     """Store an uploaded file for a conversation; the attachment's payload, or the refusal.
+    ``read_file`` parses the request body for the file: called only once the caller is known
+    to be a participant within the upload rate limit.
 
     The file is read to a local temporary file first: its size is checked as it streams, and a
     picture is decoded in full (a truncated one or a decompression bomb is refused) before
     anything reaches the store or SQL."""
     if not is_participant(user_id, conversation_id):
         return None, Refusal("not_found", 404)
+    # Counted before the body is read: every upload, kept or refused, is read, decoded and
+    # thumbnailed (CHAT_UPLOAD_RATE_LIMIT per user).
+    wait = services().upload_limiter.hit(f"upload:{user_id}")
+    if wait:
+        return None, Refusal("rate_limited", 429, round(wait, 3))
+    file = read_file()
     if not isinstance(file, FileStorage):
         return None, Refusal("invalid", 400)
     limit = current_app.config["CHAT_MAX_ATTACHMENT_BYTES"]
