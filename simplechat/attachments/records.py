@@ -130,7 +130,7 @@ def upload(user_id: int, conversation_id: int, read_file: Callable[[], FileStora
         db.session.commit()
     except Exception:
         db.session.rollback()
-        _remove_files(attachment.id)
+        remove_files(attachment.id)
         raise
     return attachment_payload(attachment), None
 
@@ -237,10 +237,11 @@ def remove_files_of(message_id: str) -> None:
     """Remove the stored files of a deleted message's attachments."""
     for attachment_id in db.session.scalars(
             select(Attachment.id).where(Attachment.message_id == message_id)):
-        _remove_files(attachment_id)
+        remove_files(attachment_id)
 
 
-def _remove_files(attachment_id: str) -> None:
+def remove_files(attachment_id: str) -> None:
+    """Remove an attachment's file and thumbnail from the store (either may be gone already)."""
     store = attachment_store()
     for key in (attachment_id, attachment_id + ".thumb"):
         try:
@@ -250,4 +251,4 @@ def _remove_files(attachment_id: str) -> None:
 
 
 __all__ = ["MAX_PER_MESSAGE", "attachment_payload", "attachments_for", "claim", "clean_name",
-           "parse_ids", "release", "remove_files_of", "servable", "upload"]
+           "parse_ids", "release", "remove_files", "remove_files_of", "servable", "upload"]
