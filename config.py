@@ -64,6 +64,10 @@ class Config:
     # Edits and deletes of one's own messages, per user, apart from sends: a burst of 5 (a fix
     # right after sending, a delete right after an edit), then one per 2 s like sends.
     CHAT_CHANGE_RATE_LIMIT = os.environ.get("CHAT_CHANGE_RATE_LIMIT", "5/10s")
+    # Reactions set or taken back, per user: a burst of 20, then one every half second.
+    CHAT_REACT_RATE_LIMIT = os.environ.get("CHAT_REACT_RATE_LIMIT", "20/10s")
+    # Attachment uploads (accepted or refused), per user: each one is read, decoded and stored.
+    CHAT_UPLOAD_RATE_LIMIT = os.environ.get("CHAT_UPLOAD_RATE_LIMIT", "20/minute")
     CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 4000)
     CHAT_DEDUPE_WINDOW = env_int("CHAT_DEDUPE_WINDOW", 600)  # seconds a client_id is remembered
     CHAT_HISTORY_PAGE_MAX = env_int("CHAT_HISTORY_PAGE_MAX", 100)
@@ -72,6 +76,8 @@ class Config:
     CHAT_MAX_ATTACHMENT_BYTES = env_int("CHAT_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
     # Where attachments are kept: shared by every web process and worker (default: instance/).
     ATTACHMENT_DIR = os.environ.get("ATTACHMENT_DIR") or None
+    # Seconds an upload may stay unsent before `flask attachments prune` removes it (24 h).
+    CHAT_ATTACHMENT_ORPHAN_AGE = env_int("CHAT_ATTACHMENT_ORPHAN_AGE", 24 * 3600)
     CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 60)  # a socket without heartbeat goes offline
     # A login session unused for this many days ends; "remember me" keeps one for this many.
     SESSION_IDLE_DAYS = env_int("SESSION_IDLE_DAYS", 14)

@@ -119,8 +119,10 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     init_api(app)
 
     from .attachments import bp as attachments_bp
+    from .attachments.cli import register_attachments_cli
 
     app.register_blueprint(attachments_bp, url_prefix="/api")
+    register_attachments_cli(app)
 
     @app.get("/")
     def index():

@@ -24,6 +24,8 @@ class Services:
     login_limiter: Any = None  # chat.ratelimit.LoginLimiter
     liveness: Any = None  # auth.liveness.RedisLiveness or MemoryLiveness
     register_limiter: Any = None  # chat.ratelimit.RegisterLimiter
+    react_limiter: Any = None  # like limiter, for reactions (CHAT_REACT_RATE_LIMIT)
+    upload_limiter: Any = None  # like limiter, for attachment uploads (CHAT_UPLOAD_RATE_LIMIT)
 
     @property
     def embedded(self) -> bool:
@@ -59,6 +61,8 @@ def init_services(app: Flask) -> Services:
     login_rates = (parse_rate(app.config["LOGIN_RATE_LIMIT_ACCOUNT"]),
                    parse_rate(app.config["LOGIN_RATE_LIMIT_IP"]))
     register_rate = parse_rate(app.config["REGISTER_RATE_LIMIT"])
+    react_rate = parse_rate(app.config["CHAT_REACT_RATE_LIMIT"])
+    upload_rate = parse_rate(app.config["CHAT_UPLOAD_RATE_LIMIT"])
     prefix = app.config["REDIS_KEY_PREFIX"]
     dedupe_ttl = app.config["CHAT_DEDUPE_WINDOW"]
     url = app.config.get("REDIS_URL")
@@ -74,6 +78,8 @@ def init_services(app: Flask) -> Services:
                                          for r in login_rates)),
             liveness=RedisLiveness(client, prefix),
             register_limiter=RegisterLimiter(RedisRateLimiter(client, register_rate, prefix)),
+            react_limiter=RedisRateLimiter(client, react_rate, prefix),
+            upload_limiter=RedisRateLimiter(client, upload_rate, prefix),
         )
     else:
         services = Services(
@@ -84,6 +90,8 @@ def init_services(app: Flask) -> Services:
             login_limiter=LoginLimiter(*(MemoryRateLimiter(r) for r in login_rates)),
             liveness=MemoryLiveness(),
             register_limiter=RegisterLimiter(MemoryRateLimiter(register_rate)),
+            react_limiter=MemoryRateLimiter(react_rate),
+            upload_limiter=MemoryRateLimiter(upload_rate),
         )
     app.extensions["simplechat"] = services
     return services

@@ -173,6 +173,24 @@ def create_incoming(conversation: Conversation, bot: User | None = None,
     return NewHook(hook, secret)
 
 
+def conversation_webhooks(conversation_id: int) -> list[tuple[Webhook, User | None]]:
+    """A conversation's webhooks, oldest first, each with the user who made it (None: made
+    on the command line, or that user is gone)."""
+    return [(hook, creator) for hook, creator in db.session.execute(
+        select(Webhook, User).outerjoin(User, User.id == Webhook.created_by_id)
+        .where(Webhook.conversation_id == conversation_id).order_by(Webhook.id))]
+
+
+def delete_webhook(conversation_id: int, webhook_id: int) -> bool:
+    """Delete one webhook of this conversation; False if it has none by that id."""
+    hook = db.session.get(Webhook, webhook_id)
+    if hook is None or hook.conversation_id != conversation_id:
+        return False
+    db.session.delete(hook)
+    db.session.commit()
+    return True
+
+
 def incoming_hook_sender(secret: str) -> tuple[User, int] | None:
     """The bot user and conversation of an incoming hook's secret, if it is live."""
     if not secret or len(secret) > 100:
@@ -195,9 +213,14 @@ def queue_deliveries(payloads: list[dict]) -> int:
         return 0
     conversation_ids = {p["conversation_id"] for p in payloads}
     hooks: dict[int, list[int]] = {}
+    # A hook made by a participant (on the settings page) stops when that user leaves: it
+    # must not go on reading a conversation its maker can no longer read.
     for hook_id, cid in db.session.execute(
-        select(Webhook.id, Webhook.conversation_id).where(
-            Webhook.kind == OUTGOING, Webhook.conversation_id.in_(conversation_ids))
+        select(Webhook.id, Webhook.conversation_id)
+        .outerjoin(Participant, (Participant.conversation_id == Webhook.conversation_id)
+                   & (Participant.user_id == Webhook.created_by_id))
+        .where(Webhook.kind == OUTGOING, Webhook.conversation_id.in_(conversation_ids),
+               Webhook.created_by_id.is_(None) | Participant.user_id.is_not(None))
     ):
         hooks.setdefault(cid, []).append(hook_id)
     queued = 0

@@ -10,6 +10,7 @@ import re
 import secrets
 import tempfile
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import current_app
@@ -19,6 +20,7 @@ from werkzeug.datastructures import FileStorage
 from ..chat.conversations import is_participant
 from ..extensions import db
 from ..models import Attachment, Message
+from ..services import services
 from .images import IMAGE_EXTENSIONS, RASTER, BadImage, inspect_image, make_thumbnail
 from .store import attachment_store
 
@@ -61,6 +63,7 @@ def attachment_payload(attachment: Attachment) -> dict:
 class Refusal:
     code: str
     status: int
+    retry_after: float | None = None  # rate_limited: seconds
 
 
 def _declared_type(file: FileStorage) -> str:
@@ -73,15 +76,23 @@ def _looks_like_image(name: str, declared: str) -> bool:
         name.lower().endswith(IMAGE_EXTENSIONS))
 
 
-def upload(user_id: int, conversation_id: int, file: FileStorage | None
+def upload(user_id: int, conversation_id: int, read_file: Callable[[], FileStorage | None]
            ) -> tuple[dict | None, Refusal | None]:
     """Store an uploaded file for a conversation; the attachment's payload, or the refusal.
+    ``read_file`` parses the request body for the file: called only once the caller is known
+    to be a participant within the upload rate limit.
 
     The file is read to a local temporary file first: its size is checked as it streams, and a
     picture is decoded in full (a truncated one or a decompression bomb is refused) before
     anything reaches the store or SQL."""
     if not is_participant(user_id, conversation_id):
         return None, Refusal("not_found", 404)
+    # Counted before the body is read: every upload, kept or refused, is read, decoded and
+    # thumbnailed (CHAT_UPLOAD_RATE_LIMIT per user).
+    wait = services().upload_limiter.hit(f"upload:{user_id}")
+    if wait:
+        return None, Refusal("rate_limited", 429, round(wait, 3))
+    file = read_file()
     if not isinstance(file, FileStorage):
         return None, Refusal("invalid", 400)
     limit = current_app.config["CHAT_MAX_ATTACHMENT_BYTES"]
@@ -119,7 +130,7 @@ def upload(user_id: int, conversation_id: int, file: FileStorage | None
         db.session.commit()
     except Exception:
         db.session.rollback()
-        _remove_files(attachment.id)
+        remove_files(attachment.id)
         raise
     return attachment_payload(attachment), None
 
@@ -226,10 +237,11 @@ def remove_files_of(message_id: str) -> None:
     """Remove the stored files of a deleted message's attachments."""
     for attachment_id in db.session.scalars(
             select(Attachment.id).where(Attachment.message_id == message_id)):
-        _remove_files(attachment_id)
+        remove_files(attachment_id)
 
 
-def _remove_files(attachment_id: str) -> None:
+def remove_files(attachment_id: str) -> None:
+    """Remove an attachment's file and thumbnail from the store (either may be gone already)."""
     store = attachment_store()
     for key in (attachment_id, attachment_id + ".thumb"):
         try:
@@ -239,4 +251,4 @@ def _remove_files(attachment_id: str) -> None:
 
 
 __all__ = ["MAX_PER_MESSAGE", "attachment_payload", "attachments_for", "claim", "clean_name",
-           "parse_ids", "release", "remove_files_of", "servable", "upload"]
+           "parse_ids", "release", "remove_files", "remove_files_of", "servable", "upload"]

@@ -26,9 +26,10 @@ def require_login():
 @bp.post("/conversations/<id:conversation_id>/attachments", endpoint="upload")
 def upload_attachment(conversation_id: int):
     """Multipart, field ``file``: 201 with the attachment, to be sent with a message."""
-    attachment, refusal = upload(current_user.id, conversation_id, request.files.get("file"))
+    attachment, refusal = upload(current_user.id, conversation_id,
+                                 lambda: request.files.get("file"))
     if refusal:
-        return api_error(refusal.code, refusal.status)
+        return api_error(refusal.code, refusal.status, refusal.retry_after)
     return jsonify({"ok": True, "attachment": attachment}), 201
 
 
@@ -68,10 +69,11 @@ def _file_response(key: str, content_type: str, name: str, inline: bool):
 
 
 # In the API's OpenAPI document beside the JSON routes (their bodies or answers are files).
-describe("attachments.upload", "POST", upload="file", answers={201: Uploaded}, errors=(404,),
-         tag="attachments",
+describe("attachments.upload", "POST", upload="file", answers={201: Uploaded},
+         errors=(404, 429), tag="attachments",
          summary="Upload a file to a conversation (multipart, field file), to send with a "
-                 "message: 413 too_large past CHAT_MAX_ATTACHMENT_BYTES")
+                 "message: 413 too_large past CHAT_MAX_ATTACHMENT_BYTES, 429 rate_limited "
+                 "past CHAT_UPLOAD_RATE_LIMIT uploads per user")
 describe("attachments.attachment_file", answers={200: FILE}, errors=(404,), tag="attachments",
          summary="The file, to participants only: inline for a raster image, else a download")
 describe("attachments.attachment_thumbnail", answers={200: FILE}, errors=(404,),

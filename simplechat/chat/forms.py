@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import SelectMultipleField, StringField
-from wtforms.validators import Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
+
+from ..api.webhooks import URL_MAX
+from ..auth.forms import PostedForm, TextField, no_control_characters, strip
 
 MAX_PARTICIPANTS = 50
 
@@ -39,3 +42,14 @@ class NewConversationForm(FlaskForm):
             raise ValidationError("Pick at least one person.")
         if len(set(field.data)) > MAX_PARTICIPANTS:
             raise ValidationError(f"A conversation can have at most {MAX_PARTICIPANTS} people.")
+
+
+class NewWebhookForm(PostedForm):
+    """An outgoing webhook of a conversation; the address itself is checked by create_outgoing."""
+
+    url = TextField(
+        "Receiver URL", filters=[strip],
+        validators=[DataRequired(), Length(max=URL_MAX), no_control_characters],
+        description="Every new message of this conversation is POSTed here as signed JSON: "
+                    "an http:// or https:// address on the public internet.",
+    )

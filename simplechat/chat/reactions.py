@@ -85,8 +85,14 @@ def react(user, data: dict) -> dict:
         changed["payload"] = new if new is not None else current
         return new
 
+    svc = services()
     try:
-        updated = services().cache.update(conversation_id, message_id, change)
+        # A bucket of its own (CHAT_REACT_RATE_LIMIT): each reaction is a cache write, a task
+        # and a fan-out, and a script toggling one emoji must not flood the room.
+        wait = svc.react_limiter.hit(f"react:{user.id}")
+        if wait:
+            return error("rate_limited", retry_after=round(wait, 3))
+        updated = svc.cache.update(conversation_id, message_id, change)
         current = changed["payload"]
         if current is None:  # not in the recent list: SQL, or the write buffer
             found = find_message(conversation_id, message_id)

@@ -1,4 +1,5 @@
-"""Chat pages: the conversation list, starting a conversation, the chat page."""
+"""Chat pages: the conversation list, starting a conversation, the chat page, a conversation's
+settings (its webhooks)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from .conversations import (
     participants_of,
     start_conversation,
 )
-from .forms import NewConversationForm
+from .forms import NewConversationForm, NewWebhookForm
 
 
 @bp.get("/")
@@ -66,6 +67,49 @@ def conversation(conversation_id: int):
         members=members,
         conversations=conversations_for(current_user),
     )
+
+
+@bp.route("/<id:conversation_id>/settings", methods=["GET", "POST"])
+@login_required
+def settings(conversation_id: int):
+    """A conversation's settings, for its participants: its webhooks, listed, added (the
+    signing secret shown on this answer only) and deleted."""
+    from ..api.webhooks import UnsafeURL, conversation_webhooks, create_outgoing
+
+    conversation = participant_conversation(current_user.id, conversation_id)
+    if conversation is None:
+        abort(404)
+    form = NewWebhookForm()
+    created = None
+    if form.validate_on_submit():
+        try:
+            created = create_outgoing(conversation, form.url.data, creator=current_user)
+        except UnsafeURL as exc:
+            form.url.errors.append(str(exc))
+        else:
+            record_activity("webhook_created", current_user.id,
+                            {"conversation_id": conversation.id, "webhook_id": created.webhook.id})
+            form = NewWebhookForm(formdata=None)
+    members = participants_of(conversation.id)
+    return render_template(
+        "chat/settings.html", conversation=conversation, form=form, created=created,
+        title=display_title(conversation, current_user.id, members),
+        webhooks=conversation_webhooks(conversation.id))
+
+
+@bp.post("/<id:conversation_id>/webhooks/<id:webhook_id>/delete")
+@login_required
+def delete_webhook(conversation_id: int, webhook_id: int):
+    """Delete one of the conversation's webhooks: any participant may."""
+    from ..api import webhooks
+
+    conversation = participant_conversation(current_user.id, conversation_id)
+    if conversation is None or not webhooks.delete_webhook(conversation.id, webhook_id):
+        abort(404)
+    record_activity("webhook_deleted", current_user.id,
+                    {"conversation_id": conversation.id, "webhook_id": webhook_id})
+    flash("The webhook has been deleted.", "success")
+    return redirect(url_for("chat.settings", conversation_id=conversation.id))
 
 
 def flash_errors(form) -> None:
