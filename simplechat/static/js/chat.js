@@ -96,193 +96,7 @@
     if (last < text.length) { parent.appendChild(document.createTextNode(text.slice(last))); }
   }
 
-  var REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "😢", "🙏", "👀"];
-
-  // The server's rendering (sanitized there) goes in as HTML; only that field, never text.
-  function renderBody(body, m) {
-    if (m.deleted) { body.textContent = "This message was deleted"; return; }
-    if (typeof m.html === "string") {
-      body.innerHTML = m.html;
-      body.querySelectorAll("a[href]").forEach(function (a) { a.target = "_blank"; a.rel = "noopener noreferrer nofollow"; });
-      body.querySelectorAll(".mention[data-user-id]").forEach(function (el) {
-        if (Number(el.dataset.userId) === myId) { el.classList.add("mention-me"); }
-      });
-    } else { appendLinkified(body, m.message); }
-  }
-
-  function buildSystemLine(m) {
-    var row = document.createElement("div");
-    row.className = "message message-system";
-    row.dataset.id = m.id;
-    row.dataset.day = dayKey(parseUtc(m.timestamp));
-    row.dataset.sender = String(m.sender);
-    var body = document.createElement("div");
-    body.className = "message-text";
-    renderBody(body, m);
-    row.appendChild(body);
-    return row;
-  }
-
-  function buildQuote(r) {
-    var q = document.createElement("div");
-    q.className = "reply-quote";
-    q.setAttribute("role", "link");
-    q.tabIndex = 0;
-    var who = document.createElement("span");
-    who.className = "reply-quote-sender";
-    who.textContent = r.sender_name || ("User " + r.sender);
-    var text = document.createElement("span");
-    text.className = "reply-quote-text";
-    text.textContent = r.preview || "";
-    q.appendChild(who);
-    q.appendChild(document.createTextNode(": "));
-    q.appendChild(text);
-    q.setAttribute("aria-label", "Reply to " + who.textContent + ": " + text.textContent + ". Go to the original");
-    function go() { jumpTo(r.id); }
-    q.addEventListener("click", go);
-    q.addEventListener("keydown", function (e) { if (e.key === "Enter") { e.preventDefault(); go(); } });
-    return q;
-  }
-
-  function buildReactions(m) {
-    var bar = document.createElement("div");
-    bar.className = "reactions";
-    var names = memberNames();
-    var reactions = m.reactions || {};
-    Object.keys(reactions).forEach(function (emoji) {
-      var who = reactions[emoji] || [];
-      if (!who.length) { return; }
-      var b = document.createElement("button");
-      b.type = "button";
-      b.className = "btn btn-sm reaction";
-      b.dataset.emoji = emoji;
-      var mineToo = who.indexOf(myId) !== -1;
-      b.setAttribute("aria-pressed", mineToo ? "true" : "false");
-      var label = who.map(function (uid) { return uid === myId ? "You" : (names[uid] || ("User " + uid)); }).join(", ");
-      b.title = label;
-      b.setAttribute("aria-label", emoji + " " + who.length + ": " + label);
-      b.textContent = emoji + " " + who.length;
-      b.addEventListener("click", function () { react(m.id, emoji, !mineToo); });
-      bar.appendChild(b);
-    });
-    var add = document.createElement("button");
-    add.type = "button";
-    add.className = "btn btn-sm reaction-add";
-    add.setAttribute("aria-label", "Add reaction");
-    add.tabIndex = -1;  // one tab stop per message: the keyboard reaches it as "React…" in the menu
-    add.setAttribute("aria-expanded", "false");
-    add.textContent = "☺+";
-    add.addEventListener("click", function () { togglePicker(bar, add, m); });
-    bar.appendChild(add);
-    return bar;
-  }
-
-  function togglePicker(bar, add, m) {
-    var open = bar.querySelector(".reaction-picker");
-    if (open) { open.remove(); add.setAttribute("aria-expanded", "false"); add.focus(); return; }
-    var picker = document.createElement("div");
-    picker.className = "reaction-picker";
-    picker.setAttribute("role", "group");
-    picker.setAttribute("aria-label", "Pick a reaction");
-    REACTIONS.forEach(function (emoji) {
-      var b = document.createElement("button");
-      b.type = "button";
-      b.className = "btn btn-sm reaction-choice";
-      b.textContent = emoji;
-      b.setAttribute("aria-label", "React with " + emoji);
-      b.addEventListener("click", function () {
-        var who = (m.reactions || {})[emoji] || [];
-        react(m.id, emoji, who.indexOf(myId) === -1);
-        picker.remove();
-        add.setAttribute("aria-expanded", "false");
-      });
-      picker.appendChild(b);
-    });
-    picker.addEventListener("keydown", function (e) {
-      if (e.key === "Escape") { e.preventDefault(); picker.remove(); add.setAttribute("aria-expanded", "false"); add.focus(); }
-    });
-    bar.appendChild(picker);
-    add.setAttribute("aria-expanded", "true");
-    picker.querySelector("button").focus();
-  }
-
-  function react(messageId, emoji, on) {
-    socket.emit("react", { conversation_id: conversationId, message_id: messageId, emoji: emoji, on: on }, function (ack) {
-      if (ack && ack.ok && ack.message) { updateMessage(ack.message); } else { setStatus("That reaction was not saved.", "danger"); }
-    });
-  }
-
-  function humanSize(n) {
-    if (n < 1024) { return n + " B"; }
-    if (n < 1024 * 1024) { return (n / 1024).toFixed(1) + " KB"; }
-    return (n / 1024 / 1024).toFixed(1) + " MB";
-  }
-
-  function buildAttachments(list_) {
-    var box = document.createElement("div");
-    box.className = "attachments";
-    list_.forEach(function (a) {
-      if (a.thumbnail_url && /^image\//.test(a.content_type || "")) {
-        var link = document.createElement("a");
-        link.className = "attachment-image";
-        link.href = a.url;
-        link.setAttribute("aria-label", "Open image " + a.name);
-        var img = document.createElement("img");
-        img.src = a.thumbnail_url;
-        img.alt = a.name;
-        if (a.width && a.height) {
-          var scale = Math.min(1, 240 / a.width, 240 / a.height);
-          img.width = Math.round(a.width * scale);
-          img.height = Math.round(a.height * scale);
-        }
-        link.appendChild(img);
-        link.addEventListener("click", function (e) { e.preventDefault(); openLightbox(a, link); });
-        box.appendChild(link);
-      } else {
-        var chip = document.createElement("a");
-        chip.className = "attachment-file";
-        chip.href = a.url;
-        chip.setAttribute("download", a.name);
-        var nm = document.createElement("span");
-        nm.className = "attachment-name";
-        nm.textContent = a.name;
-        var sz = document.createElement("span");
-        sz.className = "attachment-size";
-        sz.textContent = humanSize(a.size || 0);
-        chip.appendChild(document.createTextNode("📄 "));
-        chip.appendChild(nm);
-        chip.appendChild(document.createTextNode(" "));
-        chip.appendChild(sz);
-        box.appendChild(chip);
-      }
-    });
-    return box;
-  }
-
-  var lightbox = null;
-  function openLightbox(a, opener) {
-    if (!lightbox) {
-      lightbox = document.createElement("dialog");
-      lightbox.className = "lightbox";
-      lightbox.setAttribute("aria-label", "Image");
-      var close = document.createElement("button");
-      close.type = "button";
-      close.className = "btn-close lightbox-close";
-      close.setAttribute("aria-label", "Close");
-      close.addEventListener("click", function () { lightbox.close(); });
-      var img = document.createElement("img");
-      lightbox.appendChild(close);
-      lightbox.appendChild(img);
-      document.body.appendChild(lightbox);
-    }
-    lightbox.querySelector("img").src = a.url;
-    lightbox.querySelector("img").alt = a.name;
-    lightbox.onclose = function () { opener.focus(); };
-    lightbox.showModal();
-  }
-
   function buildMessage(m) {
-    if (m.kind === "system") { return buildSystemLine(m); }
     var mine = m.sender === myId;
     var when = parseUtc(m.timestamp);
     var row = document.createElement("div");
@@ -300,10 +114,8 @@
     }
     var body = document.createElement("div");
     body.className = "message-text";
-    if (m.reply_to && !m.deleted) { bubble.appendChild(buildQuote(m.reply_to)); }
-    renderBody(body, m);
+    if (m.deleted) { body.textContent = "This message was deleted"; } else { appendLinkified(body, m.message); }
     bubble.appendChild(body);
-    if (m.attachments && m.attachments.length && !m.deleted) { bubble.appendChild(buildAttachments(m.attachments)); }
     var meta = document.createElement("div");
     meta.className = "message-meta";
     if (m.edited_at && !m.deleted) {
@@ -315,9 +127,8 @@
     }
     timeElement("message-time", when).forEach(function (el) { meta.appendChild(el); });
     bubble.appendChild(meta);
-    if (!m.deleted) { bubble.appendChild(buildReactions(m)); }
-    if (!m.deleted) {
-      row.appendChild(buildActions(m, mine && Date.now() - when.getTime() < editWindowMs));
+    if (mine && !m.deleted && Date.now() - when.getTime() < editWindowMs) {
+      row.appendChild(buildActions(m));
     }
     if (!mine && isGroup) {
       row.appendChild(SC.avatar(m.sender, m.sender_name || ("User " + m.sender), "message-avatar"));
@@ -327,7 +138,7 @@
   }
 
   // A menu on one's own messages while they can still be changed; a keyboard reaches it too.
-  function buildActions(m, editable) {
+  function buildActions(m) {
     var box = document.createElement("div");
     box.className = "dropdown message-actions";
     var toggle = document.createElement("button");
@@ -339,17 +150,8 @@
     toggle.textContent = "⋯";
     var menu = document.createElement("ul");
     menu.className = "dropdown-menu dropdown-menu-end";
-    var entries = [["Reply", "reply", function () { startReply(m); }],
-                   ["React…", "react", function () {
-                     var row = rows.get(m.id);
-                     var add = row && row.querySelector(".reaction-add");
-                     if (add) { togglePicker(add.parentNode, add, m); }
-                   }]];
-    if (editable) {
-      entries.push(["Edit", "edit", function () { startEdit(m.id); }]);
-      entries.push(["Delete", "delete", function () { confirmDelete(m.id); }]);
-    }
-    entries.forEach(function (entry) {
+    [["Edit", "edit", function () { startEdit(m.id); }],
+     ["Delete", "delete", function () { confirmDelete(m.id); }]].forEach(function (entry) {
       var li = document.createElement("li");
       var item = document.createElement("button");
       item.type = "button";
@@ -681,7 +483,7 @@
     return clientPrefix + "-" + Date.now() + "-" + clientSeq;
   }
   function saveOutbox() {
-    SC.saveOutbox(conversationId, outbox.map(function (i) { return { text: i.text, clientId: i.clientId, replyTo: i.replyTo || null, attachments: i.attachments || [] }; }));
+    SC.saveOutbox(conversationId, outbox.map(function (i) { return { text: i.text, clientId: i.clientId }; }));
   }
 
   function buildPending(item) {
@@ -763,7 +565,7 @@
     retry.addEventListener("click", function () {
       el.remove();
       setStatus("");
-      queue({ text: item.text, clientId: newClientId(), replyTo: item.replyTo, attachments: item.attachments });  // nothing was stored: a new id
+      queue({ text: item.text, clientId: newClientId() });  // nothing was stored: a new id
       flushPending();
       input.focus();
     });
@@ -781,8 +583,7 @@
     sending = true;
     var item = outbox[0];
     socket.timeout(10000).emit("send_message", {
-      conversation_id: conversationId, message: item.text, client_id: item.clientId,
-      reply_to: item.replyTo || undefined, attachments: (item.attachments && item.attachments.length) ? item.attachments : undefined
+      conversation_id: conversationId, message: item.text, client_id: item.clientId
     }, function (err, ack) {
       sending = false;
       if (outbox.indexOf(item) === -1 && !(ack && ack.ok)) { flushPending(); return; }  // settled meanwhile
@@ -832,8 +633,7 @@
     var text = input.value;
     if (!text.trim()) { return; }
     if (text.length > maxLength) { setStatus("That message is too long.", "danger"); return; }
-    queue({ text: text, clientId: newClientId(), replyTo: replyingTo ? replyingTo.id : null });
-    cancelReply();
+    queue({ text: text, clientId: newClientId() });
     input.value = "";
     updateCounter();
     endTyping();
@@ -844,36 +644,6 @@
   // What this tab typed before a reload and never got acknowledged goes out again (the same
   // client ids: the server keeps whatever it already took once).
   SC.loadOutbox(conversationId).forEach(function (saved) { queue(saved); });
-
-  // ---- replying -------------------------------------------------------------------------
-  var replyingTo = null;
-  var replyBox = document.getElementById("reply-preview");
-  function startReply(m) {
-    replyingTo = m;
-    replyBox.replaceChildren();
-    var label = document.createElement("span");
-    label.className = "reply-preview-text";
-    var preview = (m.message || "").slice(0, 80);
-    label.textContent = "Replying to " + (m.sender_name || ("User " + m.sender)) + ": " + preview;
-    var cancel = document.createElement("button");
-    cancel.type = "button";
-    cancel.className = "btn btn-sm btn-link reply-cancel";
-    cancel.textContent = "Cancel";
-    cancel.setAttribute("aria-label", "Cancel reply");
-    cancel.addEventListener("click", function () { cancelReply(); input.focus(); });
-    replyBox.appendChild(label);
-    replyBox.appendChild(cancel);
-    replyBox.classList.remove("d-none");
-    input.focus();
-  }
-  function cancelReply() {
-    replyingTo = null;
-    replyBox.replaceChildren();
-    replyBox.classList.add("d-none");
-  }
-  input.addEventListener("keydown", function (e) {
-    if (e.key === "Escape" && replyingTo) { e.preventDefault(); cancelReply(); }
-  });
 
   form.addEventListener("submit", function (e) { e.preventDefault(); submit(); input.focus(); });
   input.addEventListener("keydown", function (e) {
