@@ -280,7 +280,7 @@
     if (!m || typeof m.message !== "string") { return; }
     onActivity({
       conversation_id: m.conversation_id, id: m.id, sender: m.sender,
-      sender_name: m.sender_name, preview: m.message.slice(0, PREVIEW_LENGTH),
+      sender_name: m.sender_name, preview: (m.message || filesPreview(m.attachments)).slice(0, PREVIEW_LENGTH),
       timestamp: m.timestamp, kind: m.kind
     }, 0);
   });
@@ -296,6 +296,11 @@
     }
     notifyMention(data.conversation_id, m);
   });
+  // A message of files only: their names stand in for its text.
+  function filesPreview(files) {
+    if (!Array.isArray(files) || !files.length) { return ""; }
+    return (files.length === 1 ? "File: " : "Files: ") + files.map(function (f) { return f && f.name; }).filter(Boolean).join(", ");
+  }
   socket.on("read", onRead);
   socket.on("conversation_updated", onConversationUpdated);
   socket.on("conversation_left", onConversationLeft);

@@ -159,6 +159,25 @@
 
   function isImage(a) { return /^image\/(png|jpeg|gif|webp)$/.test(a.content_type || "") && !!a.url; }
 
+  var SVG = "http://www.w3.org/2000/svg";
+  function fileIcon() {
+    var svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "attachment-icon");
+    svg.setAttribute("width", "16");
+    svg.setAttribute("height", "16");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    var path = document.createElementNS(SVG, "path");
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", "currentColor");
+    path.setAttribute("stroke-width", "2");
+    path.setAttribute("stroke-linejoin", "round");
+    path.setAttribute("d", "M14 3H6a1 1 0 0 0-1 1v16a1 1 0 0 0 1 1h12a1 1 0 0 0 1-1V8zM14 3v5h5");
+    svg.appendChild(path);
+    return svg;
+  }
+
   function attachmentsBlock(list) {
     if (!Array.isArray(list) || !list.length) { return null; }
     var box = document.createElement("div");
@@ -186,10 +205,7 @@
         chip.className = "attachment-file";
         chip.href = a.url;
         chip.setAttribute("download", a.name || "");
-        var icon = document.createElement("span");
-        icon.className = "attachment-icon";
-        icon.setAttribute("aria-hidden", "true");
-        icon.textContent = "📄";
+        var icon = fileIcon();
         var name = document.createElement("span");
         name.className = "attachment-name";
         name.textContent = a.name || "file";
