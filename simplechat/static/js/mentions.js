@@ -1,5 +1,6 @@
 /* The composer's mention list: typing "@" offers the conversation's participants (and @all in a
- * group), as an ARIA combobox: arrows move, Enter or Tab picks, Escape closes. */
+ * group), as a listbox the textarea controls (aria-autocomplete, aria-activedescendant: a
+ * textarea may not take the combobox role): arrows move, Enter or Tab picks, Escape closes. */
 (function () {
   "use strict";
   var root = document.getElementById("chat");
@@ -38,7 +39,6 @@
     active = -1;
     box.classList.add("d-none");
     box.replaceChildren();
-    input.setAttribute("aria-expanded", "false");
     input.removeAttribute("aria-activedescendant");
   }
 
@@ -78,7 +78,6 @@
     });
     box.replaceChildren.apply(box, nodes);
     box.classList.remove("d-none");
-    input.setAttribute("aria-expanded", "true");
     highlight(0);
   }
 
