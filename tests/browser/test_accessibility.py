@@ -398,7 +398,8 @@ def test_richer_messages(open_tab, check, chats):
     ann.login("ann")
     group = chats["group"]
     page = ben.goto(f"/chat/{group}")
-    page.fill("#message-input", "See **this**, @ann:\n\n```\nmake check  # a long line " + "x" * 80 + "\n```")
+    code = "make check  # a long line " + "x" * 80
+    page.fill("#message-input", f"See **this**, @ann:\n\n```\n{code}\n```")
     page.press("#message-input", "Enter")
     page.set_input_files("#attach-input", files=[
         {"name": "chart.png", "mimeType": "image/png", "buffer": _png()},

@@ -54,7 +54,8 @@ def group_of_three(open_tab, prefix: str, width: int = 1280, height: int = 800):
 
 def test_formatted_messages_render_for_the_other_and_a_rename_is_a_system_line(open_tab):
     ada, bea, gid = group_of_three(open_tab, "fmt")
-    send(ada.page, "Look: **bold** and `x`\n\n```\ndef f():\n    return 1  # a rather long line of code that has to scroll sideways in a bubble\n```\n"
+    send(ada.page, "Look: **bold** and `x`\n\n```\ndef f():\n"
+                   "    return 1  # a rather long line of code that has to scroll sideways\n```\n"
                    "[the docs](https://example.com/docs) <b>raw</b>")
     message = sent(bea.page, "Look:")
     expect(message.locator(".message-text strong")).to_have_text("bold")
@@ -67,7 +68,8 @@ def test_formatted_messages_render_for_the_other_and_a_rename_is_a_system_line(o
     expect(message.locator(".message-text b")).to_have_count(0)   # raw HTML stays text
     expect(message.locator(".message-text")).to_contain_text("<b>raw</b>")
     assert bea.page.locator("pre").evaluate("el => getComputedStyle(el).overflowX") == "auto"
-    assert "mono" in bea.page.locator("pre").evaluate("el => getComputedStyle(el).fontFamily").lower()
+    font = bea.page.locator("pre").evaluate("el => getComputedStyle(el).fontFamily")
+    assert "mono" in font.lower()
 
     # Editing shows the server's new rendering.
     mine = sent(ada.page, "Look:")
@@ -86,7 +88,8 @@ def test_formatted_messages_render_for_the_other_and_a_rename_is_a_system_line(o
     ada.page.click("#rename-button")
     line = bea.page.locator("#messages .message-system")
     expect(line).to_contain_text("renamed the group to “Renamed <room>”")
-    expect(line.locator(".message-tools, .message-sender, .message-avatar, .message-actions")).to_have_count(0)
+    extras = ".message-tools, .message-sender, .message-avatar, .message-actions"
+    expect(line.locator(extras)).to_have_count(0)
     bea.screenshot("rich-format-system")
     ada.assert_clean()
     bea.assert_clean()
@@ -174,7 +177,8 @@ def test_a_reply_quotes_and_jumps_to_the_original_through_older_pages(stack, ope
     send(ada.page, "Still open?")
     reply = sent(bea.page, "Still open?")
     expect(reply.locator(".reply-quote")).to_contain_text("The original question")
-    bea.page.evaluate("() => { const s = document.getElementById('messages-scroll'); s.scrollTop = s.scrollHeight; }")
+    bea.page.evaluate("() => { const s = document.getElementById('messages-scroll');"
+                      " s.scrollTop = s.scrollHeight; }")
     reply.locator(".reply-quote").click()
     original = sent(bea.page, "The original question")
     expect(original).to_have_class(re.compile(r"\bmessage-highlight\b"))
@@ -200,7 +204,8 @@ PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
 
 
 @pytest.mark.parametrize("width,height", [(1280, 800), (390, 844)])
-def test_attachments_upload_with_chips_and_show_as_thumbnail_lightbox_and_download(open_tab, width, height):
+def test_attachments_upload_with_chips_and_show_as_thumbnail_lightbox_and_download(
+        open_tab, width, height):
     ada, bea, gid = group_of_three(open_tab, f"at{width}", width, height)
     page = ada.page
     page.set_input_files("#attach-input", files=[
@@ -222,8 +227,8 @@ def test_attachments_upload_with_chips_and_show_as_thumbnail_lightbox_and_downlo
     expect(img).to_have_attribute("width", "240")
     expect(img).to_have_attribute("height", "150")
     expect(img).to_have_attribute("alt", "sunset _1_.png")   # the server's safe name
-    wait_loaded = "el => el.complete && el.naturalWidth > 0"
-    bea.page.wait_for_function(f"() => ({wait_loaded})(document.querySelector('.attachment-image img'))")
+    bea.page.wait_for_function("() => { const el = document.querySelector('.attachment-image img');"
+                               " return el.complete && el.naturalWidth > 0; }")
     chip = files.locator(".attachment-file")
     expect(chip.locator(".attachment-name")).to_have_text("plan.pdf")
     expect(chip.locator(".attachment-size")).to_have_text(f"{len(PDF)} B")
@@ -237,7 +242,8 @@ def test_attachments_upload_with_chips_and_show_as_thumbnail_lightbox_and_downlo
     box = bea.page.locator("#lightbox")
     expect(box).to_be_visible()
     expect(box.locator(".lightbox-caption")).to_have_text("sunset _1_.png")
-    bea.page.wait_for_function("() => document.querySelector('.lightbox-image').naturalWidth === 320")
+    bea.page.wait_for_function(
+        "() => document.querySelector('.lightbox-image').naturalWidth === 320")
     bea.screenshot(f"rich-lightbox-{width}")
     bea.page.keyboard.press("Escape")
     expect(box).to_be_hidden()
@@ -251,7 +257,8 @@ def test_a_too_large_file_is_refused_clearly_and_can_be_removed(open_tab):
     ada, bea, gid = group_of_three(open_tab, "big")
     page = ada.page
     page.set_input_files("#attach-input", files=[
-        {"name": "huge.bin", "mimeType": "application/octet-stream", "buffer": b"0" * (2 * 1024 * 1024 + 10)},
+        {"name": "huge.bin", "mimeType": "application/octet-stream",
+         "buffer": b"0" * (2 * 1024 * 1024 + 10)},
     ])
     chip = page.locator("#attachment-chips .attachment-chip")
     expect(chip).to_have_class(re.compile(r"\bfailed\b"))
@@ -274,7 +281,8 @@ def test_mentions_autocomplete_highlight_and_badge(open_tab):
     page.keyboard.press("ArrowDown")
     page.keyboard.press("ArrowUp")
     expect(options.nth(0)).to_have_attribute("aria-selected", "true")
-    expect(page.locator("#message-input")).to_have_attribute("aria-activedescendant", "mention-option-0")
+    expect(page.locator("#message-input")).to_have_attribute("aria-activedescendant",
+                                                             "mention-option-0")
     ada.screenshot("rich-mention-list")
     page.keyboard.press("Tab")
     expect(page.locator("#message-input")).to_have_value("Hey @mnb ")
@@ -296,5 +304,36 @@ def test_mentions_autocomplete_highlight_and_badge(open_tab):
     expect(message.locator(".mention.mention-me")).to_have_text("@mnb")
     expect(item(bea.page, gid).locator(".mention-badge")).to_be_hidden()
     bea.screenshot("rich-mention")
+    ada.assert_clean()
+    bea.assert_clean()
+
+
+def test_the_offline_outbox_keeps_the_reply_and_the_files(open_tab):
+    ada, bea, gid = group_of_three(open_tab, "ob")
+    send(bea.page, "Send me the plan")
+    question = sent(ada.page, "Send me the plan")
+    question.hover()
+    question.locator(".message-reply").click()
+    ada.page.set_input_files("#attach-input", files=[
+        {"name": "plan.pdf", "mimeType": "application/pdf", "buffer": PDF}])
+    expect(ada.page.locator("#attachment-chips .attachment-chip.uploaded")).to_have_count(1)
+
+    ada.context.set_offline(True)
+    expect(ada.page.locator("#connection-state")).to_have_text("Offline")
+    send(ada.page, "Here it is")
+    pending = ada.page.locator("#messages .message.pending")
+    expect(pending.locator(".reply-quote")).to_contain_text("Send me the plan")
+    expect(pending.locator(".attachment-file .attachment-name")).to_have_text("plan.pdf")
+    saved = ada.page.evaluate("""() => JSON.parse(sessionStorage.getItem(
+        Object.keys(sessionStorage).find(k => k.startsWith('simplechat:outbox:'))))""")
+    assert saved[0]["text"] == "Here it is"
+    assert saved[0]["replyTo"]["preview"] == "Send me the plan"
+    assert [a["name"] for a in saved[0]["attachments"]] == ["plan.pdf"]
+
+    ada.context.set_offline(False)
+    expect(pending).to_have_count(0, timeout=20_000)
+    answer = sent(bea.page, "Here it is")
+    expect(answer.locator(".reply-quote")).to_contain_text("Send me the plan")
+    expect(answer.locator(".attachment-file .attachment-name")).to_have_text("plan.pdf")
     ada.assert_clean()
     bea.assert_clean()
