@@ -415,20 +415,24 @@ def test_richer_messages(open_tab, check, chats):
     expect(page.locator("#messages .mention-me")).to_have_count(1)
     formatted = page.locator("#messages .message", has=page.locator("pre"))
     formatted.hover()
+    formatted.locator(".message-actions-toggle").click()
     formatted.locator(".message-reply").click()
     page.fill("#message-input", "Looks good")
     page.press("#message-input", "Enter")
     expect(page.locator("#messages .message:not(.pending) .reply-quote")).to_have_count(1)
+    formatted.locator(".message-actions-toggle").click()
     formatted.locator(".message-react").click()
     page.locator('.reaction-picker button[data-emoji="👍"]').click()
     expect(formatted.locator(".reactions .reaction")).to_have_count(1)
     check(ann, "rich-messages")
 
+    formatted.locator(".message-actions-toggle").click()
     formatted.locator(".message-react").click()
     expect(page.locator(".reaction-picker")).to_be_visible()
     check(ann, "rich-reaction-picker")
     page.keyboard.press("Escape")
 
+    formatted.locator(".message-actions-toggle").click()
     formatted.locator(".message-reply").click()
     page.set_input_files("#attach-input", files=[
         {"name": "more.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4\n%%EOF\n"},

@@ -28,6 +28,13 @@ def sent(page, text: str):
                         has=page.locator(".message-text", has_text=text))
 
 
+def act(message, action: str) -> None:
+    """Choose an entry ("reply", "react", "edit", "delete") of a message's actions menu."""
+    message.hover()
+    message.locator(".message-actions-toggle").click()
+    message.locator(f".message-{action}").click()
+
+
 def item(page, conversation_id: int):
     return page.locator(f'.conversation-item[data-conversation-id="{conversation_id}"]')
 
@@ -88,7 +95,7 @@ def test_formatted_messages_render_for_the_other_and_a_rename_is_a_system_line(o
     ada.page.click("#rename-button")
     line = bea.page.locator("#messages .message-system")
     expect(line).to_contain_text("renamed the group to “Renamed <room>”")
-    extras = ".message-tools, .message-sender, .message-avatar, .message-actions"
+    extras = ".message-sender, .message-avatar, .message-actions"
     expect(line.locator(extras)).to_have_count(0)
     bea.screenshot("rich-format-system")
     ada.assert_clean()
@@ -99,8 +106,7 @@ def test_reactions_show_counts_and_who_for_the_other_side(open_tab):
     ada, bea, gid = group_of_three(open_tab, "rx")
     send(ada.page, "React to me")
     theirs = sent(bea.page, "React to me")
-    theirs.hover()
-    theirs.locator(".message-react").click()
+    act(theirs, "react")
     picker = bea.page.locator(".reaction-picker")
     expect(picker.locator("button")).to_have_count(8)
     picker.locator('button[data-emoji="🎉"]').click()
@@ -120,13 +126,17 @@ def test_reactions_show_counts_and_who_for_the_other_side(open_tab):
     expect(theirs_party).to_have_attribute("aria-pressed", "true")
     ada.screenshot("rich-reactions")
 
-    # Picked again from the keyboard: the picker opens, Escape closes it and focus returns.
+    # From the keyboard: the menu, then its React entry; Escape closes the picker, focus returns.
+    theirs.locator(".message-actions-toggle").focus()
+    bea.page.keyboard.press("Enter")
+    expect(theirs.locator(".message-react")).to_be_visible()
     theirs.locator(".message-react").focus()
     bea.page.keyboard.press("Enter")
     expect(picker).to_have_count(1)
+    expect(picker.locator("button").first).to_be_focused()
     bea.page.keyboard.press("Escape")
     expect(picker).to_have_count(0)
-    expect(theirs.locator(".message-react")).to_be_focused()
+    expect(theirs.locator(".message-actions-toggle")).to_be_focused()
     # Bea takes hers back: Ada sees the count drop.
     theirs_party.click()
     expect(party.locator(".reaction-count")).to_have_text("1")
@@ -147,12 +157,13 @@ def test_a_reply_quotes_and_jumps_to_the_original_through_older_pages(stack, ope
     expect(sent(bea.page, "The original question")).to_have_count(0)
 
     last = sent(bea.page, "seed message 110")
-    last.hover()
-    last.locator(".message-reply").click()
+    act(last, "reply")
     bar = bea.page.locator("#reply-bar")
     expect(bar).to_contain_text("Replying to Ada Rpfirst: seed message 110")
     bea.page.keyboard.press("Escape")
     expect(bar).to_be_hidden()
+    last.locator(".message-actions-toggle").focus()
+    bea.page.keyboard.press("Enter")
     last.locator(".message-reply").focus()
     bea.page.keyboard.press("Enter")
     expect(bar).to_be_visible()
@@ -172,8 +183,7 @@ def test_a_reply_quotes_and_jumps_to_the_original_through_older_pages(stack, ope
     ada.page.evaluate("() => { document.getElementById('messages-scroll').scrollTop = 0; }")
     old = sent(ada.page, "The original question")
     old.scroll_into_view_if_needed()
-    old.hover()
-    old.locator(".message-reply").click()
+    act(old, "reply")
     send(ada.page, "Still open?")
     reply = sent(bea.page, "Still open?")
     expect(reply.locator(".reply-quote")).to_contain_text("The original question")
@@ -312,8 +322,7 @@ def test_the_offline_outbox_keeps_the_reply_and_the_files(open_tab):
     ada, bea, gid = group_of_three(open_tab, "ob")
     send(bea.page, "Send me the plan")
     question = sent(ada.page, "Send me the plan")
-    question.hover()
-    question.locator(".message-reply").click()
+    act(question, "reply")
     ada.page.set_input_files("#attach-input", files=[
         {"name": "plan.pdf", "mimeType": "application/pdf", "buffer": PDF}])
     expect(ada.page.locator("#attachment-chips .attachment-chip.uploaded")).to_have_count(1)
@@ -335,5 +344,37 @@ def test_the_offline_outbox_keeps_the_reply_and_the_files(open_tab):
     answer = sent(bea.page, "Here it is")
     expect(answer.locator(".reply-quote")).to_contain_text("Send me the plan")
     expect(answer.locator(".attachment-file .attachment-name")).to_have_text("plan.pdf")
+    ada.assert_clean()
+    bea.assert_clean()
+
+
+DROP_AND_PASTE = """async ([kind, bytes]) => {
+  const file = new File([new Uint8Array(bytes)], kind + ".png", { type: "image/png" });
+  const data = new DataTransfer();
+  data.items.add(file);
+  const init = { dataTransfer: data, bubbles: true, cancelable: true };
+  if (kind === "dropped") {
+    const zone = document.getElementById("messages-scroll");
+    zone.dispatchEvent(new DragEvent("dragover", init));
+    zone.dispatchEvent(new DragEvent("drop", init));
+  } else {
+    document.getElementById("message-input").dispatchEvent(
+      new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+  }
+}"""
+
+
+def test_files_dropped_on_the_messages_or_pasted_are_uploaded(open_tab):
+    ada, bea, gid = group_of_three(open_tab, "dp")
+    image = list(png_bytes(64, 48))
+    ada.page.evaluate(DROP_AND_PASTE, ["dropped", image])
+    ada.page.evaluate(DROP_AND_PASTE, ["pasted", image])
+    chips = ada.page.locator("#attachment-chips .attachment-chip.uploaded .attachment-chip-name")
+    expect(chips).to_have_text(["dropped.png", "pasted.png"])
+    send(ada.page, "Two ways in")
+    images = sent(bea.page, "Two ways in").locator(".attachment-image img")
+    expect(images).to_have_count(2)
+    expect(images.first).to_have_attribute("width", "64")
+    expect(images.first).to_have_attribute("height", "48")
     ada.assert_clean()
     bea.assert_clean()

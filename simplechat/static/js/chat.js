@@ -154,59 +154,30 @@
     bubble.appendChild(meta);
     var reactions = !m.deleted && P.reactionsBar(m, myId, memberNames(), function (emoji, on) { react(m.id, emoji, on); });
     if (reactions) { bubble.appendChild(reactions); }
-    if (mine && !m.deleted && Date.now() - when.getTime() < editWindowMs) {
-      row.appendChild(buildActions(m));
-    }
+    var changeable = mine && !m.deleted && Date.now() - when.getTime() < editWindowMs;
+    var actions = !m.deleted && buildActions(m, changeable);
+    if (actions && mine) { row.appendChild(actions); }
     if (!mine && isGroup) {
       row.appendChild(SC.avatar(m.sender, m.sender_name || ("User " + m.sender), "message-avatar"));
     }
-    var tools = !m.deleted && buildTools(m);
-    if (tools && mine) { row.appendChild(tools); }
     row.appendChild(bubble);
-    if (tools && !mine) { row.appendChild(tools); }
+    if (actions && !mine) { row.appendChild(actions); }
     return row;
   }
 
-  // Reply and React, on every message (shown on hover and on keyboard focus).
-  function buildTools(m) {
-    var box = document.createElement("div");
-    box.className = "message-tools";
-    var who = m.sender_name || ("User " + m.sender);
-    var reply = document.createElement("button");
-    reply.type = "button";
-    reply.className = "btn btn-sm btn-link message-reply";
-    reply.dataset.focusKey = "reply";
-    reply.textContent = "↩";
-    reply.title = "Reply";
-    reply.setAttribute("aria-label", "Reply to " + who);
-    reply.addEventListener("click", function () { startReply(m); });
-    var add = document.createElement("button");
-    add.type = "button";
-    add.className = "btn btn-sm btn-link message-react";
-    add.dataset.focusKey = "react";
-    add.textContent = "☺";
-    add.title = "Add a reaction";
-    add.setAttribute("aria-label", "Add a reaction to this message from " + who);
-    add.setAttribute("aria-haspopup", "true");
-    add.setAttribute("aria-expanded", "false");
-    add.addEventListener("click", function () {
-      P.togglePicker(add, function (emoji) {
-        var current = (payloads.get(m.id) || m).reactions || {};
-        var ids = current[emoji] || [];
-        react(m.id, emoji, ids.indexOf(myId) === -1);
-      });
-    });
-    box.appendChild(reply);
-    box.appendChild(add);
-    return box;
+  function pickReaction(m, emoji) {
+    var current = (payloads.get(m.id) || m).reactions || {};
+    var ids = current[emoji] || [];
+    react(m.id, emoji, ids.indexOf(myId) === -1);
   }
 
   function react(id, emoji, on) {
     change("react", { conversation_id: conversationId, message_id: id, emoji: emoji, on: on }, function () {});
   }
 
-  // A menu on one's own messages while they can still be changed; a keyboard reaches it too.
-  function buildActions(m) {
+  // A menu on every message (one stop for the keyboard): Reply and React, and on one's own
+  // messages, while they can still be changed, Edit and Delete.
+  function buildActions(m, changeable) {
     var box = document.createElement("div");
     box.className = "dropdown message-actions";
     var toggle = document.createElement("button");
@@ -218,8 +189,17 @@
     toggle.textContent = "⋯";
     var menu = document.createElement("ul");
     menu.className = "dropdown-menu dropdown-menu-end";
-    [["Edit", "edit", function () { startEdit(m.id); }],
-     ["Delete", "delete", function () { confirmDelete(m.id); }]].forEach(function (entry) {
+    toggle.dataset.focusKey = "actions";
+    var entries = [["Reply", "reply", function () { startReply(m); }],
+                   ["React…", "react", function () {
+                     // After this click is done with (it would close the picker at once).
+                     setTimeout(function () { P.togglePicker(toggle, function (emoji) { pickReaction(m, emoji); }); }, 0);
+                   }]];
+    if (changeable) {
+      entries.push(["Edit", "edit", function () { startEdit(m.id); }],
+                   ["Delete", "delete", function () { confirmDelete(m.id); }]);
+    }
+    entries.forEach(function (entry) {
       var li = document.createElement("li");
       var item = document.createElement("button");
       item.type = "button";
