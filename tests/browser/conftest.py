@@ -48,7 +48,9 @@ class BrowserStack(Stack):
         # (tests/test_throttles.py) would refuse the suite's own users after the first ten.
         super().__init__(database, log_dir, redis_url=REDIS_URL, ports=PORTS, label="browser",
                          CHAT_RATE_LIMIT="1/2s", REGISTER_RATE_LIMIT="1000/hour",
-                         LOGIN_RATE_LIMIT_IP="1000/5minute")
+                         LOGIN_RATE_LIMIT_IP="1000/5minute",
+                         # Small enough for a "too large" upload that is quick to make.
+                         CHAT_MAX_ATTACHMENT_BYTES=str(2 * 1024 * 1024))
         self.port = free_port(PORTS)
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.web: WebProcess | None = None

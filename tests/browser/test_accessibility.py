@@ -13,6 +13,9 @@ States covered:
   direct chat     messages both ways, "(edited)", "Seen", day separator; message menu open;
                   editing a message; delete confirmation open; reconnecting (offline)
   group chat      sender names; Manage dialog open; its Select2 open; leave confirmation
+  rich messages   formatting and code, a reply's quote, reactions, attachments (thumbnail and
+                  file chip), a mention of me, a system line; the reaction picker open; the
+                  mention list open; the reply bar and file chips in the composer; the lightbox
   profile         own; edit; edit refused; change password; change password refused; sessions;
                   someone else's public profile
   errors          404 for an unknown page; 404 for a conversation that does not exist
@@ -376,3 +379,76 @@ def test_keyboard_only(stack, open_tab, chats):
     page.wait_for_function(f"document.getElementById('messages-scroll').scrollTop < {at_bottom}")
     tab.screenshot("a11y-keyboard-messages")
     tab.assert_clean()
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (300, 180), (30, 90, 160)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_richer_messages(open_tab, check, chats):
+    """Runs last: it adds to the group (the list's unread counts above count on it as seeded)."""
+    ben, ann = open_tab(), open_tab()
+    ben.login("ben")
+    ann.login("ann")
+    group = chats["group"]
+    page = ben.goto(f"/chat/{group}")
+    code = "make check  # a long line " + "x" * 80
+    page.fill("#message-input", f"See **this**, @ann:\n\n```\n{code}\n```")
+    page.press("#message-input", "Enter")
+    page.set_input_files("#attach-input", files=[
+        {"name": "chart.png", "mimeType": "image/png", "buffer": _png()},
+        {"name": "notes.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4\n%%EOF\n"},
+    ])
+    expect(page.locator("#attachment-chips .attachment-chip.uploaded")).to_have_count(2)
+    page.fill("#message-input", "The files")
+    page.press("#message-input", "Enter")
+    files = page.locator("#messages .message:not(.pending) .attachments")
+    expect(files).to_have_count(1)
+
+    page = ann.goto(f"/chat/{group}")
+    expect(page.locator("#messages .mention-me")).to_have_count(1)
+    formatted = page.locator("#messages .message", has=page.locator("pre"))
+    formatted.hover()
+    formatted.locator(".message-actions-toggle").click()
+    formatted.locator(".message-reply").click()
+    page.fill("#message-input", "Looks good")
+    page.press("#message-input", "Enter")
+    expect(page.locator("#messages .message:not(.pending) .reply-quote")).to_have_count(1)
+    formatted.locator(".message-actions-toggle").click()
+    formatted.locator(".message-react").click()
+    page.locator('.reaction-picker button[data-emoji="👍"]').click()
+    expect(formatted.locator(".reactions .reaction")).to_have_count(1)
+    check(ann, "rich-messages")
+
+    formatted.locator(".message-actions-toggle").click()
+    formatted.locator(".message-react").click()
+    expect(page.locator(".reaction-picker")).to_be_visible()
+    check(ann, "rich-reaction-picker")
+    page.keyboard.press("Escape")
+
+    formatted.locator(".message-actions-toggle").click()
+    formatted.locator(".message-reply").click()
+    page.set_input_files("#attach-input", files=[
+        {"name": "more.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4\n%%EOF\n"},
+    ])
+    expect(page.locator("#attachment-chips .attachment-chip.uploaded")).to_have_count(1)
+    page.click("#message-input")
+    page.keyboard.type("@b")
+    expect(page.locator("#mention-list [role=option]").first).to_be_visible()
+    check(ann, "rich-composer-mention-list")
+    page.keyboard.press("Escape")
+
+    page.locator("#messages .attachment-image").click()
+    expect(page.locator("#lightbox")).to_be_visible()
+    check(ann, "rich-lightbox")
+    page.keyboard.press("Escape")
+    expect(page.locator("#lightbox")).to_be_hidden()
+    ann.assert_clean()
+    ben.assert_clean()
+    check.assert_clean(4)

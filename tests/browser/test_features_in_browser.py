@@ -104,8 +104,9 @@ def test_typing_edits_deletes_read_state_search_and_groups_between_two_people(st
         "The analytical engine weaves algebraic patterns")
     expect(edited.locator(".message-edited")).to_have_text("(edited)")
     expect(first.locator(".message-edited")).to_have_text("(edited)")
-    # Grace has no menu on Ada's message.
-    assert edited.locator(".message-actions-toggle").count() == 0
+    # Grace's menu on Ada's message offers Reply and React, never Edit or Delete.
+    expect(edited.locator(".message-reply")).to_have_count(1)
+    assert edited.locator(".message-edit, .message-delete").count() == 0
 
     # Delete, confirmed in place: a tombstone on both sides.
     page.wait_for_timeout(2100)

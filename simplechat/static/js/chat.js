@@ -96,9 +96,29 @@
     if (last < text.length) { parent.appendChild(document.createTextNode(text.slice(last))); }
   }
 
+  var P = SC.parts;
+  var payloads = new Map();  // message id -> its latest payload (the raw text for editing)
+
+  // A system line: what happened to the group, centred and muted, no sender, no actions.
+  function buildSystemLine(m, when) {
+    var row = document.createElement("div");
+    row.className = "message message-system";
+    row.dataset.id = m.id;
+    row.dataset.day = dayKey(when);
+    row.dataset.sender = "system";
+    var body = document.createElement("div");
+    body.className = "message-text message-system-text";
+    P.renderBody(body, m, myId);
+    row.appendChild(body);
+    timeElement("message-time", when).forEach(function (el) { row.appendChild(el); });
+    return row;
+  }
+
   function buildMessage(m) {
     var mine = m.sender === myId;
     var when = parseUtc(m.timestamp);
+    payloads.set(m.id, m);
+    if (m.kind === "system") { return buildSystemLine(m, when); }
     var row = document.createElement("div");
     row.className = "message " + (mine ? "message-mine" : "message-theirs") + (m.deleted ? " message-deleted" : "");
     row.dataset.id = m.id;
@@ -112,10 +132,15 @@
       name.textContent = m.sender_name || ("User " + m.sender);
       bubble.appendChild(name);
     }
+    if (m.reply_to && typeof m.reply_to.id === "string" && !m.deleted) {
+      bubble.appendChild(P.replyQuote(m.reply_to, function (id) { jumpTo(id, true); }));
+    }
     var body = document.createElement("div");
     body.className = "message-text";
-    if (m.deleted) { body.textContent = "This message was deleted"; } else { appendLinkified(body, m.message); }
+    if (m.deleted) { body.textContent = "This message was deleted"; } else { P.renderBody(body, m, myId); }
     bubble.appendChild(body);
+    var fileBox = !m.deleted && P.attachmentsBlock(m.attachments);
+    if (fileBox) { bubble.appendChild(fileBox); }
     var meta = document.createElement("div");
     meta.className = "message-meta";
     if (m.edited_at && !m.deleted) {
@@ -127,18 +152,32 @@
     }
     timeElement("message-time", when).forEach(function (el) { meta.appendChild(el); });
     bubble.appendChild(meta);
-    if (mine && !m.deleted && Date.now() - when.getTime() < editWindowMs) {
-      row.appendChild(buildActions(m));
-    }
+    var reactions = !m.deleted && P.reactionsBar(m, myId, memberNames(), function (emoji, on) { react(m.id, emoji, on); });
+    if (reactions) { bubble.appendChild(reactions); }
+    var changeable = mine && !m.deleted && Date.now() - when.getTime() < editWindowMs;
+    var actions = !m.deleted && buildActions(m, changeable);
+    if (actions && mine) { row.appendChild(actions); }
     if (!mine && isGroup) {
       row.appendChild(SC.avatar(m.sender, m.sender_name || ("User " + m.sender), "message-avatar"));
     }
     row.appendChild(bubble);
+    if (actions && !mine) { row.appendChild(actions); }
     return row;
   }
 
-  // A menu on one's own messages while they can still be changed; a keyboard reaches it too.
-  function buildActions(m) {
+  function pickReaction(m, emoji) {
+    var current = (payloads.get(m.id) || m).reactions || {};
+    var ids = current[emoji] || [];
+    react(m.id, emoji, ids.indexOf(myId) === -1);
+  }
+
+  function react(id, emoji, on) {
+    change("react", { conversation_id: conversationId, message_id: id, emoji: emoji, on: on }, function () {});
+  }
+
+  // A menu on every message (one stop for the keyboard): Reply and React, and on one's own
+  // messages, while they can still be changed, Edit and Delete.
+  function buildActions(m, changeable) {
     var box = document.createElement("div");
     box.className = "dropdown message-actions";
     var toggle = document.createElement("button");
@@ -150,8 +189,17 @@
     toggle.textContent = "⋯";
     var menu = document.createElement("ul");
     menu.className = "dropdown-menu dropdown-menu-end";
-    [["Edit", "edit", function () { startEdit(m.id); }],
-     ["Delete", "delete", function () { confirmDelete(m.id); }]].forEach(function (entry) {
+    toggle.dataset.focusKey = "actions";
+    var entries = [["Reply", "reply", function () { startReply(m); }],
+                   ["React…", "react", function () {
+                     // After this click is done with (it would close the picker at once).
+                     setTimeout(function () { P.togglePicker(toggle, function (emoji) { pickReaction(m, emoji); }); }, 0);
+                   }]];
+    if (changeable) {
+      entries.push(["Edit", "edit", function () { startEdit(m.id); }],
+                   ["Delete", "delete", function () { confirmDelete(m.id); }]);
+    }
+    entries.forEach(function (entry) {
       var li = document.createElement("li");
       var item = document.createElement("button");
       item.type = "button";
@@ -252,9 +300,14 @@
       if (old) { old.dataset.pendingUpdate = "1"; pendingUpdates[m.id] = m; }
       return;
     }
+    var focused = old.contains(document.activeElement) && document.activeElement.dataset.focusKey;
     var el = buildMessage(m);
     if (old.classList.contains("message-highlight")) { el.classList.add("message-highlight"); }
     old.replaceWith(el);
+    if (focused) {
+      var again = el.querySelector('[data-focus-key="' + CSS.escape(focused) + '"]') || el.querySelector(".message-react");
+      if (again) { again.focus(); }
+    }
     rows.set(m.id, el);
     refreshSeparators();
     renderSeen();
@@ -439,14 +492,24 @@
   // Opened from a search result: page back (at most 20 pages) until the message is here, then
   // show it in the middle of the view, highlighted.
   var jumping = false;
-  function jumpTo(id) {
+  // From a reply's quote (`brief`): the same, the highlight fading after a moment.
+  var highlightTimer = null;
+  function jumpTo(id, brief) {
     var pages = 0;
     jumping = true;
     function step() {
       var el = rows.get(id);
       if (el) {
         jumping = false;
+        list.querySelectorAll(".message-highlight").forEach(function (old) { old.classList.remove("message-highlight"); });
         el.classList.add("message-highlight");
+        clearTimeout(highlightTimer);
+        if (brief) {
+          highlightTimer = setTimeout(function () {
+            var now = rows.get(id);
+            if (now) { now.classList.remove("message-highlight"); }
+          }, 2500);
+        }
         el.scrollIntoView({ block: "center" });
         el.setAttribute("tabindex", "-1");
         el.focus({ preventScroll: true });
@@ -483,7 +546,9 @@
     return clientPrefix + "-" + Date.now() + "-" + clientSeq;
   }
   function saveOutbox() {
-    SC.saveOutbox(conversationId, outbox.map(function (i) { return { text: i.text, clientId: i.clientId }; }));
+    SC.saveOutbox(conversationId, outbox.map(function (i) {
+      return { text: i.text, clientId: i.clientId, replyTo: i.replyTo || null, attachments: i.attachments || [] };
+    }));
   }
 
   function buildPending(item) {
@@ -495,10 +560,15 @@
     row.dataset.sender = String(myId);
     var bubble = document.createElement("div");
     bubble.className = "message-bubble";
+    if (item.replyTo && item.replyTo.id) {
+      bubble.appendChild(P.replyQuote(item.replyTo, function (id) { jumpTo(id, true); }));
+    }
     var body = document.createElement("div");
     body.className = "message-text";
     appendLinkified(body, item.text);
     bubble.appendChild(body);
+    var fileBox = P.attachmentsBlock(item.attachments);
+    if (fileBox) { bubble.appendChild(fileBox); }
     var meta = document.createElement("div");
     meta.className = "message-meta message-state";
     meta.textContent = "Sending…";
@@ -565,7 +635,7 @@
     retry.addEventListener("click", function () {
       el.remove();
       setStatus("");
-      queue({ text: item.text, clientId: newClientId() });  // nothing was stored: a new id
+      queue({ text: item.text, clientId: newClientId(), replyTo: item.replyTo, attachments: item.attachments });  // nothing was stored: a new id
       flushPending();
       input.focus();
     });
@@ -582,9 +652,12 @@
     if (sending || countdownTimer || !outbox.length || !socket.connected || !joined) { return; }
     sending = true;
     var item = outbox[0];
-    socket.timeout(10000).emit("send_message", {
-      conversation_id: conversationId, message: item.text, client_id: item.clientId
-    }, function (err, ack) {
+    var payload = { conversation_id: conversationId, message: item.text, client_id: item.clientId };
+    if (item.replyTo && item.replyTo.id) { payload.reply_to = item.replyTo.id; }
+    if (item.attachments && item.attachments.length) {
+      payload.attachments = item.attachments.map(function (a) { return a.id; });
+    }
+    socket.timeout(10000).emit("send_message", payload, function (err, ack) {
       sending = false;
       if (outbox.indexOf(item) === -1 && !(ack && ack.ok)) { flushPending(); return; }  // settled meanwhile
       if (err) {
@@ -631,15 +704,45 @@
 
   function submit() {
     var text = input.value;
-    if (!text.trim()) { return; }
+    if (files.busy()) { setStatus("Wait for the files to finish uploading.", "warning"); return; }
+    var attachments = files.ready();
+    if (!text.trim() && !attachments.length) { return; }
     if (text.length > maxLength) { setStatus("That message is too long.", "danger"); return; }
-    queue({ text: text, clientId: newClientId() });
+    queue({ text: text, clientId: newClientId(), replyTo: replyingTo, attachments: attachments });
     input.value = "";
+    files.clear();
+    cancelReply(false);
     updateCounter();
     endTyping();
     scrollToBottom();
     flushPending();
   }
+
+  // ---- replying ------------------------------------------------------------------------------
+  var replyBar = document.getElementById("reply-bar");
+  var replyingTo = null;  // {id, sender_name, preview}
+  function startReply(m) {
+    replyingTo = { id: m.id, sender: m.sender, sender_name: m.sender_name || ("User " + m.sender),
+                   preview: (m.message || (m.attachments && m.attachments.length ? "(files)" : "")).slice(0, 120) };
+    replyBar.querySelector(".reply-bar-name").textContent = replyingTo.sender_name;
+    replyBar.querySelector(".reply-bar-preview").textContent = replyingTo.preview;
+    replyBar.classList.remove("d-none");
+    input.focus();
+  }
+  function cancelReply(refocus) {
+    replyingTo = null;
+    replyBar.classList.add("d-none");
+    if (refocus) { input.focus(); }
+  }
+  document.getElementById("reply-cancel").addEventListener("click", function () { cancelReply(true); });
+
+  // ---- files ----------------------------------------------------------------------------------
+  var fileInput = document.getElementById("attach-input");
+  var files = SC.uploads({
+    url: fileInput.dataset.uploadUrl, chips: document.getElementById("attachment-chips"),
+    input: fileInput, button: document.getElementById("attach-button"),
+    dropZone: scroller, pasteTarget: input, onStatus: setStatus
+  });
 
   // What this tab typed before a reload and never got acknowledged goes out again (the same
   // client ids: the server keeps whatever it already took once).
@@ -647,7 +750,9 @@
 
   form.addEventListener("submit", function (e) { e.preventDefault(); submit(); input.focus(); });
   input.addEventListener("keydown", function (e) {
+    if (e.defaultPrevented) { return; }  // taken by the mention list
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
+    else if (e.key === "Escape" && replyingTo) { e.preventDefault(); cancelReply(true); }
   });
 
   function updateCounter() {
@@ -796,7 +901,7 @@
     var row = rows.get(id);
     if (!row || row.classList.contains("message-editing")) { return; }
     var textEl = row.querySelector(".message-text");
-    var original = textEl.textContent;
+    var original = (payloads.get(id) || {}).message || textEl.textContent;
     row.classList.add("message-editing");
     var editor = document.createElement("div");
     editor.className = "message-editor";
@@ -886,6 +991,7 @@
       var span = document.createElement("span");
       span.className = "member";
       span.dataset.userId = String(p.id);
+      span.dataset.username = p.username;
       var dot = document.createElement("span");
       dot.className = "presence-dot";
       dot.setAttribute("aria-hidden", "true");

@@ -57,6 +57,20 @@
     badge.classList.toggle("d-none", n === 0);
     label.textContent = n ? (n === 1 ? ", 1 unread message" : ", " + badge.textContent + " unread messages") : "";
     el.classList.toggle("has-unread", n > 0);
+    renderMentions(el);
+  }
+
+  // Mentions of me since I last read the conversation: "@" (and how many, past one). Kept by
+  // this page from `mention` events; reading the conversation clears them.
+  function renderMentions(el) {
+    var badge = el.querySelector(".mention-badge");
+    var label = el.querySelector(".mention-label");
+    if (!badge || !label) { return; }
+    var n = onScreen(idOf(el)) ? 0 : parseInt(el.dataset.mentions, 10) || 0;
+    badge.textContent = n > 1 ? "@" + (n > 99 ? "99+" : n) : "@";
+    badge.classList.toggle("d-none", n === 0);
+    label.textContent = n ? (n === 1 ? ", you were mentioned" : ", you were mentioned " + n + " times") : "";
+    el.classList.toggle("has-mention", n > 0);
   }
 
   function renderTitle() {
@@ -104,6 +118,11 @@
       .then(function (html) {
         var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("conversation-list");
         if (!fresh) { return; }
+        var mentions = {};  // the server's list knows nothing of them: keep this page's
+        items().forEach(function (el) { if (el.dataset.mentions) { mentions[idOf(el)] = el.dataset.mentions; } });
+        fresh.querySelectorAll(".conversation-item").forEach(function (el) {
+          if (mentions[idOf(el)]) { el.dataset.mentions = mentions[idOf(el)]; }
+        });
         list.replaceChildren.apply(list, Array.prototype.slice.call(fresh.childNodes).map(function (n) {
           return document.adoptNode(n);
         }));
@@ -165,6 +184,7 @@
     if (!el) { return; }
     if (SC.newer(el.dataset.lastId, r.message_id)) { refreshList(); return; }
     setCount(el, 0);
+    el.dataset.mentions = "0";
     renderBadge(el);
     renderTitle();
   }
@@ -214,10 +234,26 @@
     } catch (e) { /* some browsers allow notifications only from a service worker */ }
   }
 
+  function notifyMention(conversationId, m) {
+    if (!canNotify || Notification.permission !== "granted" || onScreen(conversationId)) { return; }
+    var el = itemFor(conversationId);
+    var where = el ? el.querySelector(".conversation-name").textContent : "";
+    var title = (m.sender_name || "Someone") + " mentioned you" + (where && el.dataset.isGroup === "true" ? " in " + where : "");
+    try {
+      var n = new Notification(title, { body: String(m.message || "").slice(0, PREVIEW_LENGTH),
+                                        tag: "conversation-" + conversationId });
+      n.onclick = function () {
+        window.focus();
+        if (conversationId !== openId) { window.location.href = el ? el.href : list.dataset.listUrl; }
+        n.close();
+      };
+    } catch (e) { /* some browsers allow notifications only from a service worker */ }
+  }
+
   document.addEventListener("visibilitychange", function () {
     if (document.hidden) { renderAll(); return; }
     var el = openId && itemFor(openId);
-    if (el) { setCount(el, 0); }  // the chat page marks what is on screen as read
+    if (el) { setCount(el, 0); el.dataset.mentions = "0"; }  // the chat page marks what is on screen as read
     renderAll();
   });
 
@@ -244,10 +280,27 @@
     if (!m || typeof m.message !== "string") { return; }
     onActivity({
       conversation_id: m.conversation_id, id: m.id, sender: m.sender,
-      sender_name: m.sender_name, preview: m.message.slice(0, PREVIEW_LENGTH),
-      timestamp: m.timestamp
+      sender_name: m.sender_name, preview: (m.message || filesPreview(m.attachments)).slice(0, PREVIEW_LENGTH),
+      timestamp: m.timestamp, kind: m.kind
     }, 0);
   });
+  // Someone mentioned me: a badge on the conversation, and a notification whenever the
+  // conversation is not on screen (mentions are worth one even where messages are not).
+  socket.on("mention", function (data) {
+    var m = data && data.message;
+    if (!m || typeof data.conversation_id !== "number" || m.sender === me) { return; }
+    var el = itemFor(data.conversation_id);
+    if (el && !onScreen(data.conversation_id)) {
+      el.dataset.mentions = String((parseInt(el.dataset.mentions, 10) || 0) + 1);
+      renderMentions(el);
+    }
+    notifyMention(data.conversation_id, m);
+  });
+  // A message of files only: their names stand in for its text.
+  function filesPreview(files) {
+    if (!Array.isArray(files) || !files.length) { return ""; }
+    return (files.length === 1 ? "File: " : "Files: ") + files.map(function (f) { return f && f.name; }).filter(Boolean).join(", ");
+  }
   socket.on("read", onRead);
   socket.on("conversation_updated", onConversationUpdated);
   socket.on("conversation_left", onConversationLeft);
