@@ -177,3 +177,9 @@ def test_a_hook_made_by_a_participant_stops_when_they_leave(app, runner, chat, m
     assert leave_conversation(cy, {"conversation_id": group.id})["ok"]
     queued.clear()
     assert webhooks.queue_deliveries([payload]) == 1 and queued == [cli_hook.id]
+
+
+def test_the_conversation_page_links_to_its_settings(app, chat):
+    ada, bob, cy, conversation = chat
+    page = logged_in(app, ada).get(f"/chat/{conversation.id}").get_data(as_text=True)
+    assert f'href="/chat/{conversation.id}/settings"' in page
