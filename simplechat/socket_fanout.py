@@ -28,6 +28,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from socketio import PubSubManager, RedisManager
 
 from . import fastjson
@@ -36,7 +38,7 @@ from .redis_connection import connection_options
 log = logging.getLogger(__name__)
 
 FANOUT_MODES = ("rooms", "broadcast")
-SUBSCRIBE_WAIT = 5.0  # seconds a join waits at most for Redis to confirm its subscription
+SUBSCRIBE_WAIT = 3.0  # seconds a join waits at most for Redis to confirm its subscription
 RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # the listener's reconnect backoff, in seconds
 QUIET_PING = 15.0  # a listener that heard nothing this long sends PING; no answer: reconnect
 RECENT_EMITS = 10_000  # emit ids remembered to drop a second copy (see RecentIds)
@@ -101,11 +103,15 @@ class Shard:
     def __init__(self, url: str, sharded: bool = False, client_name: str | None = None):
         self.url = url
         options = connection_options(url)
-        self.client = redis.Redis.from_url(url, **options)
+        # One quick retry: a send waits for a publish, and redis-py's default backs off for
+        # seconds while a server is down (the clients catch up with join + after instead).
+        self.client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1),
+                                           socket_connect_timeout=2, **options)
         # CLIENT LIST shows the subscriber by this name (the tests find it so, to kill it).
         self._pool = redis.ConnectionPool.from_url(
             url, socket_keepalive=True, socket_timeout=QUIET_PING, client_name=client_name,
             **options)
+        self.sharded = sharded
         prefix = "S" if sharded else ""
         self._publish, self._subscribe, self._unsubscribe = (
             prefix + "PUBLISH", prefix + "SUBSCRIBE", prefix + "UNSUBSCRIBE")
@@ -187,11 +193,14 @@ class Shard:
                     # The confirmations of these SUBSCRIBEs wake whoever still waits.
                     self._pending = {c: deque([self._ready[c]]) for c in channels}
                     if channels:
-                        conn.send_command(self._subscribe, *channels, check_health=False)
+                        # Sharded: one SSUBSCRIBE per channel, as the channels of one command
+                        # must share a slot.
+                        groups = [[c] for c in channels] if self.sharded else [channels]
+                        conn.send_packed_command(conn.pack_commands(
+                            [(self._subscribe, *group) for group in groups]), check_health=False)
                     self._conn = conn
                 if delay > RETRY_FIRST:
                     log.info("listening to Redis %s again (%d channels)", self.url, len(channels))
-                delay = RETRY_FIRST
                 pinged = False
                 while True:
                     try:
@@ -203,10 +212,14 @@ class Shard:
                             self._send("PING")
                         pinged = True
                         continue
-                    except redis.ResponseError as exc:  # a refused SSUBSCRIBE (MOVED)
+                    except redis.ResponseError as exc:
+                        # A refused (S)SUBSCRIBE: a cluster still down after a restart
+                        # (CLUSTERDOWN) or a slot elsewhere (MOVED). Subscribe everything
+                        # again, after the backoff.
                         log.error("Redis %s refused a subscription: %s", self.url, exc)
-                        continue
+                        raise
                     pinged = False
+                    delay = RETRY_FIRST  # the connection works: a later loss starts afresh
                     self._handle(reply, deliver)
             except Exception as exc:
                 if self._closed:
@@ -400,13 +413,10 @@ class RoomFanoutManager(PubSubManager):
     def _publish(self, data: dict) -> None:
         channels = self._channels_for(data)
         payload = self._sender + b"|" + self.json.dumps(data).encode()
-        for attempt in (1, 2):
-            try:
-                self.router.publish(channels, payload)
-                return
-            except redis.RedisError as exc:
-                self._get_logger().error("Cannot publish to Redis (attempt %d of 2): %s",
-                                         attempt, exc)
+        try:
+            self.router.publish(channels, payload)
+        except redis.RedisError as exc:
+            self._get_logger().error("Cannot publish a %s to Redis: %s", data["method"], exc)
 
     # ----- receiving
 
