@@ -249,7 +249,7 @@ class Shard:
         elif kind == b"sunsubscribe":
             with self._lock:
                 still_held = reply[1] in self._held
-            if still_held:  # the cluster moved the channel's slot: subscribe anew, everywhere
+            if still_held:  # the cluster moved the channel's slot (see README "Scaling out")
                 log.warning("Redis %s dropped %s (slot moved); reconnecting", self.url, reply[1])
                 raise redis.ConnectionError("slot moved")
 

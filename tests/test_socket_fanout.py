@@ -298,6 +298,67 @@ def test_an_external_emitter_publishes_per_room(processes, queue_url, channel):
         external.close()
 
 
+def test_a_join_racing_a_stream_of_emits_misses_nothing_after_its_answer(processes):
+    """Emits flow into a room while a socket on another process joins it: what it gets is an
+    unbroken run up to the last, and an emit made after the join's answer always arrives."""
+    a, b = processes(2)
+    bob = processes.connect(b)
+    stop = threading.Event()
+    sent = []
+
+    def stream():
+        for n in range(400):
+            if stop.is_set():
+                break
+            a.manager.emit("note", n, namespace=NS, room="conversation:6")
+            sent.append(n)
+            time.sleep(0.002)  # pacing only: the polling client drains what it gets
+
+    streamer = threading.Thread(target=stream, daemon=True)
+    streamer.start()
+    wait_until(lambda: len(sent) > 20, message="the stream to start")
+    assert bob.call("join", "conversation:6") == "joined"
+    a.manager.emit("note", "after the answer", namespace=NS, room="conversation:6")
+    streamer.join(30)
+    stop.set()
+    a.manager.emit("note", "end", namespace=NS, room="conversation:6")
+    wait_until(lambda: "end" in bob.notes, message="the end note")
+    numbers = [n for n in bob.notes if isinstance(n, int)]
+    assert numbers == list(range(numbers[0], sent[-1] + 1)), "a gap in the stream"
+    assert "after the answer" in bob.notes
+
+
+def test_an_emit_to_several_rooms_is_one_publish_round_trip_per_server(processes, queue_url):
+    """The manager's own Redis client (apart from the app's pool that tests/test_hot_path.py
+    counts): one pipeline per server, whatever the number of rooms named."""
+    urls = [queue_url, queue_url.replace("127.0.0.1", "localhost")]
+    (a,) = processes(1, urls=urls)
+    sends = Counter()
+    for shard in a.manager.router.shards():
+        original = shard.client.connection_pool.get_connection
+
+        def counting(*args, _original=original, _url=shard.url, **kwargs):
+            connection = _original(*args, **kwargs)
+            if not getattr(connection, "_counted", False):
+                send = connection.send_packed_command
+
+                def counted(command, *more, **options):
+                    sends[_url] += 1
+                    return send(command, *more, **options)
+
+                connection.send_packed_command = counted
+                connection._counted = True
+            return connection
+
+        shard.client.connection_pool.get_connection = counting
+    rooms = [f"user:{n}" for n in range(10)]
+    assert {a.manager.router.shard_of(a.channel_of(r)).url for r in rooms} == set(urls)
+    a.manager.emit("note", "x", namespace=NS, room=rooms)
+    assert sends == {urls[0]: 1, urls[1]: 1}
+    a.manager.emit("note", "y", namespace=NS, room=rooms[0])
+    assert sum(sends.values()) == 3
+
+
 def test_recent_ids_forget_the_oldest_beyond_their_size():
     seen = RecentIds(2)
     assert seen.add("a") and seen.add("b")
