@@ -13,6 +13,9 @@ own (a free port, no persistence), a fresh PostgreSQL database and one Celery wo
   with different deliveries per send, solved for both) and per foreign message decoded and
   dropped (C's CPU above its own idle baseline, per message published to Redis).
 
+Ports: web processes on 18700-18799 and the redis-server on 18800-18899, away from run_all.py's
+18500-18599, so the two can run side by side.
+
 Before measuring, each mode is checked on Redis itself (``PUBSUB CHANNELS``): ``broadcast``
 subscribes every process to the one channel ``<prefix>socketio``, ``rooms`` to per-room channels
 ``<prefix>socketio/chat#<room>``. A server that ignores ``SOCKETIO_FANOUT`` fails the check
@@ -55,7 +58,7 @@ class FanoutCheckFailed(RuntimeError):
 @contextlib.contextmanager
 def own_redis(procs: harness.Processes, workdir: str):
     """A redis-server on a free port with no persistence; yields (url, pid)."""
-    port = harness.free_port(18600, 18699)
+    port = harness.free_port(18800, 18899)
     proc = procs.start(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                         "--save", "", "--appendonly", "no"], dict(os.environ),
                        os.path.join(workdir, "redis.log"))
@@ -80,9 +83,9 @@ def start_web(procs: harness.Processes, count: int, env: dict, workdir: str, tag
     """``count`` gunicorn-eventlet processes (one worker each): their URLs, worker pids and
     masters (to stop them)."""
     masters, urls = [], []
-    port = 18500
+    port = 18700
     for i in range(count):
-        port = harness.free_port(port)
+        port = harness.free_port(port, 18799)
         masters.append(harness.gunicorn(procs, "wsgi:app", port, env,
                                         os.path.join(workdir, f"web-{tag}-{i}.log")))
         urls.append(f"http://127.0.0.1:{port}")
@@ -409,7 +412,8 @@ def main() -> int:
     parser.add_argument("--out", help="write the figures as JSON")
     parser.add_argument("--skip", nargs="*", default=[], choices=["idle", "scaling", "model"])
     args = parser.parse_args()
-    duration = 5.0 if args.quick else 12.0
+    duration = 5.0 if args.quick else 12.0  # the idle/busy window of the issue
+    scale_duration = 5.0 if args.quick else 8.0
     pairs, rate = (20, 100.0) if args.quick else (40, 200.0)
     counts = [1, 2, 4]
     loadtest.raise_open_file_limit()
@@ -444,12 +448,12 @@ def main() -> int:
                               flush=True)
                         entry["scaling"] = scaling(env, procs, workdir, redis_client, redis_pid,
                                                    prefix, mode, users, counts, pairs, rate,
-                                                   duration)
+                                                   scale_duration)
                         print(json.dumps(entry["scaling"]), flush=True)
                     if "model" not in args.skip and "scaling" in entry and "idle_busy" in entry:
                         print(f"\n== {mode}: groups of 10 for the model", flush=True)
                         entry["group10"] = group_run(env, procs, workdir, mode, users, 10,
-                                                     rate / 4, duration)
+                                                     rate / 4, scale_duration)
                         entry["model"] = model(entry["scaling"]["1"], entry["group10"],
                                                entry["idle_busy"])
                 except FanoutCheckFailed as exc:
