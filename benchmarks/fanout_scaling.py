@@ -221,16 +221,16 @@ def plan(index: int, url: str, clients: list, rate: float, duration: float, infl
 
 def login(url: str, names: list[str], conversations: int) -> tuple[list[str], list[int]]:
     """Cookies of ``names`` and the conversation of each (user i in conversation i mod M).
-    Tried three times: on a shared host PostgreSQL can briefly refuse connections."""
-    for attempt in range(3):
+    Tried six times: on a shared host PostgreSQL can briefly refuse connections."""
+    for attempt in range(6):
         try:
             return asyncio.run(loadtest.prepare_full(url, names, PASSWORD, conversations,
                                                      register=False, concurrency=20))
         except RuntimeError as exc:
-            if attempt == 2:
+            if attempt == 5:
                 raise
-            print(f"   logins failed ({exc}); again in 3 s", file=sys.stderr, flush=True)
-            time.sleep(3)
+            print(f"   logins failed ({exc}); again in 5 s", file=sys.stderr, flush=True)
+            time.sleep(5)
     raise AssertionError("unreachable")
 
 
