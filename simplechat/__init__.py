@@ -66,13 +66,15 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     celery_init_app(app)
 
     queue_url = app.config.get("SOCKETIO_MESSAGE_QUEUE", app.config.get("REDIS_URL"))
-    queue = {}
+    # No queue: the in-process manager, said outright (Flask-SocketIO would keep the manager
+    # of an app made earlier in this process).
+    queue: dict[str, Any] = {"client_manager": None}
     if queue_url:
         from .socket_fanout import client_manager
 
-        manager = client_manager(app.config, queue_url)  # None: Flask-SocketIO's pick
-        if manager is not None:
-            queue["client_manager"] = manager
+        queue["client_manager"] = client_manager(app.config, queue_url)
+        if queue["client_manager"] is None:
+            del queue["client_manager"]  # not Redis: Flask-SocketIO picks by the URL
     socketio.init_app(
         app,
         async_mode=app.config.get("SOCKETIO_ASYNC_MODE"),

@@ -121,7 +121,13 @@ class Shard:
         self._lock = threading.Lock()
         self._conn = None
         self._closed = False
-        self.listening = False
+        self._listening = False
+
+    def start_listening(self) -> bool:
+        """True the first time only: the caller then starts the one listener of this shard."""
+        with self._lock:
+            first, self._listening = not self._listening, True
+            return first
 
     def publish(self, channels: list[bytes], payload: bytes) -> None:
         """One round trip for every channel of this shard."""
@@ -369,8 +375,7 @@ class RoomFanoutManager(PubSubManager):
 
     def _hold(self, channel: bytes, wait: bool) -> None:
         shard = self.router.shard_of(channel)
-        if not shard.listening:
-            shard.listening = True
+        if shard.start_listening():
             self.server.start_background_task(self._listen, shard)
         # A listener must not wait for a confirmation only it can read.
         shard.hold(channel, wait and not getattr(self._on_listener, "active", False))
