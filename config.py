@@ -95,6 +95,18 @@ class Config:
     TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
     CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
     SOCKETIO_ASYNC_MODE = os.environ.get("SOCKETIO_ASYNC_MODE") or None
+    # How emits reach the other web processes (simplechat/socket_fanout.py): "rooms" publishes
+    # to each room's channel, subscribed only by processes with a socket in the room;
+    # "broadcast" is Flask-SocketIO's stock Redis queue, every emit to every process.
+    SOCKETIO_FANOUT = os.environ.get("SOCKETIO_FANOUT") or "rooms"
+    # The Redis of the fan-out; unset: REDIS_URL. With SOCKETIO_FANOUT=rooms a comma-separated
+    # list of redis:// URLs spreads the channels over those servers (the same list, in the same
+    # order, on every process).
+    if os.environ.get("SOCKETIO_MESSAGE_QUEUE"):
+        SOCKETIO_MESSAGE_QUEUE = os.environ["SOCKETIO_MESSAGE_QUEUE"]
+    # 1: SOCKETIO_MESSAGE_QUEUE (or REDIS_URL) is a node of a Redis Cluster; channels go to
+    # the primary of their key slot, with sharded pub/sub (SPUBLISH/SSUBSCRIBE).
+    SOCKETIO_REDIS_CLUSTER = os.environ.get("SOCKETIO_REDIS_CLUSTER", "0") == "1"
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")  # plain or json
     # Where the hashed, compressed static files are written (simplechat/static_files.py);

@@ -6,7 +6,6 @@ import logging
 import os
 from typing import Any
 
-import socketio as socketio_lib
 from flask import Flask, redirect, url_for
 
 from config import config as config_classes
@@ -14,7 +13,6 @@ from config import config as config_classes
 from . import fastjson
 from .extensions import csrf, db, login_manager, migrate, socketio
 from .packet_guard import JsonPacket, install_event_cap, install_packet_guard
-from .redis_connection import connection_options
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +66,15 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     celery_init_app(app)
 
     queue_url = app.config.get("SOCKETIO_MESSAGE_QUEUE", app.config.get("REDIS_URL"))
-    queue = {}
-    if queue_url and queue_url.startswith("redis://"):
-        # Flask-SocketIO's own choice for this URL, with the quick pool checkout.
-        queue["client_manager"] = socketio_lib.RedisManager(
-            queue_url, channel=app.config["REDIS_KEY_PREFIX"] + "socketio",
-            redis_options=connection_options(queue_url))
+    # No queue: the in-process manager, said outright (Flask-SocketIO would keep the manager
+    # of an app made earlier in this process).
+    queue: dict[str, Any] = {"client_manager": None}
+    if queue_url:
+        from .socket_fanout import client_manager
+
+        queue["client_manager"] = client_manager(app.config, queue_url)
+        if queue["client_manager"] is None:
+            del queue["client_manager"]  # not Redis: Flask-SocketIO picks by the URL
     socketio.init_app(
         app,
         async_mode=app.config.get("SOCKETIO_ASYNC_MODE"),

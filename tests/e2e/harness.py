@@ -316,6 +316,99 @@ def _server_socket_inode(server_port: int, client_port: int) -> int | None:
     return None
 
 
+class RedisServer:
+    """A redis-server of a test's own on a free port, without persistence (``--save ""
+    --appendonly no``); in cluster mode its node file sits in its own folder, so ``restart()``
+    brings the node back with its slots."""
+
+    def __init__(self, log_dir: Path, ports: range = PORTS, cluster: bool = False,
+                 name: str = "redis"):
+        self.name = name
+        self.cluster = cluster
+        self.port = free_port(ports) if not cluster else _free_cluster_port(ports)
+        self.dir = Path(log_dir) / f"{name}-{self.port}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.process: Process | None = None
+        self.start()
+
+    def _args(self) -> list[str]:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", str(self.dir)]
+        if self.cluster:
+            args += ["--cluster-enabled", "yes",
+                     "--cluster-config-file", str(self.dir / "nodes.conf"),
+                     "--cluster-node-timeout", "2000"]
+        return args
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.process = Process(self.name, self._args(), base_env({}),
+                               Path(self.dir) / "redis.log")
+        wait_until(self.answers, timeout, 0.05, f"{self.name} on port {self.port}")
+
+    def answers(self) -> bool:
+        client = redis_lib.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        except redis_lib.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def client(self) -> redis_lib.Redis:
+        return redis_lib.Redis(host="127.0.0.1", port=self.port)
+
+    def restart(self) -> None:
+        """Stop the server (its clients lose their connections and everything it held) and
+        start it again on the same port."""
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+
+def _free_cluster_port(ports: range) -> int:
+    """A free port whose cluster bus port (port + 10000) is free as well."""
+    for _attempt in range(50):
+        port = free_port(ports)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def create_cluster(nodes: list[RedisServer], timeout: float = 20.0) -> None:
+    """``redis-cli --cluster create`` over ``nodes`` (primaries only), then wait until every
+    node reports the cluster ok."""
+    result = subprocess.run(
+        ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
+         "--cluster-replicas", "0", "--cluster-yes"],
+        capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError(f"cluster create failed:\n{result.stdout}\n{result.stderr}")
+
+    def all_ok() -> bool:
+        for node in nodes:
+            client = node.client()
+            try:
+                if client.cluster("info").get("cluster_state") != "ok":
+                    return False
+            finally:
+                client.close()
+        return True
+
+    wait_until(all_ok, timeout, 0.2, "the cluster to be ok")
+
+
 def _ready(url: str) -> bool:
     try:
         response = requests.get(url + "/healthz", timeout=2)
@@ -358,6 +451,7 @@ class Stack:
         }
         self.env.update(env)
         self.processes: list[Process] = []
+        self.redis_servers: list[RedisServer] = []
         self.users: list[ChatUser] = []
         self._names = itertools.count(1)
 
@@ -416,8 +510,21 @@ class Stack:
             raise AssertionError(f"{name} exited {worker.popen.returncode}:\n{worker.tail()}")
         return worker
 
+    def start_redis(self, count: int = 1, cluster: bool = False) -> list[RedisServer]:
+        """``count`` redis-server processes of this stack's own (a cluster of them with
+        ``cluster``); stopped by ``close()`` after the web processes."""
+        first = len(self.redis_servers) + 1
+        servers = [RedisServer(self.log_dir, self.ports, cluster, f"redis{first + i}")
+                   for i in range(count)]
+        self.redis_servers.extend(servers)
+        if cluster:
+            create_cluster(servers)
+        return servers
+
     def close(self) -> None:
         self.stop_processes()
+        for server in self.redis_servers:
+            server.stop()
         self._drop_redis_keys()
 
     def stop_processes(self) -> None:

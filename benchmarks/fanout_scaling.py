@@ -1,0 +1,519 @@
+"""Issue 17: what a web process pays for the rooms it does not serve, per fan-out mode.
+
+For each mode of ``--modes`` (``SOCKETIO_FANOUT`` of the web processes), on a redis-server of its
+own (a free port, no persistence), a fresh PostgreSQL database and one Celery worker:
+
+- idle/busy: three gunicorn-eventlet web processes A, B, C (one worker each); eight pairs chat
+  closed-loop across A and B (each pair has one member on A and one on B, both sending), C holds
+  one idle socket in a quiet conversation. Prints C's CPU / A's CPU over the sending window.
+- scaling: 1, 2 and 4 web processes under the same offered load (a fixed total rate over pairs
+  whose two members sit on different processes); prints cluster-wide web CPU per delivered
+  message and its growth from 1 to 4 processes.
+- model: from the runs above, µs of web CPU per send, per delivery (two single-process runs
+  with different deliveries per send, solved for both) and per foreign message decoded and
+  dropped (C's CPU above its own idle baseline, per message published to Redis).
+
+Ports: web processes on 18700-18799 and the redis-server on 18800-18899, away from run_all.py's
+18500-18599, so the two can run side by side.
+
+Before measuring, each mode is checked on Redis itself (``PUBSUB CHANNELS``): ``broadcast``
+subscribes every process to the one channel ``<prefix>socketio``, ``rooms`` to per-room channels
+``<prefix>socketio/chat#<room>``. A server that ignores ``SOCKETIO_FANOUT`` fails the check
+instead of being measured twice as broadcast.
+
+    .venv/bin/python benchmarks/fanout_scaling.py [--modes broadcast rooms] [--quick]
+        [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import harness  # noqa: E402
+from benchmarks.run_all import CLOSED, Sampler, load_average  # noqa: E402
+from simplechat import loadtest  # noqa: E402
+
+PASSWORD = "load-test-password"
+MODES = ("broadcast", "rooms")
+
+
+class FanoutCheckFailed(RuntimeError):
+    pass
+
+
+# --- infrastructure --------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def own_redis(procs: harness.Processes, workdir: str):
+    """A redis-server on a free port with no persistence; yields (url, pid)."""
+    port = harness.free_port(18800, 18899)
+    proc = procs.start(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                        "--save", "", "--appendonly", "no"], dict(os.environ),
+                       os.path.join(workdir, "redis.log"))
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        with contextlib.suppress(redis.ConnectionError):
+            if client.ping():
+                break
+        time.sleep(0.05)
+    else:
+        raise RuntimeError("redis-server did not start")
+    try:
+        yield f"redis://127.0.0.1:{port}/0", proc.pid, client
+    finally:
+        client.close()
+
+
+def start_web(procs: harness.Processes, count: int, env: dict, workdir: str, tag: str
+              ) -> tuple[list[str], list[int], list]:
+    """``count`` gunicorn-eventlet processes (one worker each): their URLs, worker pids and
+    masters (to stop them)."""
+    masters, urls = [], []
+    port = 18700
+    for i in range(count):
+        port = harness.free_port(port, 18799)
+        masters.append(harness.gunicorn(procs, "wsgi:app", port, env,
+                                        os.path.join(workdir, f"web-{tag}-{i}.log")))
+        urls.append(f"http://127.0.0.1:{port}")
+        port += 1
+    for url, master in zip(urls, masters, strict=True):
+        harness.wait_http(url + "/auth/login", master)
+    return urls, [harness.worker_pid(m) for m in masters], masters
+
+
+def stop(masters: list) -> None:
+    for master in masters:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(master.pid, 15)
+    for master in masters:
+        master.wait(timeout=20)
+
+
+def check_mode(client, prefix: str, mode: str) -> dict:
+    """What the web processes subscribed to on Redis, and whether it is what ``mode`` does."""
+    base = prefix + "socketio"
+    channels = sorted(c.decode() for c in client.pubsub_channels(base + "*"))
+    numsub = dict((k.decode(), n) for k, n in client.pubsub_numsub(base)) if channels else {}
+    rooms = [c for c in channels if "#" in c]
+    seen = {"channels": len(channels), "room_channels": len(rooms),
+            "broadcast_subscribers": numsub.get(base, 0)}
+    if mode == "broadcast" and (rooms or not seen["broadcast_subscribers"]):
+        raise FanoutCheckFailed(f"SOCKETIO_FANOUT=broadcast, but Redis shows {seen}")
+    if mode == "rooms" and (not rooms or seen["broadcast_subscribers"]):
+        raise FanoutCheckFailed(
+            f"SOCKETIO_FANOUT=rooms, but Redis shows {seen}: no per-room channels, so this "
+            "server does not know the setting (it is running the stock broadcast queue)")
+    return seen
+
+
+def publishes(client) -> int:
+    stats = client.info("commandstats")
+    return sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("publish", "spublish"))
+
+
+# --- the clients -----------------------------------------------------------------------------
+
+def drive(plans: list[loadtest.WorkerPlan], config: dict, during=None) -> dict:
+    """Run the load test's client processes, one per plan (each plan names its server), and
+    return the load test's report over all of them; ``during()`` runs once every client is
+    connected and the sends have started."""
+    ctx = mp.get_context("fork")
+    progress = ctx.Array("q", len(plans) * 3, lock=False)
+    lineup, go, results = ctx.Barrier(len(plans)), ctx.Event(), ctx.Queue()
+    readies, workers = [], []
+    for plan in plans:
+        ready = ctx.Event()
+        proc = ctx.Process(target=loadtest._worker_main, daemon=True,
+                           args=(plan, progress, lineup, ready, go, results))
+        proc.start()
+        readies.append(ready)
+        workers.append(proc)
+    try:
+        for ready in readies:
+            if not ready.wait(240):
+                raise RuntimeError("clients did not connect within 240 s")
+        go.set()
+        extra = during() if during else None
+        collected = {}
+        while len(collected) < len(plans):
+            index, outcome = results.get(timeout=config["duration"] + 120)
+            if isinstance(outcome, BaseException):
+                raise RuntimeError(f"client process {index} failed: {outcome!r}")
+            collected[index] = outcome
+    finally:
+        for proc in workers:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+    report = loadtest.summarise(config, [collected[i] for i in sorted(collected)])
+    report["during"] = extra
+    return report
+
+
+class IdleSocket(threading.Thread):
+    """One socket, connected and joined to a conversation, held open until stopped."""
+
+    def __init__(self, url: str, cookie: str, conversation_id: int):
+        super().__init__(daemon=True)
+        self.url, self.cookie, self.conversation_id = url, cookie, conversation_id
+        self.joined = threading.Event()
+        self.error: str | None = None
+        self.received = 0
+        self._quit = None
+        self._loop = None
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        import socketio
+
+        self._loop = asyncio.get_running_loop()
+        self._quit = asyncio.Event()
+        sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
+
+        @sio.on("message", namespace=loadtest.NAMESPACE)
+        def on_message(data):
+            self.received += 1
+
+        try:
+            await sio.connect(self.url, headers={"Cookie": self.cookie},
+                              transports=["websocket"], namespaces=[loadtest.NAMESPACE])
+            ack = await sio.call("join", {"conversation_id": self.conversation_id},
+                                 namespace=loadtest.NAMESPACE, timeout=30)
+            if not (isinstance(ack, dict) and ack.get("ok")):
+                raise RuntimeError(f"join refused: {ack!r}")
+        except Exception as exc:
+            self.error = repr(exc)
+            self.joined.set()
+            return
+        self.joined.set()
+        await self._quit.wait()
+        await sio.disconnect()
+
+    def stop(self) -> None:
+        if self._loop and self._quit:
+            self._loop.call_soon_threadsafe(self._quit.set)
+        self.join(timeout=10)
+
+
+def plan(index: int, url: str, clients: list, rate: float, duration: float, inflight: int
+         ) -> loadtest.WorkerPlan:
+    return loadtest.WorkerPlan(index=index, url=url, clients=clients, rate=rate,
+                               duration=duration, drain=10, inflight=inflight,
+                               message="load test message, forty characters long.",
+                               connect_concurrency=50)
+
+
+def login(url: str, names: list[str], conversations: int) -> tuple[list[str], list[int]]:
+    """Cookies of ``names`` and the conversation of each (user i in conversation i mod M).
+    Tried six times: on a shared host PostgreSQL can briefly refuse connections."""
+    for attempt in range(6):
+        try:
+            return asyncio.run(loadtest.prepare_full(url, names, PASSWORD, conversations,
+                                                     register=False, concurrency=20))
+        except RuntimeError as exc:
+            if attempt == 5:
+                raise
+            print(f"   logins failed ({exc}); again in 5 s", file=sys.stderr, flush=True)
+            time.sleep(5)
+    raise AssertionError("unreachable")
+
+
+def window_cpu(samplers: list[Sampler], start: float, end: float) -> list[float]:
+    return [s.cpu_at(end) - s.cpu_at(start) for s in samplers]
+
+
+def sampled(pids: list[int]) -> list[Sampler]:
+    samplers = [Sampler(pid) for pid in pids]
+    for s in samplers:
+        s.start()
+    return samplers
+
+
+def finish(samplers: list[Sampler]) -> None:
+    for s in samplers:
+        s.stopped.set()
+        s.join()
+        s.sample()
+
+
+def lost_dup(report: dict) -> dict:
+    return {"deliveries": report["deliveries"], "expected": report["deliveries_expected"],
+            "lost": report["deliveries_missing"], "duplicated": report["deliveries_duplicate"],
+            "errors": report["errors"], "refusals": report["refusals"]}
+
+
+# --- the scenarios ---------------------------------------------------------------------------
+
+def idle_busy(env: dict, procs, workdir: str, redis_client, redis_pid: int, prefix: str,
+              mode: str, users: list[str], duration: float) -> dict:
+    urls, pids, masters = start_web(procs, 3, env, workdir, f"{mode}-idle")
+    try:
+        pairs = 8
+        # users 0..7 and 8..15: the eight pairs; 16 and 17: the quiet conversation
+        cookies, conv = login(urls[0], users[:2 * pairs], pairs)
+        quiet_cookies, quiet_conv = login(urls[2], users[2 * pairs:2 * pairs + 2], 1)
+        idle = IdleSocket(urls[2], quiet_cookies[0], quiet_conv[0])
+        idle.start()
+        idle.joined.wait(60)
+        if idle.error:
+            raise RuntimeError(f"idle socket on C: {idle.error}")
+        samplers = sampled([*pids, redis_pid])
+        time.sleep(3)  # C's own idle cost, before the chatting starts
+        quiet = (time.monotonic() - 3, time.monotonic())
+        on_a = [(cookies[k], conv[k], True) for k in range(pairs)]
+        on_b = [(cookies[k + pairs], conv[k + pairs], True) for k in range(pairs)]
+        plans = [plan(0, urls[0], on_a, CLOSED / 2, duration, 64),
+                 plan(1, urls[1], on_b, CLOSED / 2, duration, 64)]
+        config = {"scenario": "idle_busy", "mode": mode, "duration": duration}
+        published: list[int] = [publishes(redis_client)]
+
+        def during():
+            time.sleep(min(2.0, duration / 3))
+            return check_mode(redis_client, prefix, mode)
+
+        load_before = load_average()
+        report = drive(plans, config, during)
+        finish(samplers)
+        idle.stop()
+        published.append(publishes(redis_client))
+        start = report["clock"]["send_started"]
+        end = start + duration
+        a, b, c, r = window_cpu(samplers, start, end)
+        c_idle = window_cpu(samplers, *quiet)[2] / (quiet[1] - quiet[0]) * duration
+        return {
+            "mode": mode, "duration_s": duration, "load": {"before": load_before,
+                                                           "after": load_average()},
+            "redis_check": report["during"],
+            "cpu_s": {"A": round(a, 3), "B": round(b, 3), "C": round(c, 3), "redis": round(r, 3),
+                      "C_idle_baseline": round(c_idle, 3)},
+            "idle_over_busy": round(c / a, 4) if a else None,
+            "messages_sent": report["messages_sent"], "acks_ok": report["acks_ok"],
+            "published": published[1] - published[0],
+            "idle_socket_received": idle.received,
+            **lost_dup(report),
+        }
+    finally:
+        stop(masters)
+
+
+def scaling(env: dict, procs, workdir: str, redis_client, redis_pid: int, prefix: str,
+            mode: str, users: list[str], counts: list[int], pairs: int, rate: float,
+            duration: float) -> dict:
+    """The same offered load on 1, 2, 4… web processes. Pair k: its sender on client process
+    k mod 4, its receiver on (k+1) mod 4; client process j talks to web process j mod P, so a
+    pair spans two web processes whenever P > 1."""
+    out = {}
+    for count in counts:
+        urls, pids, masters = start_web(procs, count, env, workdir, f"{mode}-{count}")
+        try:
+            cookies, conv = login(urls[0], users[:2 * pairs], pairs)
+            shares: list[list] = [[] for _ in range(4)]
+            for k in range(pairs):
+                shares[k % 4].append((cookies[k], conv[k], True))
+                shares[(k + 1) % 4].append((cookies[k + pairs], conv[k + pairs], False))
+            senders = [sum(s for _, _, s in share) for share in shares]
+            plans = [plan(j, urls[j % count], shares[j], rate * senders[j] / pairs, duration, 0)
+                     for j in range(4)]
+            config = {"scenario": "scaling", "mode": mode, "processes": count,
+                      "duration": duration, "rate": rate}
+            samplers = sampled([*pids, redis_pid])
+            published = publishes(redis_client)
+            load_before = load_average()
+            report = drive(plans, config, (lambda: check_mode(redis_client, prefix, mode))
+                           if count > 1 else None)
+            finish(samplers)
+            published = publishes(redis_client) - published
+            clock = report["clock"]
+            cpus = window_cpu(samplers, clock["send_started"], clock["send_ended"])
+            web = sum(cpus[:-1])
+            out[str(count)] = {
+                "load": {"before": load_before, "after": load_average()},
+                "redis_check": report["during"],
+                "web_cpu_s": [round(x, 3) for x in cpus[:-1]], "redis_cpu_s": round(cpus[-1], 3),
+                "window_s": round(clock["send_ended"] - clock["send_started"], 2),
+                "messages_sent": report["messages_sent"], "acks_ok": report["acks_ok"],
+                "published": published,
+                "web_cpu_per_delivery_us": (round(web / report["deliveries"] * 1e6, 1)
+                                            if report["deliveries"] else None),
+                "web_cpu_per_send_us": (round(web / report["acks_ok"] * 1e6, 1)
+                                        if report["acks_ok"] else None),
+                "latency_ms": report["latency_ms"],
+                **lost_dup(report),
+            }
+        finally:
+            stop(masters)
+    first, last = out[str(counts[0])], out[str(counts[-1])]
+    overloaded = [c for c in counts if out[str(c)]["errors"]
+                  or out[str(c)]["acks_ok"] < out[str(c)]["messages_sent"]]
+    if overloaded:  # a process that did not keep up: its CPU per delivery means nothing
+        out["growth"] = None
+        out["overloaded"] = overloaded
+    elif first["web_cpu_per_delivery_us"] and last["web_cpu_per_delivery_us"]:
+        out["growth"] = round(last["web_cpu_per_delivery_us"]
+                              / first["web_cpu_per_delivery_us"] - 1, 4)
+    return out
+
+
+def group_run(env: dict, procs, workdir: str, mode: str, users: list[str], size: int,
+              rate: float, duration: float) -> dict:
+    """One web process, groups of ``size``, one sender each, open loop: CPU per send with
+    ``size`` deliveries each (for the model, beside the pairs run of the scaling section)."""
+    urls, pids, masters = start_web(procs, 1, env, workdir, f"{mode}-group")
+    try:
+        groups = len(users) // size
+        cookies, conv = login(urls[0], users[:groups * size], groups)
+        clients = [(cookies[i], conv[i], i < groups) for i in range(groups * size)]
+        samplers = sampled(pids)
+        report = drive([plan(0, urls[0], clients, rate, duration, 0)],
+                       {"scenario": "group", "duration": duration})
+        finish(samplers)
+        clock = report["clock"]
+        cpu = window_cpu(samplers, clock["send_started"], clock["send_ended"])[0]
+        return {"size": size, "cpu_s": round(cpu, 3), "sends": report["acks_ok"],
+                **lost_dup(report)}
+    finally:
+        stop(masters)
+
+
+def model(pairs_run: dict, group: dict, idle: dict) -> dict:
+    """µs per send and per delivery from two single-process runs (cpu = s·sends + d·deliveries,
+    solved), and per foreign message from the idle process of the idle/busy run."""
+    s1, d1 = pairs_run["acks_ok"], pairs_run["deliveries"]
+    c1 = sum(pairs_run["web_cpu_s"])
+    s2, d2, c2 = group["sends"], group["deliveries"], group["cpu_s"]
+    det = s1 * d2 - s2 * d1
+    out: dict = {}
+    if det:
+        out["send_us"] = round((c1 * d2 - c2 * d1) / det * 1e6, 1)
+        out["delivery_us"] = round((s1 * c2 - s2 * c1) / det * 1e6, 1)
+    foreign = idle["cpu_s"]["C"] - idle["cpu_s"]["C_idle_baseline"]
+    if idle["published"] and idle["idle_socket_received"] == 0:
+        out["foreign_message_us"] = round(foreign / idle["published"] * 1e6, 1)
+    return out
+
+
+# --- main ------------------------------------------------------------------------------------
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--quick", action="store_true", help="shorter runs, for a smoke run")
+    parser.add_argument("--out", help="write the figures as JSON")
+    parser.add_argument("--rate", type=float,
+                        help="total msg/s of the scaling runs (default 150; 100 with --quick): "
+                             "low enough for one web process to keep up")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["idle", "scaling", "model"])
+    args = parser.parse_args()
+    duration = 5.0 if args.quick else 12.0  # the idle/busy window of the issue
+    scale_duration = 5.0 if args.quick else 8.0
+    pairs, rate = (20, 100.0) if args.quick else (40, 150.0)
+    rate = args.rate or rate
+    counts = [1, 2, 4]
+    loadtest.raise_open_file_limit()
+    procs = harness.Processes()
+    workdir = tempfile.mkdtemp(prefix="simplechat-fanout-")
+    results: dict = {"load_before": harness.load_note(), "quick": args.quick, "modes": {}}
+    print(f"logs in {workdir}; {results['load_before']}", flush=True)
+    prefix = harness.unique_prefix("fanout")
+    failed = False
+    try:
+        with own_redis(procs, workdir) as (redis_url, redis_pid, redis_client), \
+                harness.scratch_database("fanout") as database_url:
+            harness.REDIS_URL = redis_url  # app_env reads it
+            base_env = harness.app_env(database_url, prefix)
+            users = [f"lt{i:05d}" for i in range(max(2 * pairs, 100))]
+            subprocess.run([sys.executable, "-m", "simplechat.loadtest", "--prefix", "lt",
+                            "--seed-users", str(len(users))], cwd=harness.ROOT, env=base_env,
+                           check=True, timeout=120)
+            harness.celery_worker(procs, base_env, os.path.join(workdir, "celery.log"))
+            for mode in args.modes:
+                env = dict(base_env, SOCKETIO_FANOUT=mode)
+                entry: dict = {}
+                results["modes"][mode] = entry
+                try:
+                    if "idle" not in args.skip:
+                        print(f"\n== {mode}: idle/busy ({harness.load_note()})", flush=True)
+                        entry["idle_busy"] = idle_busy(env, procs, workdir, redis_client,
+                                                       redis_pid, prefix, mode, users, duration)
+                        print(json.dumps(entry["idle_busy"]), flush=True)
+                    if "scaling" not in args.skip:
+                        print(f"\n== {mode}: scaling {counts} ({harness.load_note()})",
+                              flush=True)
+                        entry["scaling"] = scaling(env, procs, workdir, redis_client, redis_pid,
+                                                   prefix, mode, users, counts, pairs, rate,
+                                                   scale_duration)
+                        print(json.dumps(entry["scaling"]), flush=True)
+                    if "model" not in args.skip and "scaling" in entry and "idle_busy" in entry:
+                        print(f"\n== {mode}: groups of 10 for the model", flush=True)
+                        entry["group10"] = group_run(env, procs, workdir, mode, users, 10,
+                                                     rate / 4, scale_duration)
+                        entry["model"] = model(entry["scaling"]["1"], entry["group10"],
+                                               entry["idle_busy"])
+                except FanoutCheckFailed as exc:
+                    print(f"!! {mode}: {exc}", file=sys.stderr, flush=True)
+                    entry["failed"] = str(exc)
+                    failed = True
+    finally:
+        procs.stop_all()
+    results["load_after"] = harness.load_note()
+    print_summary(results)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+    return 1 if failed else 0
+
+
+def print_summary(results: dict) -> None:
+    print(f"\nload before: {results['load_before']}\nload after:  {results['load_after']}")
+    for mode, entry in results["modes"].items():
+        print(f"\n[{mode}]")
+        if "failed" in entry:
+            print(f"  FAILED: {entry['failed']}")
+        ib = entry.get("idle_busy")
+        if ib:
+            cpu = ib["cpu_s"]
+            print(f"  idle/busy over {ib['duration_s']:g} s: C {cpu['C']} s / A {cpu['A']} s "
+                  f"CPU = {ib['idle_over_busy']:.1%} (B {cpu['B']} s, Redis {cpu['redis']} s, "
+                  f"C idle alone {cpu['C_idle_baseline']} s); sent {ib['messages_sent']}, "
+                  f"published {ib['published']}; lost {ib['lost']}, duplicated "
+                  f"{ib['duplicated']}; load {ib['load']['before']} -> {ib['load']['after']}; "
+                  f"Redis: {ib['redis_check']}")
+        sc = entry.get("scaling")
+        if sc:
+            for count, run in sc.items():
+                if count in ("growth", "overloaded"):
+                    continue
+                print(f"  {count} web process(es): {run['web_cpu_per_delivery_us']} µs web CPU "
+                      f"per delivery, {run['web_cpu_per_send_us']} µs per send "
+                      f"(web {run['web_cpu_s']} s, Redis {run['redis_cpu_s']} s over "
+                      f"{run['window_s']} s; {run['deliveries']} deliveries, lost {run['lost']},"
+                      f" duplicated {run['duplicated']}); load {run['load']['before']} -> "
+                      f"{run['load']['after']}")
+            if sc.get("overloaded"):
+                print(f"  growth: not measured, the runs with {sc['overloaded']} process(es) "
+                      "did not keep up (unacknowledged sends); lower --rate")
+            elif sc.get("growth") is not None:
+                print(f"  growth 1 -> {max(int(k) for k in sc if k.isdigit())}: "
+                      f"{sc['growth']:+.1%}")
+        if entry.get("model"):
+            print(f"  model (µs of web CPU): {entry['model']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,417 @@
+"""The room-scoped fan-out manager on real Redis: two python-socketio servers with their own
+managers stand in for two web processes (real clients over HTTP), and the app's own manager
+with Flask-SocketIO's test client."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+
+import pytest
+import redis as redis_lib
+import socketio
+from werkzeug.serving import make_server
+
+from config import Config
+from simplechat import fastjson
+from simplechat.extensions import socketio as app_socketio
+from simplechat.socket_fanout import RecentIds, RoomFanoutManager, client_manager
+
+NS = "/chat"
+
+
+def wait_until(probe, timeout=10.0, message="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def queue_url(redis_url):
+    if redis_url is None:
+        pytest.skip("needs Redis: the embedded default has no fan-out between processes")
+    return redis_url
+
+
+@pytest.fixture
+def channel():
+    return f"simplechat-test:{uuid.uuid4().hex[:10]}:socketio"
+
+
+@pytest.fixture
+def redis_client(queue_url):
+    client = redis_lib.Redis.from_url(queue_url)
+    yield client
+    client.close()
+
+
+def subscribers(client, channel_name: bytes) -> int:
+    return dict(client.pubsub_numsub(channel_name))[channel_name]
+
+
+class Process:
+    """A python-socketio server with its own RoomFanoutManager, served over HTTP in a thread."""
+
+    def __init__(self, urls, channel):
+        self.manager = RoomFanoutManager(urls, channel=channel)
+        self.sio = socketio.Server(client_manager=self.manager, async_mode="threading")
+        self.sio.on("join", self._join, namespace=NS)
+        self.sio.on("leave", self._leave, namespace=NS)
+        self.sio.on("emit", self._emit, namespace=NS)
+        self.sio.on("ask", self._ask, namespace=NS)
+        self.http = make_server("127.0.0.1", 0, socketio.WSGIApp(self.sio), threaded=True)
+        self.url = f"http://127.0.0.1:{self.http.server_port}"
+        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _join(self, sid, room):
+        self.sio.enter_room(sid, room, namespace=NS)
+        return "joined"
+
+    def _leave(self, sid, room):
+        self.sio.leave_room(sid, room, namespace=NS)
+        return "left"
+
+    def _emit(self, sid, data):
+        self.sio.emit("note", data["note"], to=data["to"], skip_sid=data.get("skip_sid"),
+                      namespace=NS)
+        return "sent"
+
+    def _ask(self, sid, data):
+        """Ask another socket (on any process) a question; its answer comes back here."""
+        return self.sio.call("question", data["question"], to=data["sid"], namespace=NS,
+                             timeout=10)
+
+    def channel_of(self, room):
+        return self.manager.channel_of(NS, room)
+
+    def close(self):
+        self.http.shutdown()
+        self.manager.close()
+
+
+class Client:
+    def __init__(self, url):
+        self.notes: list = []
+        self.sio = socketio.Client(reconnection=False)
+        self.sio.on("note", self.notes.append, namespace=NS)
+        self.sio.on("question", lambda q: f"answer to {q}", namespace=NS)
+        self.sio.connect(url, namespaces=[NS], transports=["polling"], wait_timeout=10)
+        self.sid = self.sio.get_sid(NS)
+
+    def call(self, event, data):
+        return self.sio.call(event, data, namespace=NS, timeout=15)
+
+    def close(self):
+        if self.sio.connected:
+            self.sio.disconnect()
+
+
+@pytest.fixture
+def processes(queue_url, channel):
+    """``processes(n, urls=None)``: n servers on the same channel prefix."""
+    started, clients = [], []
+
+    def start(n=2, urls=None):
+        made = [Process(urls or [queue_url], channel) for _ in range(n)]
+        started.extend(made)
+        return made
+
+    def connect(process):
+        client = Client(process.url)
+        clients.append(client)
+        return client
+
+    start.connect = connect
+    yield start
+    for client in clients:
+        client.close()
+    for process in started:
+        process.close()
+
+
+def test_a_process_subscribes_to_a_room_only_while_a_local_socket_is_in_it(
+        processes, redis_client):
+    a, b = processes(2)
+    ada, ada2 = processes.connect(a), processes.connect(a)
+    room = a.channel_of("conversation:1")
+    assert subscribers(redis_client, room) == 0
+    assert ada.call("join", "conversation:1") == "joined"
+    assert subscribers(redis_client, room) == 1  # answered after Redis confirmed it
+    assert ada2.call("join", "conversation:1") == "joined"
+    assert subscribers(redis_client, room) == 1  # one subscription per process, counted
+    assert ada.call("leave", "conversation:1") == "left"
+    assert subscribers(redis_client, room) == 1  # ada2 is still there
+    own = a.channel_of(ada2.sid)
+    assert subscribers(redis_client, own) == 1  # a socket's own room too
+    ada2.close()
+    wait_until(lambda: subscribers(redis_client, room) == 0, message="unsubscribe on disconnect")
+    wait_until(lambda: subscribers(redis_client, own) == 0, message="sid room unsubscribed")
+    assert a.manager.router.shard_of(room).held().get(room) is None
+
+
+def test_a_socket_in_several_named_rooms_on_another_process_gets_one_copy(processes):
+    a, b = processes(2)
+    sender, both, one = processes.connect(a), processes.connect(b), processes.connect(b)
+    for room in ("conversation:7", "user:1", "user:2"):
+        assert both.call("join", room) == "joined"
+    assert one.call("join", "user:2") == "joined"
+    for n in range(3):
+        assert sender.call("emit", {"note": n, "to": ["conversation:7", "user:1", "user:2"]}
+                           ) == "sent"
+    assert sender.call("emit", {"note": "last", "to": "user:2"}) == "sent"
+    wait_until(lambda: "last" in both.notes and "last" in one.notes, message="the last note")
+    assert Counter(both.notes) == {0: 1, 1: 1, 2: 1, "last": 1}
+    assert Counter(one.notes) == {0: 1, 1: 1, 2: 1, "last": 1}
+    assert sender.notes == []  # in none of the rooms
+
+
+def test_the_emitting_process_delivers_once_to_its_own_sockets_too(processes):
+    a, b = processes(2)
+    sender, here = processes.connect(a), processes.connect(a)
+    for room in ("conversation:7", "user:1"):
+        assert here.call("join", room) == "joined"
+    assert processes.connect(b).call("join", "user:1") == "joined"  # b holds a room too
+    assert sender.call("emit", {"note": "x", "to": ["conversation:7", "user:1"]}) == "sent"
+    assert sender.call("emit", {"note": "end", "to": "conversation:7"}) == "sent"
+    wait_until(lambda: "end" in here.notes, message="the end note")
+    assert here.notes == ["x", "end"]
+
+
+def test_skip_sid_holds_across_processes(processes):
+    a, b = processes(2)
+    sender, skipped, other = processes.connect(a), processes.connect(b), processes.connect(b)
+    for client in (skipped, other):
+        assert client.call("join", "conversation:3") == "joined"
+    assert sender.call("emit", {"note": "not you", "to": ["conversation:3", "user:9"],
+                                "skip_sid": skipped.sid}) == "sent"
+    assert sender.call("emit", {"note": "all", "to": "conversation:3"}) == "sent"
+    wait_until(lambda: "all" in skipped.notes and "all" in other.notes, message="notes")
+    assert skipped.notes == ["all"]
+    assert other.notes == ["not you", "all"]
+
+
+def test_a_process_with_no_socket_in_the_room_receives_nothing(processes, redis_client):
+    a, b = processes(2)
+    sender, listener = processes.connect(a), processes.connect(a)
+    assert listener.call("join", "conversation:5") == "joined"
+    received = []
+    original = b.manager._deliver
+    b.manager._deliver = lambda channel, payload: (received.append(channel),
+                                                   original(channel, payload))
+    assert sender.call("emit", {"note": "quiet", "to": "conversation:5"}) == "sent"
+    wait_until(lambda: listener.notes == ["quiet"], message="delivery on a")
+    # b holds only its own callback channel: never the room's.
+    assert subscribers(redis_client, a.channel_of("conversation:5")) == 1
+    assert b.channel_of("conversation:5") not in b.manager.router.shard_of(
+        b.channel_of("conversation:5")).held()
+    assert received == []
+
+
+def test_leave_on_another_process_stops_delivery_and_unsubscribes(processes, redis_client):
+    a, b = processes(2)
+    sender, bob = processes.connect(a), processes.connect(b)
+    assert bob.call("join", "conversation:4") == "joined"
+    room = b.channel_of("conversation:4")
+    # Process a takes bob's socket, which b holds, out of the room: the request travels on
+    # the channel of bob's own room.
+    a.sio.leave_room(bob.sid, "conversation:4", namespace=NS)
+    wait_until(lambda: subscribers(redis_client, room) == 0, message="b to unsubscribe")
+    assert sender.call("emit", {"note": "gone", "to": "conversation:4"}) == "sent"
+    assert sender.call("emit", {"note": "still here", "to": bob.sid}) == "sent"
+    wait_until(lambda: bob.notes, message="the note to bob's own room")
+    assert bob.notes == ["still here"]
+
+
+def test_disconnect_of_a_socket_on_another_process(processes):
+    a, b = processes(2)
+    bob = processes.connect(b)
+    a.sio.disconnect(bob.sid, namespace=NS)
+    wait_until(lambda: not bob.sio.connected, message="bob's socket to close")
+
+
+def test_a_callback_returns_to_the_asking_process(processes):
+    a, b = processes(2)
+    asker, answerer = processes.connect(a), processes.connect(b)
+    assert asker.call("ask", {"sid": answerer.sid, "question": "q1"}) == "answer to q1"
+
+
+def test_channels_spread_over_several_servers_and_still_deliver_once(
+        processes, queue_url, redis_client):
+    # Two entries naming the same server: two shards, two subscriber connections, each room on
+    # one of them by CRC-32 of its channel name.
+    urls = [queue_url, queue_url.replace("127.0.0.1", "localhost")]
+    a, b = processes(2, urls=urls)
+    rooms = [f"room:{n}" for n in range(12)]
+    shards = {b.manager.router.shard_of(b.channel_of(r)).url for r in rooms}
+    assert shards == set(urls)
+    sender, member = processes.connect(a), processes.connect(b)
+    for room in rooms:
+        assert member.call("join", room) == "joined"
+    names = [c["name"] for c in redis_client.client_list()]
+    assert names.count(b.manager.subscriber_name) == 2
+    assert sender.call("emit", {"note": "spread", "to": rooms}) == "sent"
+    assert sender.call("emit", {"note": "end", "to": rooms[-1]}) == "sent"
+    wait_until(lambda: "end" in member.notes, message="the end note")
+    assert member.notes == ["spread", "end"]
+
+
+def test_a_killed_subscriber_connection_resubscribes_every_channel(processes, redis_client):
+    a, b = processes(2)
+    sender, bob = processes.connect(a), processes.connect(b)
+    assert bob.call("join", "conversation:8") == "joined"
+    room = b.channel_of("conversation:8")
+    listener = [c for c in redis_client.client_list() if c["name"] == b.manager.subscriber_name]
+    assert len(listener) == 1
+    redis_client.client_kill_filter(_id=listener[0]["id"])
+    wait_until(lambda: any(c["name"] == b.manager.subscriber_name
+                           and c["id"] != listener[0]["id"]
+                           for c in redis_client.client_list()), message="a new connection")
+    wait_until(lambda: subscribers(redis_client, room) == 1, message="the room resubscribed")
+    assert sender.call("emit", {"note": "after", "to": "conversation:8"}) == "sent"
+    wait_until(lambda: bob.notes, message="delivery after the reconnect")
+    assert bob.notes == ["after"]
+    assert a.sio.call("question", "again", to=bob.sid, namespace=NS, timeout=10) == (
+        "answer to again")
+
+
+def test_an_external_emitter_publishes_per_room(processes, queue_url, channel):
+    """A process that never serves sockets (Celery, the CLI) only publishes, per room."""
+    (b,) = processes(1)
+    bob = processes.connect(b)
+    assert bob.call("join", "conversation:2") == "joined"
+    external = RoomFanoutManager([queue_url], channel=channel)
+    server = socketio.Server(client_manager=external, async_mode="threading")
+    try:
+        server.emit("note", "from outside", to=["conversation:2", "user:5"], namespace=NS)
+        wait_until(lambda: bob.notes, message="the external note")
+        assert bob.notes == ["from outside"]
+        assert not external.listening
+    finally:
+        external.close()
+
+
+def test_a_join_racing_a_stream_of_emits_misses_nothing_after_its_answer(processes):
+    """Emits flow into a room while a socket on another process joins it: what it gets is an
+    unbroken run up to the last, and an emit made after the join's answer always arrives."""
+    a, b = processes(2)
+    bob = processes.connect(b)
+    stop = threading.Event()
+    sent = []
+
+    def stream():
+        for n in range(400):
+            if stop.is_set():
+                break
+            a.manager.emit("note", n, namespace=NS, room="conversation:6")
+            sent.append(n)
+            time.sleep(0.002)  # pacing only: the polling client drains what it gets
+
+    streamer = threading.Thread(target=stream, daemon=True)
+    streamer.start()
+    wait_until(lambda: len(sent) > 20, message="the stream to start")
+    assert bob.call("join", "conversation:6") == "joined"
+    a.manager.emit("note", "after the answer", namespace=NS, room="conversation:6")
+    streamer.join(30)
+    stop.set()
+    a.manager.emit("note", "end", namespace=NS, room="conversation:6")
+    wait_until(lambda: "end" in bob.notes, message="the end note")
+    # The client runs each event's handler in a thread of its own: order is not kept.
+    numbers = sorted(n for n in bob.notes if isinstance(n, int))
+    assert numbers == list(range(numbers[0], sent[-1] + 1)), "a gap in the stream"
+    assert "after the answer" in bob.notes
+
+
+def test_an_emit_to_several_rooms_is_one_publish_round_trip_per_server(processes, queue_url):
+    """The manager's own Redis client (apart from the app's pool that tests/test_hot_path.py
+    counts): one pipeline per server, whatever the number of rooms named."""
+    urls = [queue_url, queue_url.replace("127.0.0.1", "localhost")]
+    (a,) = processes(1, urls=urls)
+    sends = Counter()
+    for shard in a.manager.router.shards():
+        original = shard.client.connection_pool.get_connection
+
+        def counting(*args, _original=original, _url=shard.url, **kwargs):
+            connection = _original(*args, **kwargs)
+            if not getattr(connection, "_counted", False):
+                send = connection.send_packed_command
+
+                def counted(command, *more, **options):
+                    sends[_url] += 1
+                    return send(command, *more, **options)
+
+                connection.send_packed_command = counted
+                connection._counted = True
+            return connection
+
+        shard.client.connection_pool.get_connection = counting
+    rooms = [f"user:{n}" for n in range(10)]
+    assert {a.manager.router.shard_of(a.channel_of(r)).url for r in rooms} == set(urls)
+    a.manager.emit("note", "x", namespace=NS, room=rooms)
+    assert sends == {urls[0]: 1, urls[1]: 1}
+    a.manager.emit("note", "y", namespace=NS, room=rooms[0])
+    assert sum(sends.values()) == 3
+
+
+def test_recent_ids_forget_the_oldest_beyond_their_size():
+    seen = RecentIds(2)
+    assert seen.add("a") and seen.add("b")
+    assert not seen.add("a")
+    assert seen.add("c")  # "a" is forgotten now
+    assert seen.add("a")
+    assert not seen.add("c")
+
+
+@pytest.mark.parametrize("settings, error", [
+    ({"SOCKETIO_FANOUT": "everywhere"}, "SOCKETIO_FANOUT"),
+    ({"SOCKETIO_FANOUT": "broadcast", "urls": "redis://a,redis://b"}, "need SOCKETIO_FANOUT"),
+    ({"SOCKETIO_REDIS_CLUSTER": True, "urls": "redis://a,redis://b"}, "one URL"),
+    ({"urls": "redis://a,amqp://b"}, "only redis"),
+])
+def test_a_bad_fanout_setting_is_refused_with_a_clear_error(settings, error):
+    config = {"REDIS_KEY_PREFIX": "x:", "SOCKETIO_FANOUT": "rooms", **settings}
+    with pytest.raises(ValueError, match=error):
+        client_manager(config, config.pop("urls", "redis://127.0.0.1:6379/0"))
+
+
+def test_the_modes_pick_their_managers():
+    assert isinstance(client_manager({"REDIS_KEY_PREFIX": "x:"}, "redis://h/0"),
+                      RoomFanoutManager)
+    stock = client_manager({"REDIS_KEY_PREFIX": "x:", "SOCKETIO_FANOUT": "broadcast"},
+                           "redis://h/0")
+    assert type(stock) is socketio.RedisManager and stock.channel == "x:socketio"
+    assert client_manager({"REDIS_KEY_PREFIX": "x:"}, "amqp://h//") is None
+
+
+# --------------------------------------------------------------------------- the app itself
+# Flask-SocketIO's test client refuses a pub/sub manager: the app's events over this manager
+# are covered end to end (tests/e2e/test_fanout_modes.py).
+
+
+@pytest.mark.parametrize("mode, manager_class", [("rooms", RoomFanoutManager),
+                                                 ("broadcast", socketio.RedisManager)])
+def test_the_app_builds_the_manager_of_its_mode_on_its_prefix(
+        database_uri, queue_url, mode, manager_class):
+    from conftest import make_app
+
+    app = make_app(database_uri, queue_url, SOCKETIO_MESSAGE_QUEUE=queue_url,
+                   SOCKETIO_FANOUT=mode)
+    manager = app_socketio.server.manager
+    try:
+        assert type(manager) is manager_class
+        assert manager.channel == app.config["REDIS_KEY_PREFIX"] + "socketio"
+        assert manager.json is fastjson
+    finally:
+        if isinstance(manager, RoomFanoutManager):
+            manager.close()
+
+
+def test_the_default_mode_is_rooms():
+    assert Config.SOCKETIO_FANOUT == "rooms"
