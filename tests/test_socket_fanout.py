@@ -103,7 +103,7 @@ class Client:
         self.sio = socketio.Client(reconnection=False)
         self.sio.on("note", self.notes.append, namespace=NS)
         self.sio.on("question", lambda q: f"answer to {q}", namespace=NS)
-        self.sio.connect(url, namespaces=[NS], transports=["polling"], wait_timeout=10)
+        self.sio.connect(url, namespaces=[NS], transports=["websocket"], wait_timeout=10)
         self.sid = self.sio.get_sid(NS)
 
     def call(self, event, data):
@@ -131,8 +131,11 @@ def processes(queue_url, channel):
 
     start.connect = connect
     yield start
-    for client in clients:
-        client.close()
+    closing = [threading.Thread(target=client.close) for client in clients]  # each waits a while
+    for thread in closing:
+        thread.start()
+    for thread in closing:
+        thread.join(15)
     for process in started:
         process.close()
 
