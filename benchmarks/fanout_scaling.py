@@ -312,62 +312,102 @@ def idle_busy(env: dict, procs, workdir: str, redis_client, redis_pid: int, pref
         stop(masters)
 
 
+def scaling_run(env: dict, procs, workdir: str, redis_client, redis_pid: int, prefix: str,
+                mode: str, users: list[str], count: int, pairs: int, rate: float,
+                duration: float, cross: bool) -> dict:
+    """One run of ``pairs`` pairs at ``rate`` msg/s in all on ``count`` web processes. Pair k:
+    its sender on client process k mod 4 and its receiver on (k+1) mod 4 (``cross``) or on the
+    same one; client process j talks to web process j mod ``count``. So with ``cross`` a pair
+    spans two web processes whenever ``count`` > 1, and without it no message ever has to
+    reach a second process: the control that shows what splitting the load costs by itself."""
+    tag = f"{mode}-{count}{'' if cross else 'L'}"
+    urls, pids, masters = start_web(procs, count, env, workdir, tag)
+    try:
+        cookies, conv = login(urls[0], users[:2 * pairs], pairs)
+        shares: list[list] = [[] for _ in range(4)]
+        for k in range(pairs):
+            shares[k % 4].append((cookies[k], conv[k], True))
+            shares[(k + 1) % 4 if cross else k % 4].append(
+                (cookies[k + pairs], conv[k + pairs], False))
+        senders = [sum(s for _, _, s in share) for share in shares]
+        plans = [plan(j, urls[j % count], shares[j], rate * senders[j] / pairs, duration, 0)
+                 for j in range(4)]
+        config = {"scenario": "scaling", "mode": mode, "processes": count, "cross": cross,
+                  "duration": duration, "rate": rate}
+        samplers = sampled([*pids, redis_pid])
+        published = publishes(redis_client)
+        load_before = load_average()
+        report = drive(plans, config, (lambda: check_mode(redis_client, prefix, mode))
+                       if count > 1 else None)
+        finish(samplers)
+        published = publishes(redis_client) - published
+        clock = report["clock"]
+        cpus = window_cpu(samplers, clock["send_started"], clock["send_ended"])
+        web = sum(cpus[:-1])
+        return {
+            "processes": count, "cross": cross,
+            "load": {"before": load_before, "after": load_average()},
+            "redis_check": report["during"],
+            "web_cpu_s": [round(x, 3) for x in cpus[:-1]], "redis_cpu_s": round(cpus[-1], 3),
+            "window_s": round(clock["send_ended"] - clock["send_started"], 2),
+            "messages_sent": report["messages_sent"], "acks_ok": report["acks_ok"],
+            "published": published,
+            "web_cpu_per_delivery_us": (round(web / report["deliveries"] * 1e6, 1)
+                                        if report["deliveries"] else None),
+            "web_cpu_per_send_us": (round(web / report["acks_ok"] * 1e6, 1)
+                                    if report["acks_ok"] else None),
+            "latency_ms": report["latency_ms"],
+            **lost_dup(report),
+        }
+    finally:
+        stop(masters)
+
+
 def scaling(env: dict, procs, workdir: str, redis_client, redis_pid: int, prefix: str,
             mode: str, users: list[str], counts: list[int], pairs: int, rate: float,
-            duration: float) -> dict:
-    """The same offered load on 1, 2, 4… web processes. Pair k: its sender on client process
-    k mod 4, its receiver on (k+1) mod 4; client process j talks to web process j mod P, so a
-    pair spans two web processes whenever P > 1."""
-    out = {}
-    for count in counts:
-        urls, pids, masters = start_web(procs, count, env, workdir, f"{mode}-{count}")
-        try:
-            cookies, conv = login(urls[0], users[:2 * pairs], pairs)
-            shares: list[list] = [[] for _ in range(4)]
-            for k in range(pairs):
-                shares[k % 4].append((cookies[k], conv[k], True))
-                shares[(k + 1) % 4].append((cookies[k + pairs], conv[k + pairs], False))
-            senders = [sum(s for _, _, s in share) for share in shares]
-            plans = [plan(j, urls[j % count], shares[j], rate * senders[j] / pairs, duration, 0)
-                     for j in range(4)]
-            config = {"scenario": "scaling", "mode": mode, "processes": count,
-                      "duration": duration, "rate": rate}
-            samplers = sampled([*pids, redis_pid])
-            published = publishes(redis_client)
-            load_before = load_average()
-            report = drive(plans, config, (lambda: check_mode(redis_client, prefix, mode))
-                           if count > 1 else None)
-            finish(samplers)
-            published = publishes(redis_client) - published
-            clock = report["clock"]
-            cpus = window_cpu(samplers, clock["send_started"], clock["send_ended"])
-            web = sum(cpus[:-1])
-            out[str(count)] = {
-                "load": {"before": load_before, "after": load_average()},
-                "redis_check": report["during"],
-                "web_cpu_s": [round(x, 3) for x in cpus[:-1]], "redis_cpu_s": round(cpus[-1], 3),
-                "window_s": round(clock["send_ended"] - clock["send_started"], 2),
-                "messages_sent": report["messages_sent"], "acks_ok": report["acks_ok"],
-                "published": published,
-                "web_cpu_per_delivery_us": (round(web / report["deliveries"] * 1e6, 1)
-                                            if report["deliveries"] else None),
-                "web_cpu_per_send_us": (round(web / report["acks_ok"] * 1e6, 1)
-                                        if report["acks_ok"] else None),
-                "latency_ms": report["latency_ms"],
-                **lost_dup(report),
-            }
-        finally:
-            stop(masters)
-    first, last = out[str(counts[0])], out[str(counts[-1])]
-    overloaded = [c for c in counts if out[str(c)]["errors"]
-                  or out[str(c)]["acks_ok"] < out[str(c)]["messages_sent"]]
+            duration: float, repeats: int) -> dict:
+    """The same offered load on 1, 2, 4… web processes with pairs across processes, and on
+    the most processes with every pair inside one process (the control), ``repeats`` rounds
+    of them all in turn; figures are the medians of the rounds.
+
+    - ``growth``: CPU per delivery on the most processes over one process (the issue's goal);
+    - ``spread``: the same for the control, where nothing crosses processes: what running
+      the load as N smaller processes on this host costs by itself (wake-ups that find one
+      event instead of several, N interpreters sharing the caches of the cores);
+    - ``crossing``: the most processes with pairs across them over the control: what
+      delivering through a second process adds (its decode, and waking it)."""
+    most = counts[-1]
+    configs = [(c, True) for c in counts] + [(most, False)]
+    runs: dict[str, list[dict]] = {key(c, x): [] for c, x in configs}
+    for round_ in range(repeats):
+        for count, cross in configs:
+            print(f"   round {round_ + 1}/{repeats}: {key(count, cross)}", flush=True)
+            runs[key(count, cross)].append(scaling_run(
+                env, procs, workdir, redis_client, redis_pid, prefix, mode, users, count,
+                pairs, rate, duration, cross))
+    out: dict = {"runs": runs, "median_us": {}}
+    overloaded = sorted({k for k, rs in runs.items() for r in rs
+                         if r["errors"] or r["acks_ok"] < r["messages_sent"]})
     if overloaded:  # a process that did not keep up: its CPU per delivery means nothing
-        out["growth"] = None
         out["overloaded"] = overloaded
-    elif first["web_cpu_per_delivery_us"] and last["web_cpu_per_delivery_us"]:
-        out["growth"] = round(last["web_cpu_per_delivery_us"]
-                              / first["web_cpu_per_delivery_us"] - 1, 4)
+        return out
+    med = out["median_us"] = {k: median([r["web_cpu_per_delivery_us"] for r in rs])
+                              for k, rs in runs.items()}
+    first, last, control = med[key(counts[0], True)], med[key(most, True)], med[key(most, False)]
+    out["growth"] = round(last / first - 1, 4)
+    out["spread"] = round(control / first - 1, 4)
+    out["crossing"] = round(last / control - 1, 4)
     return out
+
+
+def key(count: int, cross: bool) -> str:
+    return str(count) if cross or count == 1 else f"{count} local"
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else round((ordered[mid - 1] + ordered[mid]) / 2, 1)
 
 
 def group_run(env: dict, procs, workdir: str, mode: str, users: list[str], size: int,
@@ -389,6 +429,13 @@ def group_run(env: dict, procs, workdir: str, mode: str, users: list[str], size:
                 **lost_dup(report)}
     finally:
         stop(masters)
+
+
+def pooled(runs: list[dict]) -> dict:
+    """Several runs of one configuration as one: their sends, deliveries and CPU summed."""
+    return {"acks_ok": sum(r["acks_ok"] for r in runs),
+            "deliveries": sum(r["deliveries"] for r in runs),
+            "web_cpu_s": [sum(sum(r["web_cpu_s"]) for r in runs)]}
 
 
 def model(pairs_run: dict, group: dict, idle: dict) -> dict:
@@ -418,12 +465,16 @@ def main() -> int:
     parser.add_argument("--rate", type=float,
                         help="total msg/s of the scaling runs (default 150; 100 with --quick): "
                              "low enough for one web process to keep up")
+    parser.add_argument("--repeats", type=int,
+                        help="rounds of the scaling runs, medians reported (default 3; 1 with "
+                             "--quick)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["idle", "scaling", "model"])
     args = parser.parse_args()
     duration = 5.0 if args.quick else 12.0  # the idle/busy window of the issue
     scale_duration = 5.0 if args.quick else 8.0
     pairs, rate = (20, 100.0) if args.quick else (40, 150.0)
     rate = args.rate or rate
+    repeats = args.repeats or (1 if args.quick else 3)
     counts = [1, 2, 4]
     loadtest.raise_open_file_limit()
     procs = harness.Processes()
@@ -457,13 +508,14 @@ def main() -> int:
                               flush=True)
                         entry["scaling"] = scaling(env, procs, workdir, redis_client, redis_pid,
                                                    prefix, mode, users, counts, pairs, rate,
-                                                   scale_duration)
+                                                   scale_duration, repeats)
                         print(json.dumps(entry["scaling"]), flush=True)
                     if "model" not in args.skip and "scaling" in entry and "idle_busy" in entry:
                         print(f"\n== {mode}: groups of 10 for the model", flush=True)
                         entry["group10"] = group_run(env, procs, workdir, mode, users, 10,
                                                      rate / 4, scale_duration)
-                        entry["model"] = model(entry["scaling"]["1"], entry["group10"],
+                        entry["model"] = model(pooled(entry["scaling"]["runs"]["1"]),
+                                               entry["group10"],
                                                entry["idle_busy"])
                 except FanoutCheckFailed as exc:
                     print(f"!! {mode}: {exc}", file=sys.stderr, flush=True)
@@ -496,21 +548,24 @@ def print_summary(results: dict) -> None:
                   f"Redis: {ib['redis_check']}")
         sc = entry.get("scaling")
         if sc:
-            for count, run in sc.items():
-                if count in ("growth", "overloaded"):
-                    continue
-                print(f"  {count} web process(es): {run['web_cpu_per_delivery_us']} µs web CPU "
-                      f"per delivery, {run['web_cpu_per_send_us']} µs per send "
-                      f"(web {run['web_cpu_s']} s, Redis {run['redis_cpu_s']} s over "
-                      f"{run['window_s']} s; {run['deliveries']} deliveries, lost {run['lost']},"
-                      f" duplicated {run['duplicated']}); load {run['load']['before']} -> "
-                      f"{run['load']['after']}")
+            for name, runs in sc["runs"].items():
+                label = (f"{name.split()[0]} web process(es)"
+                         + (", pairs inside one process (control)" if "local" in name else ""))
+                per = ", ".join(f"{r['web_cpu_per_delivery_us']:g}" for r in runs)
+                worst = {"lost": sum(r["lost"] for r in runs),
+                         "duplicated": sum(r["duplicated"] for r in runs)}
+                loads = " ".join(f"{r['load']['before'][0]:g}" for r in runs)
+                print(f"  {label}: {sc['median_us'].get(name, '-')} µs web CPU per delivery "
+                      f"(median of {per}); lost {worst['lost']}, duplicated "
+                      f"{worst['duplicated']}; load before each: {loads}")
             if sc.get("overloaded"):
-                print(f"  growth: not measured, the runs with {sc['overloaded']} process(es) "
-                      "did not keep up (unacknowledged sends); lower --rate")
+                print(f"  growth: not measured, {sc['overloaded']} did not keep up "
+                      "(unacknowledged sends); lower --rate")
             elif sc.get("growth") is not None:
-                print(f"  growth 1 -> {max(int(k) for k in sc if k.isdigit())}: "
-                      f"{sc['growth']:+.1%}")
+                most = max(int(k.split()[0]) for k in sc["runs"])
+                print(f"  growth 1 -> {most}: {sc['growth']:+.1%} = splitting the load alone "
+                      f"(control) {sc['spread']:+.1%}, then crossing processes "
+                      f"{sc['crossing']:+.1%}")
         if entry.get("model"):
             print(f"  model (µs of web CPU): {entry['model']}")
 

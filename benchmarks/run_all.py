@@ -231,6 +231,9 @@ def main() -> int:
                                       "(a before/after comparison in the same run)")
     parser.add_argument("--ref-last", action="store_true",
                         help="drive the --ref server after the current one (default: before)")
+    parser.add_argument("--also-fanout", choices=["rooms", "broadcast"],
+                        help="also drive a second full server with this SOCKETIO_FANOUT "
+                             "(issue 17: the room manager's cost in one process)")
     parser.add_argument("--text", help="what each message says (Markdown, to measure "
                                        "formatting), repeated or cut to --size")
     parser.add_argument("--size", type=int, help="characters per message (load tester: 40)")
@@ -285,6 +288,15 @@ def main() -> int:
                 workers[kind] = harness.worker_pid(ref)
                 targets.insert(len(targets) if args.ref_last else 1,
                                (kind, f"http://127.0.0.1:{ref_port}"))
+            if args.also_fanout:
+                other_port = harness.free_port(base_port + 2)
+                other = harness.gunicorn(procs, "wsgi:app", other_port,
+                                         dict(env, SOCKETIO_FANOUT=args.also_fanout),
+                                         os.path.join(workdir, "full-other.log"))
+                harness.wait_http(f"http://127.0.0.1:{other_port}/auth/login", other)
+                kind = f"full[{args.also_fanout}]"
+                workers[kind] = harness.worker_pid(other)
+                targets.append((kind, f"http://127.0.0.1:{other_port}"))
             results["targets"] = [kind for kind, _ in targets]
             for name in names:
                 entry: dict = {}
@@ -356,7 +368,7 @@ def print_summary(results: dict) -> None:
     with --ref, the current server's to the older one's)."""
     for name, entry in results["scenarios"].items():
         kinds = list(entry)
-        refs = [k for k in kinds if k.startswith("full@")]
+        refs = [k for k in kinds if k.startswith(("full@", "full["))]
         pairs = [(k, "baseline") for k in kinds[1:]] + [("full", ref) for ref in refs]
         print(f"\n{name:<12} {'figure':<22}" + "".join(f"{k:>16}" for k in kinds)
               + "".join(f"{a + '/' + b.replace('baseline', 'base'):>22}" for a, b in pairs))

@@ -15,7 +15,7 @@ import socketio
 from werkzeug.serving import make_server
 
 from config import Config
-from simplechat import fastjson
+from simplechat import fastjson, socket_fanout
 from simplechat.extensions import socketio as app_socketio
 from simplechat.socket_fanout import RecentIds, RoomFanoutManager, client_manager
 
@@ -283,6 +283,62 @@ def test_a_killed_subscriber_connection_resubscribes_every_channel(processes, re
     assert bob.notes == ["after"]
     assert a.sio.call("question", "again", to=bob.sid, namespace=NS, timeout=10) == (
         "answer to again")
+
+
+def listener_of(redis_client, process):
+    found = [c for c in redis_client.client_list() if c["name"] == process.manager.subscriber_name]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_a_quiet_listener_pings_and_keeps_its_connection(processes, redis_client, monkeypatch):
+    monkeypatch.setattr(socket_fanout, "QUIET_PING", 0.3)  # the listener's read timeout
+    a, b = processes(2)
+    sender, bob = processes.connect(a), processes.connect(b)
+    assert bob.call("join", "conversation:9") == "joined"
+    first = listener_of(redis_client, b)
+    wait_until(lambda: listener_of(redis_client, b)["cmd"] == "ping", timeout=5,
+               message="a PING on the quiet subscriber connection")
+    time.sleep(1.2)  # four quiet periods, each answered
+    assert listener_of(redis_client, b)["id"] == first["id"]
+    assert sender.call("emit", {"note": "still here", "to": "conversation:9"}) == "sent"
+    wait_until(lambda: bob.notes, message="a delivery on the same connection")
+    assert bob.notes == ["still here"]
+
+
+def test_a_listener_whose_server_stops_answering_reconnects(processes, redis_client,
+                                                            monkeypatch):
+    """A server that stops answering without closing the connection (a paused or partitioned
+    Redis): no answer to the PING after a quiet period, and the listener connects again."""
+    monkeypatch.setattr(socket_fanout, "QUIET_PING", 0.3)
+    a, b = processes(2)
+    sender, bob = processes.connect(a), processes.connect(b)
+    assert bob.call("join", "conversation:10") == "joined"
+    first = listener_of(redis_client, b)
+    redis_client.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+    wait_until(lambda: any(c["name"] == b.manager.subscriber_name and c["id"] != first["id"]
+                           for c in redis_client.client_list()), timeout=15,
+               message="a new subscriber connection after the pause")
+    room = b.channel_of("conversation:10")
+    wait_until(lambda: subscribers(redis_client, room) == 1, message="the room resubscribed")
+    assert sender.call("emit", {"note": "after the pause", "to": "conversation:10"}) == "sent"
+    wait_until(lambda: bob.notes, message="a delivery after the reconnect")
+    assert bob.notes == ["after the pause"]
+
+
+def test_the_listener_reads_replies_split_across_and_packed_into_reads(
+        processes, redis_client):
+    """Emits larger than one read of the socket, and many small ones in one read: each
+    delivered whole, once, in order."""
+    a, b = processes(2)
+    sender, bob = processes.connect(a), processes.connect(b)
+    assert bob.call("join", "conversation:11") == "joined"
+    big = "x" * (3 * socket_fanout.READ_BLOCK + 17)
+    assert sender.call("emit", {"note": big, "to": "conversation:11"}) == "sent"
+    for n in range(200):
+        a.sio.emit("note", n, to="conversation:11", namespace=NS)
+    wait_until(lambda: len(bob.notes) == 201, message="every note")
+    assert bob.notes == [big, *range(200)]
 
 
 def test_an_external_emitter_publishes_per_room(processes, queue_url, channel):
