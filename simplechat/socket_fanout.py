@@ -44,6 +44,13 @@ RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # the listener's reconnect backoff, in second
 QUIET_PING = 15.0  # a listener that heard nothing this long sends PING; no answer: reconnect
 RECENT_EMITS = 10_000  # emit ids remembered to drop a second copy (see RecentIds)
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+# ARGV: the payload, then the channels. Publishes the payload to each channel.
+PUBLISH_EACH = """
+for i = 2, #ARGV do
+    redis.call('PUBLISH', ARGV[i], ARGV[1])
+end
+return #ARGV - 1
+"""
 READ_BLOCK = 65536  # bytes the listener asks its socket for at a time
 
 
@@ -117,6 +124,8 @@ class Shard:
         prefix = "S" if sharded else ""
         self._publish, self._subscribe, self._unsubscribe = (
             prefix + "PUBLISH", prefix + "SUBSCRIBE", prefix + "UNSUBSCRIBE")
+        # A script may publish only to channels of its own slot on a cluster: a pipeline there.
+        self._fan_script = None if sharded else self.client.register_script(PUBLISH_EACH)
         self._held: dict[bytes, int] = {}
         self._ready: dict[bytes, threading.Event] = {}
         self._pending: dict[bytes, deque[threading.Event]] = {}
@@ -133,10 +142,21 @@ class Shard:
             return first
 
     def publish(self, channels: list[bytes], payload: bytes) -> None:
-        """One round trip for every channel of this shard."""
+        """One round trip for every channel of this shard: one command, a script that
+        publishes to each channel (a pipeline of PUBLISH commands costs 2.6 times the client's
+        CPU for the 51 channels of a message in a conversation of 50), or, on a cluster, or a
+        server that refuses scripts, a pipeline."""
         if len(channels) == 1:
             self.client.execute_command(self._publish, channels[0], payload)
             return
+        if self._fan_script is not None:
+            try:
+                self._fan_script(args=[payload, *channels])
+                return
+            except redis.ResponseError as exc:  # NOSCRIPT is handled by the script itself
+                log.warning("Redis %s refused the publishing script (%s); publishing with a "
+                            "pipeline from now on", self.url, exc)
+                self._fan_script = None
         with self.client.pipeline(transaction=False) as pipe:
             for channel in channels:
                 pipe.execute_command(self._publish, channel, payload)

@@ -176,6 +176,57 @@ def test_a_socket_in_several_named_rooms_on_another_process_gets_one_copy(proces
     assert sender.notes == []  # in none of the rooms
 
 
+def script_calls(client) -> int:
+    return client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+
+
+def test_an_emit_to_several_rooms_is_one_script_call_and_survives_a_script_flush(
+        processes, redis_client):
+    a, b = processes(2)
+    sender, bob = processes.connect(a), processes.connect(b)
+    for room in ("conversation:12", "user:12"):
+        assert bob.call("join", room) == "joined"
+    before = script_calls(redis_client)
+    assert sender.call("emit", {"note": 1, "to": ["conversation:12", "user:12"]}) == "sent"
+    assert script_calls(redis_client) == before + 1
+    redis_client.script_flush()  # as after a restart: the script is loaded again
+    assert sender.call("emit", {"note": 2, "to": ["conversation:12", "user:12"]}) == "sent"
+    wait_until(lambda: len(bob.notes) == 2, message="both notes")
+    time.sleep(0.2)
+    assert bob.notes == [1, 2]
+
+
+def test_a_server_that_refuses_scripts_gets_a_pipeline(queue_url, channel, redis_client):
+    """A Redis whose ACL forbids scripting (as some hosted ones do): the manager publishes
+    with a pipeline instead, and every copy still arrives once."""
+    user = f"noscript-{uuid.uuid4().hex[:8]}"
+    redis_client.acl_setuser(user, enabled=True, nopass=True, keys=["~*"], channels=["*"],
+                             commands=["+@all", "-@scripting"])
+    try:
+        parsed = queue_url.replace("redis://", f"redis://{user}@", 1)
+        a, b = Process([parsed], channel), Process([parsed], channel)
+        clients = []
+        try:
+            sender, bob = Client(a.url), Client(b.url)
+            clients += [sender, bob]
+            for room in ("conversation:13", "user:13"):
+                assert bob.call("join", room) == "joined"
+            for n in range(3):
+                assert sender.call("emit", {"note": n, "to": ["conversation:13", "user:13"]}
+                                   ) == "sent"
+            wait_until(lambda: len(bob.notes) == 3, message="three notes")
+            time.sleep(0.2)
+            assert bob.notes == [0, 1, 2]
+            assert a.manager.router.shard_of(b"x")._fan_script is None  # it fell back
+        finally:
+            for client in clients:
+                client.close()
+            a.close()
+            b.close()
+    finally:
+        redis_client.acl_deluser(user)
+
+
 def test_the_emitting_process_delivers_once_to_its_own_sockets_too(processes):
     a, b = processes(2)
     sender, here = processes.connect(a), processes.connect(a)
