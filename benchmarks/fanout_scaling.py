@@ -7,8 +7,12 @@ own (a free port, no persistence), a fresh PostgreSQL database and one Celery wo
   closed-loop across A and B (each pair has one member on A and one on B, both sending), C holds
   one idle socket in a quiet conversation. Prints C's CPU / A's CPU over the sending window.
 - scaling: 1, 2 and 4 web processes under the same offered load (a fixed total rate over pairs
-  whose two members sit on different processes); prints cluster-wide web CPU per delivered
-  message and its growth from 1 to 4 processes.
+  whose two members sit on different processes), and a control: 4 processes with both members
+  of each pair on the same one, so that no message has to reach a second process. Each runs
+  ``--repeats`` times in turn; prints the medians of cluster-wide web CPU per delivered
+  message, its growth from 1 to 4 processes, how much of that growth the control shows
+  (splitting the load by itself) and how much crossing processes adds, and the web
+  processes' sleeps (voluntary context switches) per send.
 - model: from the runs above, µs of web CPU per send, per delivery (two single-process runs
   with different deliveries per send, solved for both) and per foreign message decoded and
   dropped (C's CPU above its own idle baseline, per message published to Redis).
@@ -22,7 +26,7 @@ subscribes every process to the one channel ``<prefix>socketio``, ``rooms`` to p
 instead of being measured twice as broadcast.
 
     .venv/bin/python benchmarks/fanout_scaling.py [--modes broadcast rooms] [--quick]
-        [--out results.json]
+        [--rate 150] [--repeats 3] [--skip idle scaling model] [--out results.json]
 """
 
 from __future__ import annotations
@@ -337,8 +341,14 @@ def scaling_run(env: dict, procs, workdir: str, redis_client, redis_pid: int, pr
         samplers = sampled([*pids, redis_pid])
         published = publishes(redis_client)
         load_before = load_average()
-        report = drive(plans, config, (lambda: check_mode(redis_client, prefix, mode))
-                       if count > 1 else None)
+        switches: list[int] = []
+
+        def during():
+            switches.append(sleeps(pids))
+            return check_mode(redis_client, prefix, mode) if count > 1 else None
+
+        report = drive(plans, config, during)
+        switches.append(sleeps(pids))
         finish(samplers)
         published = publishes(redis_client) - published
         clock = report["clock"]
@@ -356,11 +366,25 @@ def scaling_run(env: dict, procs, workdir: str, redis_client, redis_pid: int, pr
                                         if report["deliveries"] else None),
             "web_cpu_per_send_us": (round(web / report["acks_ok"] * 1e6, 1)
                                     if report["acks_ok"] else None),
+            "sleeps_per_send": (round((switches[1] - switches[0]) / report["acks_ok"], 2)
+                                if report["acks_ok"] else None),
             "latency_ms": report["latency_ms"],
             **lost_dup(report),
         }
     finally:
         stop(masters)
+
+
+def sleeps(pids: list[int]) -> int:
+    """Voluntary context switches of these processes so far: each is a process that ran out
+    of work, slept in epoll_wait and was woken again (``/proc/<pid>/status``)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
 
 
 def scaling(env: dict, procs, workdir: str, redis_client, redis_pid: int, prefix: str,
@@ -552,11 +576,13 @@ def print_summary(results: dict) -> None:
                 label = (f"{name.split()[0]} web process(es)"
                          + (", pairs inside one process (control)" if "local" in name else ""))
                 per = ", ".join(f"{r['web_cpu_per_delivery_us']:g}" for r in runs)
+                naps = median([r["sleeps_per_send"] for r in runs])
                 worst = {"lost": sum(r["lost"] for r in runs),
                          "duplicated": sum(r["duplicated"] for r in runs)}
                 loads = " ".join(f"{r['load']['before'][0]:g}" for r in runs)
                 print(f"  {label}: {sc['median_us'].get(name, '-')} µs web CPU per delivery "
-                      f"(median of {per}); lost {worst['lost']}, duplicated "
+                      f"(median of {per}), {naps:g} sleeps per send; lost {worst['lost']}, "
+                      f"duplicated "
                       f"{worst['duplicated']}; load before each: {loads}")
             if sc.get("overloaded"):
                 print(f"  growth: not measured, {sc['overloaded']} did not keep up "
