@@ -8,6 +8,10 @@ PORT ?= 5000
 TEST_DATABASE_URL ?= postgresql://root@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
+# Test processes side by side: the browser, end-to-end and fault suites each keep to one of them
+# (they spend half their time waiting on the servers they start), the other modules fill the gaps.
+# TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 3
 
 .PHONY: run test test-fast e2e lint format migrate worker clean
 
@@ -30,7 +34,8 @@ worker: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	TEST_DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
-		$(BIN)/python -m pytest $(PYTEST_ARGS)
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
+		$(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -244,6 +244,21 @@ def socket_client(app):
             sio.disconnect("/chat")
 
 
+# Suites that start processes on fixed Redis databases and port ranges of their own, each run by
+# one pytest-xdist worker from start to end; every other module is a group of its own, so that
+# its module-scoped fixtures are set up once.
+_SERIAL_SUITES = ("browser", "e2e", "faults")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Group the tests for ``--dist loadgroup`` (``make test``): a whole suite of
+    ``_SERIAL_SUITES`` on one worker, every other module on one worker."""
+    for item in items:
+        parts = item.nodeid.split("::", 1)[0].split("/")
+        suite = parts[1] if len(parts) > 2 and parts[1] in _SERIAL_SUITES else None
+        item.add_marker(pytest.mark.xdist_group(suite or parts[-1]))
+
+
 def _skipped_count(config) -> int:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     return len(reporter.stats.get("skipped", [])) if reporter else 0

@@ -28,7 +28,7 @@ EVIL = "http://evil.example"
 
 # --- a real server in this process, for what only a real HTTP and websocket stack checks ---
 
-PORTS = range(18600, 18650)
+PORTS = range(18500, 18600)  # a range of its own (tests/e2e/harness.py free_port)
 
 
 @contextlib.contextmanager

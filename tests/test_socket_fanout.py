@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 import redis as redis_lib
 import socketio
+from e2e.harness import RedisServer
 from werkzeug.serving import make_server
 
 from config import Config
@@ -20,6 +21,7 @@ from simplechat.extensions import socketio as app_socketio
 from simplechat.socket_fanout import RecentIds, RoomFanoutManager, client_manager
 
 NS = "/chat"
+OWN_SERVER_PORTS = range(18000, 18100)  # redis-servers of a test's own (e2e/harness.py free_port)
 
 
 def wait_until(probe, timeout=10.0, message="condition"):
@@ -357,12 +359,25 @@ def test_a_quiet_listener_pings_and_keeps_its_connection(processes, redis_client
     assert bob.notes == ["still here"]
 
 
-def test_a_listener_whose_server_stops_answering_reconnects(processes, redis_client,
+@pytest.fixture
+def own_redis_client(queue_url, tmp_path):
+    """A client of a redis-server of the test's own: a test that pauses its server must not
+    stall the suites that ``make test`` runs beside this one on the shared server."""
+    server = RedisServer(tmp_path, ports=OWN_SERVER_PORTS)
+    client = server.client()
+    yield client
+    client.close()
+    server.stop()
+
+
+def test_a_listener_whose_server_stops_answering_reconnects(processes, own_redis_client,
                                                             monkeypatch):
     """A server that stops answering without closing the connection (a paused or partitioned
     Redis): no answer to the PING after a quiet period, and the listener connects again."""
     monkeypatch.setattr(socket_fanout, "QUIET_PING", 0.3)
-    a, b = processes(2)
+    redis_client = own_redis_client
+    url = f"redis://127.0.0.1:{redis_client.connection_pool.connection_kwargs['port']}/0"
+    a, b = processes(2, urls=[url])
     sender, bob = processes.connect(a), processes.connect(b)
     assert bob.call("join", "conversation:10") == "joined"
     first = listener_of(redis_client, b)

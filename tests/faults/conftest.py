@@ -1,12 +1,15 @@
 """Fault tests: the end-to-end harness (tests/e2e/harness.py) on ports 18600-18699, redis-servers
-of their own on 18780-18799, plus helpers to send a numbered stream of messages and
-to check that every acknowledged one is stored once."""
+of their own on 18780-18799 and a PostgreSQL server of their own on 18760-18779, plus helpers to
+send a numbered stream of messages and to check that every acknowledged one is stored once."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,8 @@ from e2e.harness import ChatSocket, Process, Stack, TestDatabase, free_port, wai
 FAULT_ENV = {"CELERY_VISIBILITY_TIMEOUT": "3", "CHAT_RATE_LIMIT": "off"}
 WEB_PORTS = range(18600, 18700)
 REDIS_PORTS = range(18780, 18800)
+POSTGRES_PORTS = range(18760, 18780)
+POSTGRES_BIN = Path("/usr/lib/postgresql")
 
 
 class OwnRedis:
@@ -77,11 +82,88 @@ def own_redis(tmp_path):
     server.crash()
 
 
+class OwnPostgres:
+    """A throwaway PostgreSQL server (initdb into a temporary directory, trust auth, no fsync)
+    that a test may stop and start again without touching the machine's own server, which the
+    other suites, run beside this one, are using. As root, the server runs as ``postgres``."""
+
+    def __init__(self, port: int, log_dir: Path):
+        versions = sorted(POSTGRES_BIN.iterdir(), key=lambda p: int(p.name))
+        self.bin = versions[-1] / "bin"
+        self.port = port
+        self.log_path = log_dir / f"postgres-{port}.log"
+        self.data = Path(tempfile.mkdtemp(prefix="simplechat-pg-"))
+        self.admin_url = f"postgresql://root@127.0.0.1:{port}/postgres"
+        self.process: subprocess.Popen | None = None
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.data, "postgres", "postgres")
+        done = subprocess.run(self._command("initdb", "-D", str(self.data / "db"), "-U", "root",
+                                            "--auth=trust", "--no-sync", "-E", "UTF8"),
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"initdb: {done.stdout}{done.stderr}"
+
+    def _command(self, program: str, *args: str) -> list[str]:
+        command = [str(self.bin / program), *args]
+        return ["runuser", "-u", "postgres", "--", *command] if self._as_postgres else command
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self._command("postgres", "-D", str(self.data / "db"), "-p", str(self.port),
+                              "-c", "listen_addresses=127.0.0.1",
+                              "-c", f"unix_socket_directories={self.data}",
+                              "-c", "fsync=off", "-c", "max_connections=200"),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(self.accepting, 30, 0.1, f"PostgreSQL on port {self.port}")
+
+    def accepting(self) -> bool:
+        return subprocess.run([str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p",
+                               str(self.port)], capture_output=True).returncode == 0
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        """A fast shutdown (SIGINT): clients are cut off, as when an operator stops it."""
+        if self.running():
+            os.killpg(self.process.pid, signal.SIGINT)
+            self.process.wait(30)
+
+    def remove(self) -> None:
+        if self.running():
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+@pytest.fixture
+def own_postgres(tmp_path):
+    if not POSTGRES_BIN.is_dir():
+        pytest.skip("PostgreSQL's server programs are not installed")
+    server = OwnPostgres(free_port(POSTGRES_PORTS), tmp_path)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
 @pytest.fixture
 def fault_stack(request, own_redis, tmp_path):
     """A deployment (see tests/e2e/harness.py) on a fresh PostgreSQL database and a
     redis-server of its own, with FAULT_ENV; nothing started yet."""
-    database = TestDatabase.create_migrated("postgresql", log_dir=tmp_path)
+    yield from _fault_stack(request, own_redis, tmp_path, None)
+
+
+@pytest.fixture
+def fault_stack_own_postgres(request, own_redis, own_postgres, tmp_path):
+    """``fault_stack`` with its database on ``own_postgres``, for a test that stops it."""
+    yield from _fault_stack(request, own_redis, tmp_path, own_postgres.admin_url)
+
+
+def _fault_stack(request, own_redis, tmp_path, admin_url):
+    database = TestDatabase.create_migrated("postgresql", admin_url, log_dir=tmp_path)
     stack = Stack(database, tmp_path, redis_url=own_redis.url, ports=WEB_PORTS, **FAULT_ENV)
     yield stack
     try:
