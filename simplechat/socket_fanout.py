@@ -212,7 +212,6 @@ class Shard:
         payload)``. A lost connection is opened again with backoff and every held channel
         subscribed again (what was published meanwhile is lost: clients catch up with
         ``join`` + ``after``)."""
-        self._backoff = RETRY_FIRST
         while not self._closed:
             conn = self._pool.make_connection()
             try:

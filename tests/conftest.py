@@ -33,7 +33,10 @@ def database_uri():
     """A database of its own for this test run; dropped at the end."""
     raw = os.environ.get("TEST_DATABASE_URL")
     if not raw:
-        yield "sqlite://"
+        # A file, as the embedded default keeps it: an in-memory database would be a different,
+        # empty one on every connection, so a real server's threads would find no tables.
+        with tempfile.TemporaryDirectory(prefix="simplechat-test-") as folder:
+            yield f"sqlite:///{folder}/simplechat.sqlite3"
         return
     name = f"simplechat_test_{os.getpid()}"
     admin_url, test_url = _admin_and_test_url(raw, name)
@@ -244,19 +247,28 @@ def socket_client(app):
             sio.disconnect("/chat")
 
 
-# Suites that start processes on fixed Redis databases and port ranges of their own, each run by
-# one pytest-xdist worker from start to end; every other module is a group of its own, so that
-# its module-scoped fixtures are set up once.
+# Suites that start processes on Redis databases and port ranges of their own (a browser stack
+# is set up once per worker that runs a browser test): each one runs on one pytest-xdist worker
+# from start to end. Every other module is a scope of its own, as in ``--dist loadscope``.
 _SERIAL_SUITES = ("browser", "e2e", "faults")
 
 
-def pytest_collection_modifyitems(config, items):
-    """Group the tests for ``--dist loadgroup`` (``make test``): a whole suite of
-    ``_SERIAL_SUITES`` on one worker, every other module on one worker."""
-    for item in items:
-        parts = item.nodeid.split("::", 1)[0].split("/")
-        suite = parts[1] if len(parts) > 2 and parts[1] in _SERIAL_SUITES else None
-        item.add_marker(pytest.mark.xdist_group(suite or parts[-1]))
+def pytest_xdist_make_scheduler(config, log):
+    """``make test``'s ``--dist loadscope``, with a whole suite of ``_SERIAL_SUITES`` as one
+    scope. (``--dist loadgroup`` with marks would say the same, but pytest-xdist 3.8 tags the
+    node ids in a way pytest 9 ignores, so its groups are silently spread over the workers.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SuiteScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            parts = nodeid.split("::", 1)[0].split("/")
+            if len(parts) > 2 and parts[1] in _SERIAL_SUITES:
+                return "/".join(parts[:2])
+            return super()._split_scope(nodeid)
+
+    return SuiteScheduling(config, log)
 
 
 def _skipped_count(config) -> int:
@@ -275,3 +287,4 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(
             "FAIL_ON_SKIP: a skipped test fails this run (CI needs every service)", red=True
         )
+

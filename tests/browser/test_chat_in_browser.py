@@ -112,6 +112,9 @@ def test_two_people_chat_live_with_unread_counts_history_and_reconnect(stack, op
     bob.screenshot("conversations-unread")
     item(bob.page, conversation_id).click()
     expect(bob.page.locator("#messages .message-text").last).to_have_text("Bob?")
+    # The read reaches the server once Bob's socket has joined: Alice sees "Seen" (leaving
+    # before that, as a loaded host's page may, leaves the messages unread).
+    expect(page.locator("#messages .message-seen")).to_have_text("Seen", timeout=15_000)
     bob.goto("/chat/")
     expect(item(bob.page, conversation_id).locator(".unread-count")).to_be_hidden()
     expect(bob.page).not_to_have_title(re.compile(r"^\("))
