@@ -7,6 +7,7 @@ A truncated or otherwise broken image fails to decode and is refused too.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -34,7 +35,12 @@ def inspect_image(path: str) -> ImageInfo | None:
     """The type and size of a PNG, JPEG, GIF or WebP file, decoded in full to be sure; None if
     the file is not one of those; BadImage if it is one but too large or broken."""
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # Past the limit Pillow only warns (it raises past twice the limit): here that is
+            # a refusal, not a line in the log.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             kind = image.format
             if kind not in RASTER:
                 return None
@@ -44,7 +50,8 @@ def inspect_image(path: str) -> ImageInfo | None:
             image.load()  # a truncated file fails here
     except UnidentifiedImageError:
         return None
-    except (Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, OSError, ValueError,
+            SyntaxError) as exc:
         raise BadImage(str(exc)) from exc
     return ImageInfo(RASTER[kind], width, height)
 
