@@ -1,7 +1,8 @@
 """The details of a group chat in Chromium against the real stack: initials avatars, "Seen by",
 times without a leading zero (the full date on hover and for screen readers), sender names in
 group previews before and after a reload, a delete right after an edit, and leaving and being
-added back (the prompt's wording, no phantom unread count)."""
+added back (the prompt's wording, no phantom unread count); a chat script that arrives after
+the socket has connected."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, seed_messages, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -137,4 +138,41 @@ def test_a_group_shows_avatars_receipts_times_previews_and_survives_leaving(stac
 
     for tab in (nora, ned, nia):
         assert tab.dialogs == []
+        tab.assert_clean()
+
+
+def test_a_chat_script_that_arrives_after_the_socket_connected_still_joins(stack, open_tab):
+    """The page's scripts are deferred: while the browser waits for a slow one, it runs the
+    socket's events. chat.js held back until the socket has connected must still join (it
+    once listened only for "connect", and the conversation stayed empty)."""
+    pia, pat = open_tab(), open_tab()
+    pia.register("pia", "Pia", "Late")
+    stack.flask("users", "create", "pat", "--email", "pat@example.com", "--first-name", "Pat",
+                "--last-name", "Early", "--password", PASSWORD)
+    page = pia.goto("/chat/new")
+    pick_in_select2(page, "participants", "pat", "Pat Early (@pat)")
+    page.click("#start-button")
+    page.wait_for_url(re.compile(r"/chat/\d+$"))
+    cid = int(page.url.rsplit("/", 1)[1])
+    seed_messages(stack, "pat", cid, 2)
+    pat.login("pat")
+    late = pat.page
+
+    def held_back(route):
+        wait_until(lambda: late.evaluate(
+            "() => !!(window.SimpleChat && window.SimpleChat.socket().connected)"),
+            timeout=20, message="the socket to connect before chat.js runs")
+        body = route.fetch().text()
+        route.fulfill(status=200, content_type="application/javascript",
+                      body="window.connectedBeforeChat = window.SimpleChat.socket().connected;\n"
+                           + body)
+
+    late.route(re.compile(r"/static/js/chat(\.[0-9a-f]+)?\.js"), held_back)
+    pat.goto(f"/chat/{cid}")
+    expect(sent(late, "seed message 2")).to_have_count(1, timeout=15_000)
+    assert late.evaluate("() => window.connectedBeforeChat") is True
+    expect(late.locator("#chat-status")).to_have_text("")
+    send(late, "Here now")
+    expect(sent(page, "Here now")).to_have_count(1)
+    for tab in (pia, pat):
         tab.assert_clean()

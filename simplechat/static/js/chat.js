@@ -418,7 +418,7 @@
     renderSeen();
   }
 
-  socket.on("connect", function () {
+  SC.onConnect(function () {
     join(newestId);
   });
   var ENDED_BECAUSE = {

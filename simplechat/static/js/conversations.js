@@ -258,7 +258,7 @@
   });
 
   var connectedBefore = false;
-  socket.on("connect", function () {
+  SC.onConnect(function () {
     if (connectedBefore) { refreshList(); }  // catch up on whatever happened while away
     connectedBefore = true;
     renderAll();

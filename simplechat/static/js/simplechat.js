@@ -82,6 +82,15 @@
 
   function connectionState() { return state; }
 
+  // Run `handler` on every connect, and now if the socket is connected already. The page's
+  // scripts are deferred: while the browser fetches a later one, it may run the socket's
+  // events, so a script that only listened for "connect" could come too late for the first.
+  function onConnect(handler) {
+    var sock = getSocket();
+    sock.on("connect", handler);
+    if (sock.connected) { handler(); }
+  }
+
   function newer(a, b) { return !!a && (!b || a > b); }
 
   // ---- times --------------------------------------------------------------------------------
@@ -209,6 +218,7 @@
   window.SimpleChat = {
     userId: userId ? parseInt(userId, 10) : null,
     socket: getSocket,
+    onConnect: onConnect,
     connectionState: connectionState,
     newer: newer,
     parseUtc: parseUtc,
