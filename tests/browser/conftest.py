@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,7 +28,8 @@ from e2e.harness import (
 from sqlalchemy.engine import make_url
 
 __all__ = [  # what the browser tests import
-    "PASSWORD", "Tab", "assert_no_axe_violations", "axe_results", "seed_messages", "wait_until",
+    "PASSWORD", "Tab", "assert_no_axe_violations", "axe_results", "opened_conversation",
+    "pick_in_select2", "seed_messages", "wait_until",
 ]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -55,11 +57,13 @@ class BrowserStack(Stack):
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.web: WebProcess | None = None
 
-    def flask(self, *args: str) -> None:
+    def flask(self, *args: str) -> str:
+        """Run a ``flask`` command against the stack; what it printed."""
         done = subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT,
                               env=base_env(self.env), capture_output=True, text=True,
                               timeout=120)
         assert done.returncode == 0, f"flask {' '.join(args)}: {done.stderr[-2000:]}"
+        return done.stdout
 
     def start_web(self, **options) -> WebProcess:
         self.web = super().start_web(port=self.port, **options)
@@ -208,6 +212,19 @@ def open_tab(browser, stack):
     yield open_
     for tab in opened:
         tab.close()
+
+
+def pick_in_select2(page, field: str, search: str, choice: str) -> None:
+    """Type ``search`` into the Select2 box of the ``field`` select and click ``choice``."""
+    page.locator(f"#{field} + .select2 .select2-search__field").click()
+    page.keyboard.type(search)
+    page.locator(".select2-results__option", has_text=choice).click()
+
+
+def opened_conversation(page) -> int:
+    """The id of the conversation that starting one (on /chat/new) has opened."""
+    page.wait_for_url(re.compile(r"/chat/\d+$"))
+    return int(page.url.rsplit("/", 1)[1])
 
 
 def seed_messages(stack: BrowserStack, sender: str, conversation_id: int, count: int) -> None:

@@ -31,7 +31,15 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PASSWORD, Tab, assert_no_axe_violations, seed_messages, wait_until
+from .conftest import (
+    PASSWORD,
+    Tab,
+    assert_no_axe_violations,
+    opened_conversation,
+    pick_in_select2,
+    seed_messages,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("axe_core")]
 
@@ -73,12 +81,6 @@ def check():
     return Checker()
 
 
-def pick_in_select2(page, field: str, search: str, choice: str) -> None:
-    page.locator(f"#{field} + .select2 .select2-search__field").click()
-    page.keyboard.type(search)
-    page.locator(".select2-results__option", has_text=choice).click()
-
-
 def own(page, text: str):
     return page.locator("#messages .message-mine", has=page.locator(".message-text", has_text=text))
 
@@ -97,8 +99,7 @@ def chats(stack, browser):
         page = ann.goto("/chat/new")
         pick_in_select2(page, "participants", "ben", "Ben Baker (@ben)")
         page.click("#start-button")
-        page.wait_for_url(re.compile(r"/chat/\d+$"))
-        direct = int(page.url.rsplit("/", 1)[1])
+        direct = opened_conversation(page)
         seed_messages(stack, "ben", direct, 3)
         page.reload()
         page.fill("#message-input", "Shall we meet at noon?")
@@ -127,8 +128,7 @@ def chats(stack, browser):
         pick_in_select2(page, "participants", "cleo", "Cleo Cole (@cleo)")
         page.fill("#title", "Design review")
         page.click("#start-button")
-        page.wait_for_url(re.compile(r"/chat/\d+$"))
-        group = int(page.url.rsplit("/", 1)[1])
+        group = opened_conversation(page)
         ann.goto("/chat/")  # so the group's messages arrive unread
         seed_messages(stack, "ben", group, 2)
         seed_messages(stack, "cleo", group, 2)
@@ -356,8 +356,7 @@ def test_keyboard_only(stack, open_tab, chats):
     page.keyboard.press("Escape")
     tab_until(page, lambda a: a["id"] == "start-button")
     page.keyboard.press("Enter")
-    page.wait_for_url(re.compile(r"/chat/\d+$"))
-    conversation_id = int(page.url.rsplit("/", 1)[1])
+    conversation_id = opened_conversation(page)
     assert active(page)["id"] == "message-input"
     page.keyboard.type("Hello Ann, typed without a mouse")
     page.keyboard.press("Enter")

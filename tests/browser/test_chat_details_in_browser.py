@@ -11,7 +11,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PASSWORD, seed_messages, wait_until
+from .conftest import PASSWORD, opened_conversation, pick_in_select2, seed_messages, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -19,12 +19,6 @@ pytestmark = pytest.mark.e2e
 def send(page, text: str) -> None:
     page.fill("#message-input", text)
     page.press("#message-input", "Enter")
-
-
-def pick_in_select2(page, field: str, search: str, choice: str) -> None:
-    page.locator(f"#{field} + .select2 .select2-search__field").click()
-    page.keyboard.type(search)
-    page.locator(".select2-results__option", has_text=choice).click()
 
 
 def item(page, conversation_id: int):
@@ -51,8 +45,7 @@ def test_a_group_shows_avatars_receipts_times_previews_and_survives_leaving(stac
     pick_in_select2(page, "participants", "nia", "Nia Long (@nia)")
     page.fill("#title", "Night owls")
     page.click("#start-button")
-    page.wait_for_url(re.compile(r"/chat/\d+$"))
-    gid = int(page.url.rsplit("/", 1)[1])
+    gid = opened_conversation(page)
     send(page, "Hello owls")
     expect(sent(page, "Hello owls")).to_have_count(1)
 
@@ -152,8 +145,7 @@ def test_a_chat_script_that_arrives_after_the_socket_connected_still_joins(stack
     page = pia.goto("/chat/new")
     pick_in_select2(page, "participants", "pat", "Pat Early (@pat)")
     page.click("#start-button")
-    page.wait_for_url(re.compile(r"/chat/\d+$"))
-    cid = int(page.url.rsplit("/", 1)[1])
+    cid = opened_conversation(page)
     seed_messages(stack, "pat", cid, 2)
     pat.login("pat")
     late = pat.page

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PASSWORD, seed_messages, wait_until
+from .conftest import PASSWORD, opened_conversation, pick_in_select2, seed_messages, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -24,12 +24,6 @@ def send(page, text: str) -> None:
 
 def texts(page) -> list[str]:
     return page.locator("#messages .message .message-text").all_inner_texts()
-
-
-def pick_in_select2(page, search: str, choice: str) -> None:
-    page.locator("#participants + .select2 .select2-search__field").click()
-    page.keyboard.type(search)
-    page.locator(".select2-results__option", has_text=choice).click()
 
 
 def item(page, conversation_id: int):
@@ -47,11 +41,10 @@ def test_two_people_chat_live_with_unread_counts_history_and_reconnect(stack, op
 
     # Alice finds Bob through Select2's search; one person hides the group title.
     page = alice.goto("/chat/new")
-    pick_in_select2(page, "bo", "Bob Builder (@bob)")
+    pick_in_select2(page, "participants", "bo", "Bob Builder (@bob)")
     expect(page.locator("#title")).to_be_hidden()
     page.click("#start-button")
-    page.wait_for_url(re.compile(r"/chat/\d+$"))
-    conversation_id = int(page.url.rsplit("/", 1)[1])
+    conversation_id = opened_conversation(page)
     expect(page.locator("#chat-title")).to_have_text("Bob Builder")
     send(page, "Hello Bob")
     expect(page.locator("#messages .message-mine .message-text")).to_have_text(["Hello Bob"])
@@ -122,13 +115,12 @@ def test_two_people_chat_live_with_unread_counts_history_and_reconnect(stack, op
     # A group with a long history: the title field shows for two people, older pages load on
     # scrolling up, and sender names show.
     page = alice.goto("/chat/new")
-    pick_in_select2(page, "bo", "Bob Builder (@bob)")
-    pick_in_select2(page, "car", "Carol Danvers (@carol)")
+    pick_in_select2(page, "participants", "bo", "Bob Builder (@bob)")
+    pick_in_select2(page, "participants", "car", "Carol Danvers (@carol)")
     expect(page.locator("#title")).to_be_visible()
     page.fill("#title", "Book club")
     page.click("#start-button")
-    page.wait_for_url(re.compile(r"/chat/\d+$"))
-    group_id = int(page.url.rsplit("/", 1)[1])
+    group_id = opened_conversation(page)
     seed_messages(stack, "carol", group_id, 130)
     wait_until(lambda: stack.sql("SELECT count(*) FROM messages WHERE conversation_id = :c",
                                  c=group_id)[0][0] == 130, message="the worker to store 130")

@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PASSWORD, seed_messages, wait_until
+from .conftest import PASSWORD, opened_conversation, pick_in_select2, seed_messages, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -20,12 +20,6 @@ DESKTOP = {"width": 1280, "height": 800}
 def send(page, text: str) -> None:
     page.fill("#message-input", text)
     page.press("#message-input", "Enter")
-
-
-def pick_in_select2(page, field: str, search: str, choice: str) -> None:
-    page.locator(f"#{field} + .select2 .select2-search__field").click()
-    page.keyboard.type(search)
-    page.locator(".select2-results__option", has_text=choice).click()
 
 
 def item(page, conversation_id: int):
@@ -61,8 +55,7 @@ def test_typing_edits_deletes_read_state_search_and_groups_between_two_people(st
     page = ada.goto("/chat/new")
     pick_in_select2(page, "participants", "gra", "Grace Hopper (@grace)")
     page.click("#start-button")
-    page.wait_for_url(re.compile(r"/chat/\d+$"))
-    cid = int(page.url.rsplit("/", 1)[1])
+    cid = opened_conversation(page)
     theirs = grace.goto(f"/chat/{cid}")
 
     # Presence: each sees the other online in the header.
@@ -180,8 +173,7 @@ def test_typing_edits_deletes_read_state_search_and_groups_between_two_people(st
     pick_in_select2(page, "participants", "lin", "Linus Torvalds (@linus)")
     page.fill("#title", "Engines")
     page.click("#start-button")
-    page.wait_for_url(re.compile(r"/chat/\d+$"))
-    gid = int(page.url.rsplit("/", 1)[1])
+    gid = opened_conversation(page)
     theirs = grace.goto(f"/chat/{gid}")
     expect(theirs.locator("#chat-title")).to_have_text("Engines")
     page.click("#manage-group")

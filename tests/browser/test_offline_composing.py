@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import wait_until
+from .conftest import PASSWORD, opened_conversation, pick_in_select2, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -20,12 +20,6 @@ OUTBOX_KEYS = ("() => Object.keys(sessionStorage)"
 def send(page, text: str) -> None:
     page.fill("#message-input", text)
     page.press("#message-input", "Enter")
-
-
-def pick_in_select2(page, search: str, choice: str) -> None:
-    page.locator("#participants + .select2 .select2-search__field").click()
-    page.keyboard.type(search)
-    page.locator(".select2-results__option", has_text=choice).click()
 
 
 def sent_texts(page) -> list[str]:
@@ -44,10 +38,9 @@ def test_messages_typed_offline_go_out_once_in_order_and_a_refused_one_can_be_re
     olive.register("olive", "Olive", "Oyl")
     oscar.register("oscar", "Oscar", "Wilde")
     page = olive.goto("/chat/new")
-    pick_in_select2(page, "osc", "Oscar Wilde (@oscar)")
+    pick_in_select2(page, "participants", "osc", "Oscar Wilde (@oscar)")
     page.click("#start-button")
-    page.wait_for_url(re.compile(r"/chat/\d+$"))
-    cid = int(page.url.rsplit("/", 1)[1])
+    cid = opened_conversation(page)
     theirs = oscar.goto(f"/chat/{cid}")
 
     # Connected: the navbar says so on both pages, and each sees the other online.
@@ -161,10 +154,9 @@ def test_the_list_shows_the_connection_and_follows_presence_live(stack, open_tab
     uma.register("uma", "Uma", "Thurman")
     ulf.register("ulf", "Ulf", "Stark")
     page = uma.goto("/chat/new")
-    pick_in_select2(page, "ulf", "Ulf Stark (@ulf)")
+    pick_in_select2(page, "participants", "ulf", "Ulf Stark (@ulf)")
     page.click("#start-button")
-    page.wait_for_url(re.compile(r"/chat/\d+$"))
-    cid = int(page.url.rsplit("/", 1)[1])
+    cid = opened_conversation(page)
     listing = ulf.goto("/chat/")
     entry = listing.locator(f'.conversation-item[data-conversation-id="{cid}"]')
     expect(listing.locator("#connection-state")).to_have_text("Connected")
@@ -189,3 +181,36 @@ def test_the_list_shows_the_connection_and_follows_presence_live(stack, open_tab
     expect(entry.locator(".presence-dot")).to_have_class(re.compile(r"\bonline\b"))
     uma.assert_clean()
     ulf.assert_clean()
+
+
+def test_the_list_takes_presence_that_changed_before_its_socket_connected(stack, open_tab):
+    """Between the server rendering the list and the socket joining the personal room, a peer's
+    `presence` reaches nobody: the list asks the server once it is connected."""
+    for username, first in (("vic", "Vic"), ("val", "Val")):
+        stack.flask("users", "create", username, "--email", f"{username}@example.com",
+                    "--first-name", first, "--last-name", "Early", "--password", PASSWORD)
+    made = stack.flask("conversations", "create", "--users", "vic,val")
+    cid = int(re.search(r"\d+", made).group())
+    vic, val = open_tab(), open_tab()
+    val.login("val")
+    listing = val.page
+    rendered = {}
+
+    def held_back(route):  # the Socket.IO client: no socket until Vic has come online
+        label = listing.locator(f'.conversation-item[data-conversation-id="{cid}"] '
+                                ".presence-label")
+        rendered["online"] = label.get_attribute("data-online")
+        vic.login("vic")
+        expect(vic.goto(f"/chat/{cid}").locator("#connection-state")).to_have_text("Connected")
+        route.continue_()
+
+    listing.route(re.compile(r"/static/vendor/socket\.io/socket\.io\.min(\.[0-9a-f]+)?\.js"),
+                  held_back)
+    val.goto("/chat/")
+    entry = listing.locator(f'.conversation-item[data-conversation-id="{cid}"]')
+    expect(listing.locator("#connection-state")).to_have_text("Connected")
+    assert rendered == {"online": "false"}  # the page was rendered with Vic offline
+    expect(entry.locator(".presence-dot")).to_have_class(re.compile(r"\bonline\b"))
+    expect(entry.locator(".presence-label")).to_have_text(", online")
+    vic.assert_clean()
+    val.assert_clean()

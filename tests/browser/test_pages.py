@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PASSWORD, seed_messages, wait_until
+from .conftest import PASSWORD, opened_conversation, seed_messages, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -63,8 +63,7 @@ def test_every_page_at_desktop_and_phone_width(stack, open_tab):
         tab.screenshot("new-conversation")
         tab.assert_clean()
         page.click("#start-button")
-        page.wait_for_url(re.compile(r"/chat/\d+$"))
-        conversation_id = int(page.url.rsplit("/", 1)[1])
+        conversation_id = opened_conversation(page)
         if not phone:
             seed_messages(stack, "eve", conversation_id, 2)
             page.fill("#message-input", "Lunch at noon? https://example.com/menu")

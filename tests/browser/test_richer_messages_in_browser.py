@@ -9,18 +9,14 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from .conftest import opened_conversation, pick_in_select2
+
 pytestmark = pytest.mark.e2e
 
 
 def send(page, text: str) -> None:
     page.fill("#message-input", text)
     page.press("#message-input", "Enter")
-
-
-def pick_in_select2(page, search: str, choice: str) -> None:
-    page.locator("#participants + .select2 .select2-search__field").click()
-    page.keyboard.type(search)
-    page.locator(".select2-results__option", has_text=choice).click()
 
 
 def sent(page, text: str):
@@ -48,12 +44,11 @@ def group_of_three(open_tab, prefix: str, width: int = 1280, height: int = 800):
     third.register(f"{prefix}c", "Cy", f"{prefix.capitalize()}third")
     third.close()
     page = first.goto("/chat/new")
-    pick_in_select2(page, f"{prefix}b", f"(@{prefix}b)")
-    pick_in_select2(page, f"{prefix}c", f"(@{prefix}c)")
+    pick_in_select2(page, "participants", f"{prefix}b", f"(@{prefix}b)")
+    pick_in_select2(page, "participants", f"{prefix}c", f"(@{prefix}c)")
     page.fill("#title", f"{prefix} room")
     page.click("#start-button")
-    page.wait_for_url(re.compile(r"/chat/\d+$"))
-    gid = int(page.url.rsplit("/", 1)[1])
+    gid = opened_conversation(page)
     second.goto(f"/chat/{gid}")
     expect(second.page.locator("#chat-title")).to_have_text(f"{prefix} room")
     return first, second, gid

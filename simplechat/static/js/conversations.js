@@ -110,13 +110,18 @@
   }
 
   // Fetch the list again: the server's counts, previews and presence after missed events.
+  function fetchList() {
+    return fetch(list.dataset.listUrl, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) { if (!r.ok) { throw new Error(String(r.status)); } return r.text(); })
+      .then(function (html) {
+        return new DOMParser().parseFromString(html, "text/html").getElementById("conversation-list");
+      });
+  }
   var refreshing = null;
   function refreshList() {
     if (refreshing) { return refreshing; }
-    refreshing = fetch(list.dataset.listUrl, { credentials: "same-origin", headers: { Accept: "text/html" } })
-      .then(function (r) { if (!r.ok) { throw new Error(String(r.status)); } return r.text(); })
-      .then(function (html) {
-        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("conversation-list");
+    refreshing = fetchList()
+      .then(function (fresh) {
         if (!fresh) { return; }
         var mentions = {};  // the server's list knows nothing of them: keep this page's
         items().forEach(function (el) { if (el.dataset.mentions) { mentions[idOf(el)] = el.dataset.mentions; } });
@@ -257,9 +262,32 @@
     renderAll();
   });
 
+  // Presence that changed after the server rendered this page and before the socket first
+  // connected (and joined our personal room) reached nobody here: take the peers' presence
+  // from the server's list once, but not over a `presence` event that came in since asking.
+  var presenceEvents = 0;
+  var presenceEventOf = {};  // user id -> the number of the last `presence` event about them
+  function refreshPresence() {
+    var asked = presenceEvents;
+    fetchList()
+      .then(function (fresh) {
+        if (!fresh) { return; }
+        fresh.querySelectorAll(".presence-label[data-user-id]").forEach(function (given) {
+          var uid = given.dataset.userId;
+          if ((presenceEventOf[uid] || 0) > asked) { return; }
+          list.querySelectorAll('.presence-label[data-user-id="' + uid + '"]').forEach(function (label) {
+            label.dataset.online = given.dataset.online || "false";
+            label.dataset.lastSeen = given.dataset.lastSeen || "";
+          });
+        });
+        renderAll();
+      })
+      .catch(function () { /* the next refresh brings it */ });
+  }
+
   var connectedBefore = false;
   SC.onConnect(function () {
-    if (connectedBefore) { refreshList(); }  // catch up on whatever happened while away
+    if (connectedBefore) { refreshList(); } else { refreshPresence(); }  // catch up
     connectedBefore = true;
     renderAll();
   });
@@ -268,6 +296,7 @@
   // conversation with (and the conversations' rooms, which the chat page's header reads).
   socket.on("presence", function (p) {
     if (!p || typeof p.user_id !== "number") { return; }
+    presenceEventOf[p.user_id] = ++presenceEvents;
     list.querySelectorAll('.presence-label[data-user-id="' + p.user_id + '"]').forEach(function (label) {
       label.dataset.online = p.online ? "true" : "false";
       label.dataset.lastSeen = p.last_seen || "";
