@@ -224,6 +224,39 @@ def test_at_all_mentions_everyone_in_a_group_only(app, trio, make_user, make_con
     assert send(a, direct.id, "@all look")["message"]["mentions"] == []
 
 
+def test_unread_mentions_are_counted_for_the_list_and_the_api(app, trio, make_conversation):
+    """The list's "@" badge survives a reload: the server counts the unread messages that
+    mention the reader (an @all included), not deleted ones, none past the read marker."""
+    from simplechat.chat.read_state import unread_mentions
+
+    ada, bob, cy, direct, a, b, c = trio
+    group = make_conversation(ada, bob, cy, title="g")
+    plain = send(a, direct.id, "nothing for anyone")["message"]
+    send(a, direct.id, "hey @bob")
+    gone = send(a, direct.id, "@bob, this goes")["message"]
+    send(a, group.id, "@all look")
+    last = send(a, direct.id, "@bob once more")["message"]
+    # Bob's id as text in a list that does not hold it (7 in [17]) is no mention of him.
+    db.session.execute(Message.__table__.update().where(Message.id == plain["id"])
+                       .values(mentions=[bob.id * 10 + bob.id % 10]))
+    db.session.commit()
+    assert emit(a, "delete_message", {"conversation_id": direct.id,
+                                      "message_id": gone["id"]})["ok"]
+    db.session.expire_all()
+    assert unread_mentions(bob.id) == {direct.id: 2, group.id: 1}
+    assert unread_mentions(cy.id) == {group.id: 1}
+    assert unread_mentions(ada.id) == {}  # her own messages are not unread
+    page = login(app, bob).get("/chat/").get_data(as_text=True)
+    assert f'data-conversation-id="{direct.id}"' in page
+    assert re.search(rf'data-conversation-id="{direct.id}"[^>]*data-mentions="2"', page)
+    listed = {c["id"]: c for c in login(app, bob).get("/api/conversations").get_json()[
+        "conversations"]}
+    assert (listed[direct.id]["unread"], listed[direct.id]["unread_mentions"]) == (3, 2)
+    assert emit(b, "read", {"conversation_id": direct.id, "message_id": last["id"]})["ok"]
+    db.session.expire_all()
+    assert unread_mentions(bob.id) == {group.id: 1}
+
+
 # --------------------------------------------------------------------------- reactions
 
 

@@ -187,6 +187,7 @@ class Conversation(BaseModel):
     participants: list[Person]
     last_message: LastMessage | None
     unread: int
+    unread_mentions: int  # of the unread messages, those that mention the caller
 
 
 class ConversationList(BaseModel):

@@ -82,6 +82,7 @@ def conversation_views(user: User, only: int | None = None) -> list[dict]:
             "id": s.last_id, "sender": s.last_sender_id, "message": s.last_text or "",
             "timestamp": s.last_at.strftime("%Y-%m-%d %H:%M:%S")},
         "unread": s.unread,
+        "unread_mentions": s.mentions,
     } for s in summaries]
 
 
@@ -89,7 +90,8 @@ def conversation_views(user: User, only: int | None = None) -> list[dict]:
 def list_conversations():
     """My conversations, newest activity first.
 
-    Each with its title, kind, participants, last message and unread count.
+    Each with its title, kind, participants, last message, unread count and how many of
+    the unread messages mention me.
     """
     return jsonify({"ok": True, "conversations": conversation_views(current_user)})
 

@@ -134,6 +134,7 @@ class ConversationSummary:
     last_sender_name: str | None = None
     last_kind: str | None = None  # "system": a line that names its people itself
     unread: int = 0
+    mentions: int = 0  # unread messages that mention the user
     peer_id: int | None = None  # the other person of a direct conversation
     peer_online: bool = False
     peer_last_seen: str | None = None
@@ -169,9 +170,10 @@ def conversations_for(user: User) -> list[ConversationSummary]:
         .where(Participant.conversation_id.in_(ids))
     ):
         members[cid].append(member)
-    from .read_state import unread_counts
+    from .read_state import unread_counts, unread_mentions
 
     unread = unread_counts(user.id)
+    mentioned = unread_mentions(user.id)
     peers = {c.id: next((m.id for m in members[c.id] if m.id != user.id), None)
              for c in conversations if not c.is_group}
     statuses = _peer_presence(sorted({p for p in peers.values() if p is not None}))
@@ -198,6 +200,7 @@ def conversations_for(user: User) -> list[ConversationSummary]:
             last_sender_name=names.get(last.sender_id) if last else None,
             last_kind=last.kind if last else None,
             unread=unread.get(conversation.id, 0),
+            mentions=mentioned.get(conversation.id, 0),
             peer_id=peers.get(conversation.id),
             peer_online=statuses.get(peers.get(conversation.id), {}).get("online", False),
             peer_last_seen=statuses.get(peers.get(conversation.id), {}).get("last_seen"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import String, and_, cast, func, or_, select, update
 
 from ..extensions import db
 from ..models import Message, Participant, User
@@ -56,20 +56,42 @@ def read_markers(conversation_id: int) -> dict[int, str | None]:
     return membership().members(conversation_id)
 
 
+def _unread():
+    """The messages from others newer than the user's read marker, in each of their
+    conversations (system lines, such as "Nora added Ned", are the timeline's, not unread)."""
+    return and_(
+        Message.conversation_id == Participant.conversation_id,
+        Message.sender_id != Participant.user_id,
+        Message.deleted_at.is_(None),
+        Message.kind != "system",
+        or_(Participant.last_read_message_id.is_(None),
+            Message.id > Participant.last_read_message_id),
+    )
+
+
 def unread_counts(user_id: int) -> dict[int, int]:
-    """Per conversation of the user: messages from others newer than the read marker (system
-    lines, such as "Nora added Ned", are the timeline's, not unread messages)."""
+    """Per conversation of the user: how many messages are unread."""
     rows = db.session.execute(
         select(Participant.conversation_id, func.count(Message.id))
-        .join(Message, and_(
-            Message.conversation_id == Participant.conversation_id,
-            Message.sender_id != Participant.user_id,
-            Message.deleted_at.is_(None),
-            Message.kind != "system",
-            or_(Participant.last_read_message_id.is_(None),
-                Message.id > Participant.last_read_message_id),
-        ))
+        .join(Message, _unread())
         .where(Participant.user_id == user_id)
         .group_by(Participant.conversation_id)
     ).all()
     return {cid: n for cid, n in rows}
+
+
+def unread_mentions(user_id: int) -> dict[int, int]:
+    """Per conversation of the user: how many unread messages mention them (an ``@all``
+    included), for the list's badge. The JSON list of ids is matched as text first, which
+    every database can do, then exactly (the text of 7 is in 17 too)."""
+    rows = db.session.execute(
+        select(Participant.conversation_id, Message.mentions)
+        .join(Message, _unread())
+        .where(Participant.user_id == user_id,
+               cast(Message.mentions, String).like(f"%{int(user_id)}%"))
+    ).all()
+    counts: dict[int, int] = {}
+    for cid, mentioned in rows:
+        if isinstance(mentioned, list) and user_id in mentioned:
+            counts[cid] = counts.get(cid, 0) + 1
+    return counts

@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import opened_conversation, pick_in_select2
+from .conftest import opened_conversation, pick_in_select2, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -303,6 +303,15 @@ def test_mentions_autocomplete_highlight_and_badge(open_tab):
     badge = item(bea.page, gid).locator(".mention-badge")
     expect(badge).to_be_visible()
     expect(badge).to_have_text("@")
+    expect(item(bea.page, gid).locator(".mention-label")).to_have_text(", you were mentioned")
+
+    # A reload keeps it: the server counts the unread messages that mention Bea, once the
+    # message has reached SQL.
+    def badge_after_a_reload() -> bool:
+        bea.page.reload()
+        return item(bea.page, gid).locator(".mention-badge").is_visible()
+
+    wait_until(badge_after_a_reload, timeout=20, interval=0.5, message="the badge after a reload")
     expect(item(bea.page, gid).locator(".mention-label")).to_have_text(", you were mentioned")
     item(bea.page, gid).click()
     message = sent(bea.page, "Hey")

@@ -123,10 +123,13 @@
     refreshing = fetchList()
       .then(function (fresh) {
         if (!fresh) { return; }
-        var mentions = {};  // the server's list knows nothing of them: keep this page's
-        items().forEach(function (el) { if (el.dataset.mentions) { mentions[idOf(el)] = el.dataset.mentions; } });
+        // The server counts mentions from SQL, which can trail the live `mention` events by a
+        // write: keep the larger count (reading the conversation clears both).
+        var mentions = {};
+        items().forEach(function (el) { mentions[idOf(el)] = parseInt(el.dataset.mentions, 10) || 0; });
         fresh.querySelectorAll(".conversation-item").forEach(function (el) {
-          if (mentions[idOf(el)]) { el.dataset.mentions = mentions[idOf(el)]; }
+          var kept = mentions[idOf(el)] || 0;
+          if (kept > (parseInt(el.dataset.mentions, 10) || 0)) { el.dataset.mentions = String(kept); }
         });
         list.replaceChildren.apply(list, Array.prototype.slice.call(fresh.childNodes).map(function (n) {
           return document.adoptNode(n);
