@@ -123,10 +123,21 @@ def test_read_marker_moves_forward_only_and_drives_unread_counts(trio, socket_cl
     assert received(a, "read") == [{"conversation_id": conversation.id, "user_id": bob.id,
                                     "message_id": sent[1]["id"]}]
     assert unread_counts(bob.id) == {conversation.id: 1}
+    # The list says which messages its count holds: the newest unread one, or the read marker.
+    from simplechat.chat.conversations import conversations_for
+
+    (listed,) = conversations_for(bob)
+    assert (listed.unread, listed.counted_upto) == (1, sent[2]["id"])
+    (hers,) = conversations_for(ada)
+    assert (hers.unread, hers.counted_upto) == (0, "")
     back = call(b, "read", conversation_id=conversation.id, message_id=sent[0]["id"])
     assert back == {"ok": True, "last_read": sent[1]["id"]}
     joined = call(socket_client(bob), "join", conversation_id=conversation.id)
     assert joined["read"][str(bob.id)] == sent[1]["id"]  # survives reloads and devices
+    call(b, "read", conversation_id=conversation.id, message_id=sent[2]["id"])
+    db.session.expire_all()
+    (listed,) = conversations_for(bob)
+    assert (listed.unread, listed.counted_upto) == (0, sent[2]["id"])  # the marker, all read
 
 
 def test_read_refusals(trio, socket_client, make_conversation):
@@ -334,13 +345,19 @@ def test_search_finds_my_messages_only_with_snippets(app, trio, make_conversatio
     assert [r["conversation_id"] for r in body["results"]] == [conversation.id]
     hit = body["results"][0]
     assert hit["sender_name"] == "Ada Lovelace"
+    assert hit["conversation_title"] == "Ada Lovelace"  # a direct one: the other person's name
     assert [s["text"] for s in hit["snippet"] if s["match"]] == ["engine"]
     assert "".join(s["text"] for s in hit["snippet"]) == \
         "The analytical engine weaves algebraic patterns"
     both = login(app, bob).get("/api/search?q=ALGEBRAIC analyt").get_json()["results"]
     assert len(both) == 1
     ada_hits = login(app, ada).get("/api/search?q=engine").get_json()["results"]
-    assert len(ada_hits) == 2
+    assert sorted(r["conversation_title"] for r in ada_hits) == sorted(
+        [bob.full_name, eve.full_name])
+    group = make_conversation(ada, bob, eve, title="Engineers")
+    send_message(eve, group.id, "engine oil")
+    titled = login(app, bob).get("/api/search?q=oil").get_json()["results"]
+    assert [r["conversation_title"] for r in titled] == ["Engineers"]
 
 
 def test_search_pages_and_refuses_bad_queries(app, trio, client):

@@ -135,6 +135,9 @@ class ConversationSummary:
     last_kind: str | None = None  # "system": a line that names its people itself
     unread: int = 0
     mentions: int = 0  # unread messages that mention the user
+    # The newest message that ``unread`` accounts for (counted, or read): the page counts
+    # only messages newer than this one (see read_state.unread_state).
+    counted_upto: str = ""
     peer_id: int | None = None  # the other person of a direct conversation
     peer_online: bool = False
     peer_last_seen: str | None = None
@@ -170,10 +173,13 @@ def conversations_for(user: User) -> list[ConversationSummary]:
         .where(Participant.conversation_id.in_(ids))
     ):
         members[cid].append(member)
-    from .read_state import unread_counts, unread_mentions
+    from .read_state import unread_mentions, unread_state
 
-    unread = unread_counts(user.id)
+    unread = unread_state(user.id)
     mentioned = unread_mentions(user.id)
+    markers = dict(db.session.execute(
+        select(Participant.conversation_id, Participant.last_read_message_id)
+        .where(Participant.user_id == user.id)).all())
     peers = {c.id: next((m.id for m in members[c.id] if m.id != user.id), None)
              for c in conversations if not c.is_group}
     statuses = _peer_presence(sorted({p for p in peers.values() if p is not None}))
@@ -199,7 +205,9 @@ def conversations_for(user: User) -> list[ConversationSummary]:
             last_at=last.created_at if last else None,
             last_sender_name=names.get(last.sender_id) if last else None,
             last_kind=last.kind if last else None,
-            unread=unread.get(conversation.id, 0),
+            unread=unread.get(conversation.id, (0, ""))[0],
+            counted_upto=max(unread.get(conversation.id, (0, ""))[1] or "",
+                             markers.get(conversation.id) or ""),
             mentions=mentioned.get(conversation.id, 0),
             peer_id=peers.get(conversation.id),
             peer_online=statuses.get(peers.get(conversation.id), {}).get("online", False),

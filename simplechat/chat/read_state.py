@@ -69,15 +69,25 @@ def _unread():
     )
 
 
-def unread_counts(user_id: int) -> dict[int, int]:
-    """Per conversation of the user: how many messages are unread."""
+def unread_state(user_id: int) -> dict[int, tuple[int, str]]:
+    """Per conversation of the user: how many messages are unread, and the newest of them.
+
+    One statement, so one snapshot: the newest id says which messages the count holds. The
+    list's other reads (its last messages) are statements of their own, which a message
+    written in between is in and this count is not; the page adds to the count only what is
+    newer than this id."""
     rows = db.session.execute(
-        select(Participant.conversation_id, func.count(Message.id))
+        select(Participant.conversation_id, func.count(Message.id), func.max(Message.id))
         .join(Message, _unread())
         .where(Participant.user_id == user_id)
         .group_by(Participant.conversation_id)
     ).all()
-    return {cid: n for cid, n in rows}
+    return {cid: (n, newest) for cid, n, newest in rows}
+
+
+def unread_counts(user_id: int) -> dict[int, int]:
+    """Per conversation of the user: how many messages are unread."""
+    return {cid: n for cid, (n, _) in unread_state(user_id).items()}
 
 
 def unread_mentions(user_id: int) -> dict[int, int]:

@@ -26,7 +26,7 @@ def search_messages(user_id: int, query: str, page: int = 1) -> dict:
         return {"results": [], "page": page, "has_more": False}
     mine = select(Participant.conversation_id).where(Participant.user_id == user_id)
     stmt = (
-        select(Message, User.first_name, User.last_name, User.username, Conversation.title)
+        select(Message, User.first_name, User.last_name, User.username, Conversation)
         .join(User, User.id == Message.sender_id)
         .join(Conversation, Conversation.id == Message.conversation_id)
         .where(Message.conversation_id.in_(mine), Message.deleted_at.is_(None))
@@ -47,15 +47,23 @@ def search_messages(user_id: int, query: str, page: int = 1) -> dict:
         stmt.order_by(Message.created_at.desc(), Message.id.desc())
         .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
     ).all()
+    from .conversations import display_title, participants_of
+
+    titles: dict[int, str] = {}  # a direct conversation's is the other person's name
+    for m, *_, conversation in rows[:PAGE_SIZE]:
+        if m.conversation_id not in titles:
+            titles[m.conversation_id] = display_title(
+                conversation, user_id,
+                [] if conversation.title else participants_of(conversation.id))
     results = [{
         "id": m.id,
         "conversation_id": m.conversation_id,
-        "conversation_title": title,
+        "conversation_title": titles[m.conversation_id],
         "sender": m.sender_id,
         "sender_name": f"{first} {last}".strip() or username,
         "timestamp": m.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         "snippet": snippet(m.text, terms),
-    } for m, first, last, username, title in rows[:PAGE_SIZE]]
+    } for m, first, last, username, _ in rows[:PAGE_SIZE]]
     return {"results": results, "page": page, "has_more": len(rows) > PAGE_SIZE}
 
 

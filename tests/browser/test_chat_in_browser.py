@@ -175,3 +175,51 @@ def test_two_people_chat_live_with_unread_counts_history_and_reconnect(stack, op
     assert alice.dialogs == [] and bob.dialogs == []
     alice.assert_clean()
     bob.assert_clean()
+
+
+def test_a_new_conversation_counts_its_message_though_the_list_lagged_behind_it(stack, open_tab):
+    """The list's count and its last messages are separate statements: a message written
+    between them is the list's last message but not in its count. Bob's list, refreshed for a
+    conversation new to it, is answered as such a pair of statements saw it; the page must
+    still count the message (it compared with the last message, and showed 0)."""
+    dan, dot = open_tab(), open_tab()
+    dan.register("dan", "Dan", "First")
+    dot.register("dot", "Dot", "Second")
+    listing = dot.goto("/chat/")
+    expect(listing.locator("#connection-state")).to_have_text("Connected")
+    lagged, cid = [], None
+
+    def stored() -> bool:
+        return stack.sql("SELECT count(*) FROM messages WHERE conversation_id = :c",
+                         c=cid)[0][0] == 1
+
+    def as_if_counted_first(route):
+        wait_until(stored, message="the message in SQL")  # the list's last message, then
+        body = route.fetch().text()
+        match = re.search(r'data-conversation-id="(\d+)"[^>]*?data-last-id="([^"]+)"', body,
+                          re.S)
+        if match is None:  # not yet the refresh for the new conversation
+            route.fulfill(status=200, content_type="text/html", body=body)
+            return
+        item_html = body[match.start():body.index(">", match.end())]
+        stale = (item_html.replace('data-unread="1"', 'data-unread="0"')
+                 .replace(f'data-counted-upto="{match.group(2)}"', 'data-counted-upto=""'))
+        assert stale != item_html
+        lagged.append(match.group(1))
+        route.fulfill(status=200, content_type="text/html", body=body.replace(item_html, stale))
+
+    page = dan.goto("/chat/new")
+    pick_in_select2(page, "participants", "dot", "Dot Second (@dot)")
+    page.click("#start-button")
+    cid = opened_conversation(page)
+    wait_until(lambda: stack.sql("SELECT count(*) FROM conversations WHERE id = :c",
+                                 c=cid)[0][0] == 1, message="the conversation in SQL")
+    listing.wait_for_load_state("networkidle")  # the first connect's presence fetch is done
+    listing.route(lambda url: url.rstrip("/").endswith("/chat"), as_if_counted_first)
+    send(page, "Are you there?")
+    entry = item(listing, cid)
+    expect(entry).to_have_count(1, timeout=15_000)
+    expect(entry.locator(".unread-count")).to_have_text("1")
+    assert lagged == [str(cid)], "the list was not answered as the lagging statements saw it"
+    dan.assert_clean()
+    dot.assert_clean()

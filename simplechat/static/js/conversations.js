@@ -156,11 +156,14 @@
       }
       return;
     }
+    // The server's count holds the messages up to data-counted-upto, which can be older than
+    // its last message (read in another statement, after this one was written): count from it.
+    if (SC.newer(a.id, el.dataset.countedUpto) && a.sender !== me && a.kind !== "system" &&
+        !onScreen(a.conversation_id)) {
+      setCount(el, countOf(el) + 1);  // a system line is the timeline's, not an unread message
+    }
     if (SC.newer(a.id, el.dataset.lastId)) {
       showActivity(el, a);
-      if (a.sender !== me && a.kind !== "system" && !onScreen(a.conversation_id)) {
-        setCount(el, countOf(el) + 1);  // a system line is the timeline's, not an unread message
-      }
       notify(a);
     }
     renderBadge(el);
@@ -191,6 +194,7 @@
     var el = itemFor(r.conversation_id);
     if (!el) { return; }
     if (SC.newer(el.dataset.lastId, r.message_id)) { refreshList(); return; }
+    if (SC.newer(r.message_id, el.dataset.countedUpto)) { el.dataset.countedUpto = r.message_id; }
     setCount(el, 0);
     el.dataset.mentions = "0";
     renderBadge(el);
