@@ -173,6 +173,8 @@ class Participant(db.Model):
 
     # The newest message this participant has read (message ids sort in time order).
     last_read_message_id: Mapped[str | None] = mapped_column(String(36))
+    # Muted: no notifications and no title-bar count for its messages (mentions still notify).
+    muted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     conversation: Mapped[Conversation] = relationship(back_populates="participants")
     user: Mapped[User] = relationship()

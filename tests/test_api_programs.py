@@ -62,6 +62,7 @@ def routes(conversation_id: int) -> list[tuple[str, str, dict | None]]:
         ("get", f"/api/conversations/{conversation_id}", None),
         ("get", f"/api/conversations/{conversation_id}/messages", None),
         ("post", f"/api/conversations/{conversation_id}/messages", {"message": "hi"}),
+        ("post", f"/api/conversations/{conversation_id}/mute", {"muted": True}),
         ("get", "/api/users?q=b", None),
         ("get", "/api/search?q=hi", None),
     ]
@@ -117,7 +118,10 @@ def test_cookie_writes_need_the_csrf_header_token_writes_do_not(app, client, aut
     assert_error(client.post(path, json={"message": "no header"}), 400, "csrf")
     assert_error(client.post("/api/conversations", json={"participants": [world["bob"].id]}),
                  400, "csrf")
+    mute = f"/api/conversations/{conversation_id}/mute"
+    assert_error(client.post(mute, json={"muted": True}), 400, "csrf")
     header = {"X-CSRFToken": page_csrf(client)}
+    assert client.post(mute, json={"muted": True}, headers=header).get_json()["muted"] is True
     sent = client.post(path, json={"message": "with header"}, headers=header)
     assert sent.status_code == 201, sent.get_data(as_text=True)
     again = client.post("/api/conversations", json={"participants": [world["bob"].id]},
@@ -175,6 +179,50 @@ def test_bob_sees_the_message_as_unread(client, world):
     entry = client.get("/api/conversations", headers=bearer(bob_token)).get_json()[
         "conversations"][0]
     assert entry["unread"] == 1
+
+
+def muted_of(client, token) -> dict[int, bool]:
+    listed = client.get("/api/conversations", headers=bearer(token)).get_json()["conversations"]
+    return {c["id"]: c["muted"] for c in listed}
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"muted": "true"}, {"muted": 1}, {"muted": None}, {"muted": True, "also": 1}, [True],
+    "muted",
+])
+def test_mute_refuses_any_other_body_and_changes_nothing(client, world, body):
+    conversation_id = world["conversation"].id
+    path = f"/api/conversations/{conversation_id}/mute"
+    assert_error(client.post(path, json=body, headers=bearer(world["token"])), 400, "invalid")
+    assert muted_of(client, world["token"]) == {conversation_id: False}
+
+
+def test_a_participant_mutes_and_unmutes_for_themselves_alone(client, socket_client, world):
+    conversation_id = world["conversation"].id
+    path = f"/api/conversations/{conversation_id}/mute"
+    bob_token = create_token(world["bob"], "bob's").secret
+    ada_socket = socket_client(world["ada"])
+    ada_socket.get_received("/chat")
+    answer = client.post(path, json={"muted": True}, headers=bearer(world["token"]))
+    assert answer.status_code == 200
+    assert answer.get_json() == {"ok": True, "conversation_id": conversation_id, "muted": True}
+    assert muted_of(client, world["token"]) == {conversation_id: True}
+    assert muted_of(client, bob_token) == {conversation_id: False}
+    # Ada's other pages and devices follow: her personal room hears of it.
+    told = [e["args"][0] for e in ada_socket.get_received("/chat")
+            if e["name"] == "conversation_muted"]
+    assert told == [{"conversation_id": conversation_id, "muted": True}]
+    assert client.post(path, json={"muted": True}, headers=bearer(world["token"])).get_json()[
+        "muted"] is True  # muting twice is still muted
+    assert client.post(path, json={"muted": False}, headers=bearer(world["token"])
+                       ).status_code == 200
+    assert muted_of(client, world["token"]) == {conversation_id: False}
+    # Someone outside the conversation cannot mute it, nor learn that it exists.
+    assert_error(client.post(path, json={"muted": True}, headers=bearer(world["eve_token"])),
+                 404, "not_found")
+    assert_error(client.post("/api/conversations/99999/mute", json={"muted": True},
+                             headers=bearer(world["token"])), 404, "not_found")
+    assert muted_of(client, bob_token) == {conversation_id: False}
 
 
 def test_create_conversation_reuses_a_direct_one_and_makes_groups(client, world):

@@ -94,6 +94,10 @@ class NewMessage(Body):
                           "than 10 answers too_many, as the send_message event does")
 
 
+class MuteChange(Body):
+    muted: bool = Field(description="true mutes the conversation for you, false unmutes it")
+
+
 class IncomingHookMessage(Body):
     message: str
     client_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
@@ -188,6 +192,7 @@ class Conversation(BaseModel):
     last_message: LastMessage | None
     unread: int
     unread_mentions: int  # of the unread messages, those that mention the caller
+    muted: bool  # by the caller: no notifications (but for mentions), not in the title count
 
 
 class ConversationList(BaseModel):
@@ -204,6 +209,12 @@ class ConversationAnswer(BaseModel):
 class ConversationOne(BaseModel):
     ok: Literal[True]
     conversation: Conversation
+
+
+class Muted(BaseModel):
+    ok: Literal[True]
+    conversation_id: int
+    muted: bool
 
 
 class MessagesPage(BaseModel):

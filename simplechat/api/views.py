@@ -7,7 +7,12 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ..activity import record_activity
-from ..chat.conversations import conversations_for, participant_conversation, start_conversation
+from ..chat.conversations import (
+    conversations_for,
+    participant_conversation,
+    set_muted,
+    start_conversation,
+)
 from ..chat.send import send_message
 from ..extensions import db
 from ..models import Participant, User
@@ -18,6 +23,8 @@ from .schemas import (
     ConversationOne,
     IncomingHookMessage,
     Me,
+    MuteChange,
+    Muted,
     NewConversation,
     NewMessage,
     Sent,
@@ -83,6 +90,7 @@ def conversation_views(user: User, only: int | None = None) -> list[dict]:
             "timestamp": s.last_at.strftime("%Y-%m-%d %H:%M:%S")},
         "unread": s.unread,
         "unread_mentions": s.mentions,
+        "muted": s.muted,
     } for s in summaries]
 
 
@@ -133,6 +141,20 @@ def get_conversation(conversation_id: int):
     if not found:
         return send_answer({"ok": False, "error": "not_found"})
     return jsonify({"ok": True, "conversation": found[0]})
+
+
+@operation(bp, "/conversations/<id:conversation_id>/mute", "POST", answers={200: Muted},
+           errors=(404,), body=MuteChange)
+def mute_conversation(conversation_id: int, body: MuteChange):
+    """Mute or unmute one of my conversations.
+
+    Muted, its messages raise no notification and leave the title-bar count alone (a mention
+    of you still notifies); the list still counts them. Your other pages and devices hear of
+    it as `conversation_muted`. 404 for a conversation you are not in.
+    """
+    if not set_muted(current_user.id, conversation_id, body.muted):
+        return send_answer({"ok": False, "error": "not_found"})
+    return jsonify({"ok": True, "conversation_id": conversation_id, "muted": body.muted})
 
 
 @operation(bp, "/conversations/<id:conversation_id>/messages", "POST",

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from ..extensions import db
 from ..models import Conversation, Message, Participant, User
@@ -138,6 +138,7 @@ class ConversationSummary:
     # The newest message that ``unread`` accounts for (counted, or read): the page counts
     # only messages newer than this one (see read_state.unread_state).
     counted_upto: str = ""
+    muted: bool = False  # by the user: no notifications, not in the title-bar count
     peer_id: int | None = None  # the other person of a direct conversation
     peer_online: bool = False
     peer_last_seen: str | None = None
@@ -177,9 +178,14 @@ def conversations_for(user: User) -> list[ConversationSummary]:
 
     unread = unread_state(user.id)
     mentioned = unread_mentions(user.id)
-    markers = dict(db.session.execute(
-        select(Participant.conversation_id, Participant.last_read_message_id)
-        .where(Participant.user_id == user.id)).all())
+    markers, muted = {}, set()  # the user's own read marker and muting of each
+    for cid, marker, is_muted in db.session.execute(
+        select(Participant.conversation_id, Participant.last_read_message_id, Participant.muted)
+        .where(Participant.user_id == user.id)
+    ):
+        markers[cid] = marker
+        if is_muted:
+            muted.add(cid)
     peers = {c.id: next((m.id for m in members[c.id] if m.id != user.id), None)
              for c in conversations if not c.is_group}
     statuses = _peer_presence(sorted({p for p in peers.values() if p is not None}))
@@ -209,8 +215,26 @@ def conversations_for(user: User) -> list[ConversationSummary]:
             counted_upto=max(unread.get(conversation.id, (0, ""))[1] or "",
                              markers.get(conversation.id) or ""),
             mentions=mentioned.get(conversation.id, 0),
+            muted=conversation.id in muted,
             peer_id=peers.get(conversation.id),
             peer_online=statuses.get(peers.get(conversation.id), {}).get("online", False),
             peer_last_seen=statuses.get(peers.get(conversation.id), {}).get("last_seen"),
         ))
     return summaries
+
+
+def set_muted(user_id: int, conversation_id: int, muted: bool) -> bool:
+    """Mute or unmute a conversation for one of its participants, and tell their other pages
+    and devices (their personal room); False if they take no part in it."""
+    from .fanout import emit_to
+
+    changed = db.session.execute(
+        update(Participant)
+        .where(Participant.user_id == user_id, Participant.conversation_id == conversation_id)
+        .values(muted=muted))
+    db.session.commit()
+    if not changed.rowcount:
+        return False
+    emit_to(user_room(user_id), "conversation_muted",
+            {"conversation_id": conversation_id, "muted": muted})
+    return True

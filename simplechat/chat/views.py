@@ -60,12 +60,14 @@ def conversation(conversation_id: int):
         abort(404)
     members = participants_of(conversation.id)
     record_activity("conversation_opened", current_user.id, {"conversation_id": conversation.id})
+    summaries = conversations_for(current_user)
     return render_template(
         "chat/conversation.html",
         conversation=conversation,
         title=display_title(conversation, current_user.id, members),
         members=members,
-        conversations=conversations_for(current_user),
+        conversations=summaries,
+        muted=any(s.muted for s in summaries if s.id == conversation.id),
     )
 
 

@@ -168,3 +168,75 @@ def test_a_chat_script_that_arrives_after_the_socket_connected_still_joins(stack
     expect(sent(page, "Here now")).to_have_count(1)
     for tab in (pia, pat):
         tab.assert_clean()
+
+
+NOTIFICATION_SPY = """
+window.__notifications = [];
+window.Notification = function (title, options) {
+  window.__notifications.push([title, (options && options.body) || ""]);
+  this.close = function () {};
+};
+window.Notification.permission = "granted";
+window.Notification.requestPermission = function () { return Promise.resolve("granted"); };
+"""
+
+
+def test_a_muted_conversation_stays_quiet_but_for_mentions(stack, open_tab):
+    """Mute is a toggle on the chat page: the list greys its count and shows it muted (on the
+    user's other pages at once, and after a reload), the title-bar count leaves it out, and its
+    messages raise no notification, but a mention does."""
+    mia, max_ = open_tab(), open_tab()
+    mia.register("mia", "Mia", "Farrow")
+    max_.register("max", "Max", "Planck")
+    page = mia.goto("/chat/new")
+    pick_in_select2(page, "participants", "max", "Max Planck (@max)")
+    page.click("#start-button")
+    cid = opened_conversation(page)
+    max_.context.add_init_script(NOTIFICATION_SPY)
+    listing = max_.goto("/chat/")
+    chat = max_.context.new_page()
+    chat.goto(f"/chat/{cid}")
+    button = chat.locator("#mute-button")
+    expect(button).to_have_attribute("aria-pressed", "false")
+    button.click()
+    expect(button).to_have_attribute("aria-pressed", "true")
+    entry = item(listing, cid)  # the other page follows, through conversation_muted
+    expect(entry.locator(".muted-icon")).to_be_visible()
+    expect(entry.locator(".muted-label")).to_have_text(", muted")
+    chat.close()
+
+    # Nothing rings for a muted conversation's messages; its count is grey and not in the
+    # title. A mention of Max still notifies.
+    listing.evaluate("() => Object.defineProperty(document, 'hidden', {get: () => true})")
+    send(page, "Just saying")
+    expect(entry.locator(".unread-count")).to_have_text("1")
+    expect(entry.locator(".unread-count")).to_have_class(re.compile(r"\btext-bg-secondary\b"))
+    assert not listing.title().startswith("(")
+    send(page, "@max look")
+    expect(entry.locator(".unread-count")).to_have_text("2")
+    wait_until(lambda: listing.evaluate("() => window.__notifications.length"),
+               message="the mention's notification")
+    assert listing.evaluate("() => window.__notifications") == [["Mia Farrow mentioned you",
+                                                                 "@max look"]]
+    max_.screenshot("chat-muted")
+
+    # It stays muted over a reload; unmuted, messages notify again and count in the title.
+    listing.reload()
+    entry = item(listing, cid)
+    expect(entry.locator(".muted-icon")).to_be_visible()
+    chat = max_.goto(f"/chat/{cid}")
+    expect(chat.locator("#mute-button")).to_have_attribute("aria-pressed", "true")
+    chat.locator("#mute-button").click()
+    expect(chat.locator("#mute-button")).to_have_attribute("aria-pressed", "false")
+    listing = max_.goto("/chat/")
+    entry = item(listing, cid)
+    expect(entry.locator(".muted-icon")).to_be_hidden()
+    listing.evaluate("() => Object.defineProperty(document, 'hidden', {get: () => true})")
+    send(page, "Back to normal")
+    wait_until(lambda: listing.evaluate("() => window.__notifications.length"),
+               message="the message's notification")
+    assert listing.evaluate("() => window.__notifications") == [["Mia Farrow", "Back to normal"]]
+    expect(entry.locator(".unread-count")).to_have_class(re.compile(r"\btext-bg-danger\b"))
+    assert listing.title().startswith("(")
+    mia.assert_clean()
+    max_.assert_clean()

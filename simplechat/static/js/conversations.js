@@ -46,6 +46,7 @@
   function onScreen(conversationId) { return conversationId === openId && !document.hidden; }
 
   function countOf(el) { return parseInt(el.dataset.unread, 10) || 0; }
+  function isMuted(el) { return el.dataset.muted === "true"; }
   function setCount(el, n) { el.dataset.unread = String(Math.max(0, n)); }
   function unreadOf(el) { return onScreen(idOf(el)) ? 0 : countOf(el); }
 
@@ -55,8 +56,15 @@
     var label = el.querySelector(".unread-label");
     badge.textContent = n > 99 ? "99+" : String(n);
     badge.classList.toggle("d-none", n === 0);
+    // A muted conversation still counts its messages, quietly.
+    badge.classList.toggle("text-bg-danger", !isMuted(el));
+    badge.classList.toggle("text-bg-secondary", isMuted(el));
     label.textContent = n ? (n === 1 ? ", 1 unread message" : ", " + badge.textContent + " unread messages") : "";
     el.classList.toggle("has-unread", n > 0);
+    var icon = el.querySelector(".muted-icon");
+    if (icon) { icon.classList.toggle("d-none", !isMuted(el)); }
+    var mutedLabel = el.querySelector(".muted-label");
+    if (mutedLabel) { mutedLabel.textContent = isMuted(el) ? ", muted" : ""; }
     renderMentions(el);
   }
 
@@ -75,7 +83,7 @@
 
   function renderTitle() {
     var total = 0;
-    items().forEach(function (el) { total += unreadOf(el); });
+    items().forEach(function (el) { if (!isMuted(el)) { total += unreadOf(el); } });
     document.title = total ? "(" + (total > 99 ? "99+" : total) + ") " + baseTitle : baseTitle;
   }
 
@@ -234,6 +242,7 @@
   function notify(a) {
     if (!canNotify || Notification.permission !== "granted" || !document.hidden || a.sender === me) { return; }
     var el = itemFor(a.conversation_id);
+    if (el && isMuted(el)) { return; }  // a mention of me in it still notifies (notifyMention)
     var title = el ? el.querySelector(".conversation-name").textContent : (a.sender_name || "Simple Chat");
     var body = (el && el.dataset.isGroup === "true" && a.sender_name ? a.sender_name + ": " : "") + (a.preview || "");
     try {
@@ -337,6 +346,47 @@
     if (!Array.isArray(files) || !files.length) { return ""; }
     return (files.length === 1 ? "File: " : "Files: ") + files.map(function (f) { return f && f.name; }).filter(Boolean).join(", ");
   }
+  // ---- muting -------------------------------------------------------------------------------
+  // The chat page's Mute button (a toggle: aria-pressed) asks the server; every page and device
+  // of mine hears of it as `conversation_muted`, this one included.
+  function showMuted(conversationId, muted) {
+    var el = itemFor(conversationId);
+    if (el) { el.dataset.muted = muted ? "true" : "false"; renderBadge(el); renderTitle(); }
+    var button = document.getElementById("mute-button");
+    if (button && conversationId === openId) {
+      button.setAttribute("aria-pressed", muted ? "true" : "false");
+      button.classList.toggle("active", muted);
+    }
+  }
+  var muteButton = document.getElementById("mute-button");
+  if (muteButton && openId) {
+    muteButton.classList.toggle("active", muteButton.getAttribute("aria-pressed") === "true");
+    muteButton.addEventListener("click", function () {
+      var wanted = muteButton.getAttribute("aria-pressed") !== "true";
+      var meta = document.querySelector('meta[name="csrf-token"]');
+      muteButton.disabled = true;
+      fetch(muteButton.dataset.muteUrl, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json",
+                   "X-CSRFToken": meta ? meta.content : "" },
+        body: JSON.stringify({ muted: wanted })
+      })
+        .then(function (r) { return r.json().then(function (data) { return { ok: r.ok && data.ok, data: data }; }); })
+        .then(function (answer) {
+          if (!answer.ok) { throw new Error((answer.data && answer.data.error) || "failed"); }
+          showMuted(openId, answer.data.muted);
+        })
+        .catch(function () {
+          var status = document.getElementById("chat-status");
+          if (status) { status.textContent = "Could not change muting; try again."; }
+        })
+        .finally(function () { muteButton.disabled = false; });
+    });
+  }
+  socket.on("conversation_muted", function (d) {
+    if (!d || typeof d.conversation_id !== "number" || typeof d.muted !== "boolean") { return; }
+    showMuted(d.conversation_id, d.muted);
+  });
   socket.on("read", onRead);
   socket.on("conversation_updated", onConversationUpdated);
   socket.on("conversation_left", onConversationLeft);
