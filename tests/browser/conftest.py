@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 
 __all__ = [  # what the browser tests import
     "PASSWORD", "Tab", "assert_no_axe_violations", "axe_results", "opened_conversation",
-    "pick_in_select2", "seed_messages", "wait_until",
+    "pick_in_select2", "seed_messages", "start_direct", "wait_until",
 ]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -225,6 +225,15 @@ def opened_conversation(page) -> int:
     """The id of the conversation that starting one (on /chat/new) has opened."""
     page.wait_for_url(re.compile(r"/chat/\d+$"))
     return int(page.url.rsplit("/", 1)[1])
+
+
+def start_direct(tab: Tab, search: str, choice: str):
+    """The tab's user starts a direct conversation with the person Select2 finds as
+    ``choice``: its page, and its id."""
+    page = tab.goto("/chat/new")
+    pick_in_select2(page, "participants", search, choice)
+    page.click("#start-button")
+    return page, opened_conversation(page)
 
 
 def seed_messages(stack: BrowserStack, sender: str, conversation_id: int, count: int) -> None:

@@ -38,6 +38,7 @@ from .conftest import (
     opened_conversation,
     pick_in_select2,
     seed_messages,
+    start_direct,
     wait_until,
 )
 
@@ -96,10 +97,7 @@ def chats(stack, browser):
     try:
         ann.login("ann")
         ben.login("ben")
-        page = ann.goto("/chat/new")
-        pick_in_select2(page, "participants", "ben", "Ben Baker (@ben)")
-        page.click("#start-button")
-        direct = opened_conversation(page)
+        page, direct = start_direct(ann, "ben", "Ben Baker (@ben)")
         seed_messages(stack, "ben", direct, 3)
         page.reload()
         page.fill("#message-input", "Shall we meet at noon?")

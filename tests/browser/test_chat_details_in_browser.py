@@ -11,7 +11,14 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PASSWORD, opened_conversation, pick_in_select2, seed_messages, wait_until
+from .conftest import (
+    PASSWORD,
+    opened_conversation,
+    pick_in_select2,
+    seed_messages,
+    start_direct,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -142,10 +149,7 @@ def test_a_chat_script_that_arrives_after_the_socket_connected_still_joins(stack
     pia.register("pia", "Pia", "Late")
     stack.flask("users", "create", "pat", "--email", "pat@example.com", "--first-name", "Pat",
                 "--last-name", "Early", "--password", PASSWORD)
-    page = pia.goto("/chat/new")
-    pick_in_select2(page, "participants", "pat", "Pat Early (@pat)")
-    page.click("#start-button")
-    cid = opened_conversation(page)
+    page, cid = start_direct(pia, "pat", "Pat Early (@pat)")
     seed_messages(stack, "pat", cid, 2)
     pat.login("pat")
     late = pat.page
@@ -188,10 +192,7 @@ def test_a_muted_conversation_stays_quiet_but_for_mentions(stack, open_tab):
     mia, max_ = open_tab(), open_tab()
     mia.register("mia", "Mia", "Farrow")
     max_.register("max", "Max", "Planck")
-    page = mia.goto("/chat/new")
-    pick_in_select2(page, "participants", "max", "Max Planck (@max)")
-    page.click("#start-button")
-    cid = opened_conversation(page)
+    page, cid = start_direct(mia, "max", "Max Planck (@max)")
     max_.context.add_init_script(NOTIFICATION_SPY)
     listing = max_.goto("/chat/")
     chat = max_.context.new_page()

@@ -10,7 +10,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PASSWORD, opened_conversation, pick_in_select2, seed_messages, wait_until
+from .conftest import (
+    PASSWORD,
+    opened_conversation,
+    pick_in_select2,
+    seed_messages,
+    start_direct,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -208,10 +215,7 @@ def test_a_new_conversation_counts_its_message_though_the_list_lagged_behind_it(
         lagged.append(match.group(1))
         route.fulfill(status=200, content_type="text/html", body=body.replace(item_html, stale))
 
-    page = dan.goto("/chat/new")
-    pick_in_select2(page, "participants", "dot", "Dot Second (@dot)")
-    page.click("#start-button")
-    cid = opened_conversation(page)
+    page, cid = start_direct(dan, "dot", "Dot Second (@dot)")
     wait_until(lambda: stack.sql("SELECT count(*) FROM conversations WHERE id = :c",
                                  c=cid)[0][0] == 1, message="the conversation in SQL")
     listing.wait_for_load_state("networkidle")  # the first connect's presence fetch is done

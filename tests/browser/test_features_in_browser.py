@@ -9,7 +9,14 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PASSWORD, opened_conversation, pick_in_select2, seed_messages, wait_until
+from .conftest import (
+    PASSWORD,
+    opened_conversation,
+    pick_in_select2,
+    seed_messages,
+    start_direct,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -52,10 +59,7 @@ def test_typing_edits_deletes_read_state_search_and_groups_between_two_people(st
         stack.flask("users", "create", username, "--email", f"{username}@example.com",
                     "--first-name", first, "--last-name", last, "--password", PASSWORD)
 
-    page = ada.goto("/chat/new")
-    pick_in_select2(page, "participants", "gra", "Grace Hopper (@grace)")
-    page.click("#start-button")
-    cid = opened_conversation(page)
+    page, cid = start_direct(ada, "gra", "Grace Hopper (@grace)")
     theirs = grace.goto(f"/chat/{cid}")
 
     # Presence: each sees the other online in the header.

@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PASSWORD, opened_conversation, pick_in_select2, wait_until
+from .conftest import PASSWORD, start_direct, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -37,10 +37,7 @@ def test_messages_typed_offline_go_out_once_in_order_and_a_refused_one_can_be_re
     olive, oscar = open_tab(), open_tab()
     olive.register("olive", "Olive", "Oyl")
     oscar.register("oscar", "Oscar", "Wilde")
-    page = olive.goto("/chat/new")
-    pick_in_select2(page, "participants", "osc", "Oscar Wilde (@oscar)")
-    page.click("#start-button")
-    cid = opened_conversation(page)
+    page, cid = start_direct(olive, "osc", "Oscar Wilde (@oscar)")
     theirs = oscar.goto(f"/chat/{cid}")
 
     # Connected: the navbar says so on both pages, and each sees the other online.
@@ -153,10 +150,7 @@ def test_the_list_shows_the_connection_and_follows_presence_live(stack, open_tab
     uma, ulf = open_tab(), open_tab()
     uma.register("uma", "Uma", "Thurman")
     ulf.register("ulf", "Ulf", "Stark")
-    page = uma.goto("/chat/new")
-    pick_in_select2(page, "participants", "ulf", "Ulf Stark (@ulf)")
-    page.click("#start-button")
-    cid = opened_conversation(page)
+    page, cid = start_direct(uma, "ulf", "Ulf Stark (@ulf)")
     listing = ulf.goto("/chat/")
     entry = listing.locator(f'.conversation-item[data-conversation-id="{cid}"]')
     expect(listing.locator("#connection-state")).to_have_text("Connected")
