@@ -126,6 +126,11 @@ def _presence_changed(user_id: int, sid: str, online: bool) -> None:
     whether the user is online. Presence is a nicety: a Redis outage must not refuse sockets."""
     try:
         tracker = presence()
+        # The rooms first: between the change and its announcement nothing waits on Redis, so
+        # a socket going and another coming at once (a page reloaded) are announced in the
+        # order Redis recorded them. With a read in between, the offline announcement could
+        # overtake the online one that followed it, leaving the peer shown offline.
+        rooms = _presence_rooms(user_id)
         if online:
             changed = tracker.touch(user_id, sid)
             status = status_after(True)
@@ -133,7 +138,7 @@ def _presence_changed(user_id: int, sid: str, online: bool) -> None:
             last_seen = tracker.drop(user_id, sid)
             changed, status = last_seen is not None, status_after(False, last_seen)
         if changed:
-            emit_to(_presence_rooms(user_id), "presence", {"user_id": user_id, **status})
+            emit_to(rooms, "presence", {"user_id": user_id, **status})
     except Exception:
         log.warning("presence of user %s not updated", user_id, exc_info=True)
 
