@@ -363,12 +363,11 @@
     muteButton.classList.toggle("active", muteButton.getAttribute("aria-pressed") === "true");
     muteButton.addEventListener("click", function () {
       var wanted = muteButton.getAttribute("aria-pressed") !== "true";
-      var meta = document.querySelector('meta[name="csrf-token"]');
       muteButton.disabled = true;
       fetch(muteButton.dataset.muteUrl, {
         method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json", Accept: "application/json",
-                   "X-CSRFToken": meta ? meta.content : "" },
+                   "X-CSRFToken": SC.csrfToken() },
         body: JSON.stringify({ muted: wanted })
       })
         .then(function (r) { return r.json().then(function (data) { return { ok: r.ok && data.ok, data: data }; }); })

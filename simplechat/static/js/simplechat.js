@@ -93,6 +93,12 @@
 
   function newer(a, b) { return !!a && (!b || a > b); }
 
+  // The page's CSRF token, for the JSON writes a cookie session makes (header X-CSRFToken).
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
   // ---- times --------------------------------------------------------------------------------
   // Server timestamps are UTC 'YYYY-MM-DD HH:MM:SS'.
   function parseUtc(ts) { return new Date(String(ts).replace(" ", "T") + "Z"); }
@@ -221,6 +227,7 @@
     onConnect: onConnect,
     connectionState: connectionState,
     newer: newer,
+    csrfToken: csrfToken,
     parseUtc: parseUtc,
     formatTime: formatTime,
     formatFull: formatFull,

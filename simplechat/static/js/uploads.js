@@ -14,11 +14,6 @@
     invalid_image: "is not a readable image."
   };
 
-  function csrfToken() {
-    var meta = document.querySelector('meta[name="csrf-token"]');
-    return meta ? meta.content : "";
-  }
-
   // opts: {url, chips (ul), input (file input), button, dropZone, pasteTarget, onStatus(text, kind)}
   function uploads(opts) {
     var items = [];   // {file, chip, xhr, attachment, error}
@@ -72,7 +67,7 @@
       var xhr = new XMLHttpRequest();
       item.xhr = xhr;
       xhr.open("POST", opts.url);
-      xhr.setRequestHeader("X-CSRFToken", csrfToken());
+      xhr.setRequestHeader("X-CSRFToken", window.SimpleChat.csrfToken());
       xhr.setRequestHeader("Accept", "application/json");
       xhr.upload.addEventListener("progress", function (e) {
         if (e.lengthComputable) { bar.value = Math.round(100 * e.loaded / e.total); }
