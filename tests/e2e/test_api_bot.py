@@ -61,7 +61,8 @@ def test_the_example_bot_answers_through_the_api(stack, tmp_path):
                            30, 0.2, "the bot's answer")
         assert reply[0]["message"] == "hello bot"
         assert reply[0]["client_id"] == f"echo-{ack['message']['id']}"
-        assert "201" in log_path.read_text()
+        # The reply fans out before the bot's POST returns, so its log line may come later.
+        wait_until(lambda: "201" in log_path.read_text(), 30, 0.2, "the bot to log its 201")
     finally:
         bot.terminate()
         bot.wait(10)
