@@ -16,6 +16,9 @@ own (a free port, no persistence), a fresh PostgreSQL database and one Celery wo
 - model: from the runs above, µs of web CPU per send, per delivery (two single-process runs
   with different deliveries per send, solved for both) and per foreign message decoded and
   dropped (C's CPU above its own idle baseline, per message published to Redis).
+- bare: the scaling runs' load on the bare Flask-SocketIO server (benchmarks/baseline_server.py,
+  no message queue) on 1 process and on 4 with every pair inside one: what splitting the load
+  costs on this host with no Simple Chat code and no fan-out at all.
 
 Ports: web processes on 18700-18799 and the redis-server on 18800-18899, away from run_all.py's
 18500-18599, so the two can run side by side.
@@ -26,7 +29,7 @@ subscribes every process to the one channel ``<prefix>socketio``, ``rooms`` to p
 instead of being measured twice as broadcast.
 
     .venv/bin/python benchmarks/fanout_scaling.py [--modes broadcast rooms] [--quick]
-        [--rate 150] [--repeats 3] [--skip idle scaling model] [--out results.json]
+        [--rate 150] [--repeats 3] [--skip idle scaling model bare] [--out results.json]
 """
 
 from __future__ import annotations
@@ -82,20 +85,24 @@ def own_redis(procs: harness.Processes, workdir: str):
         client.close()
 
 
-def start_web(procs: harness.Processes, count: int, env: dict, workdir: str, tag: str
-              ) -> tuple[list[str], list[int], list]:
-    """``count`` gunicorn-eventlet processes (one worker each): their URLs, worker pids and
-    masters (to stop them)."""
+BARE = "benchmarks.baseline_server:app"  # the bare Flask-SocketIO server of run_all.py
+
+
+def start_web(procs: harness.Processes, count: int, env: dict, workdir: str, tag: str,
+              target: str = "wsgi:app") -> tuple[list[str], list[int], list]:
+    """``count`` gunicorn-eventlet processes (one worker each) of ``target``: their URLs,
+    worker pids and masters (to stop them)."""
     masters, urls = [], []
     port = 18700
     for i in range(count):
         port = harness.free_port(port, 18799)
-        masters.append(harness.gunicorn(procs, "wsgi:app", port, env,
+        masters.append(harness.gunicorn(procs, target, port, env,
                                         os.path.join(workdir, f"web-{tag}-{i}.log")))
         urls.append(f"http://127.0.0.1:{port}")
         port += 1
+    ready = "/healthz" if target == BARE else "/auth/login"
     for url, master in zip(urls, masters, strict=True):
-        harness.wait_http(url + "/auth/login", master)
+        harness.wait_http(url + ready, master)
     return urls, [harness.worker_pid(m) for m in masters], masters
 
 
@@ -323,11 +330,18 @@ def scaling_run(env: dict, procs, workdir: str, redis_client, redis_pid: int, pr
     its sender on client process k mod 4 and its receiver on (k+1) mod 4 (``cross``) or on the
     same one; client process j talks to web process j mod ``count``. So with ``cross`` a pair
     spans two web processes whenever ``count`` > 1, and without it no message ever has to
-    reach a second process: the control that shows what splitting the load costs by itself."""
+    reach a second process: the control that shows what splitting the load costs by itself.
+
+    ``mode`` "bare" runs the bare server instead (no login, no queue: pair k is its
+    conversation k + 1, and only local pairs make sense)."""
+    bare = mode == "bare"
     tag = f"{mode}-{count}{'' if cross else 'L'}"
-    urls, pids, masters = start_web(procs, count, env, workdir, tag)
+    urls, pids, masters = start_web(procs, count, env, workdir, tag, BARE if bare else "wsgi:app")
     try:
-        cookies, conv = login(urls[0], users[:2 * pairs], pairs)
+        if bare:
+            cookies, conv = [""] * (2 * pairs), [k % pairs + 1 for k in range(2 * pairs)]
+        else:
+            cookies, conv = login(urls[0], users[:2 * pairs], pairs)
         shares: list[list] = [[] for _ in range(4)]
         for k in range(pairs):
             shares[k % 4].append((cookies[k], conv[k], True))
@@ -345,7 +359,7 @@ def scaling_run(env: dict, procs, workdir: str, redis_client, redis_pid: int, pr
 
         def during():
             switches.append(sleeps(pids))
-            return check_mode(redis_client, prefix, mode) if count > 1 else None
+            return check_mode(redis_client, prefix, mode) if count > 1 and not bare else None
 
         report = drive(plans, config, during)
         switches.append(sleeps(pids))
@@ -424,6 +438,31 @@ def scaling(env: dict, procs, workdir: str, redis_client, redis_pid: int, prefix
     return out
 
 
+def bare_scaling(procs, workdir: str, redis_client, redis_pid: int, most: int, pairs: int,
+                 rate: float, duration: float, repeats: int) -> dict:
+    """The platform's own price for splitting a load: the bare Flask-SocketIO server (no
+    Simple Chat code, no message queue, so nothing can cross processes) on one process and on
+    ``most``, under the same load as the scaling runs, each pair inside one process. Its
+    growth is what eventlet and python-socketio on this host pay for running the load as
+    ``most`` smaller processes; no fan-out manager can do better than that."""
+    env = {k: v for k, v in os.environ.items() if k != "BASELINE_REDIS_URL"}
+    runs: dict[str, list[dict]] = {key(1, True): [], key(most, False): []}
+    for round_ in range(repeats):
+        for count, cross in ((1, True), (most, False)):
+            print(f"   round {round_ + 1}/{repeats}: bare {key(count, cross)}", flush=True)
+            runs[key(count, cross)].append(scaling_run(
+                env, procs, workdir, redis_client, redis_pid, "", "bare", [], count, pairs,
+                rate, duration, cross))
+    out: dict = {"runs": runs}
+    if any(r["errors"] or r["acks_ok"] < r["messages_sent"] for rs in runs.values() for r in rs):
+        out["overloaded"] = True
+        return out
+    med = out["median_us"] = {k: median([r["web_cpu_per_delivery_us"] for r in rs])
+                              for k, rs in runs.items()}
+    out["spread"] = round(med[key(most, False)] / med[key(1, True)] - 1, 4)
+    return out
+
+
 def key(count: int, cross: bool) -> str:
     return str(count) if cross or count == 1 else f"{count} local"
 
@@ -492,7 +531,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int,
                         help="rounds of the scaling runs, medians reported (default 3; 1 with "
                              "--quick)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["idle", "scaling", "model"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["idle", "scaling", "model", "bare"])
     args = parser.parse_args()
     duration = 5.0 if args.quick else 12.0  # the idle/busy window of the issue
     scale_duration = 5.0 if args.quick else 8.0
@@ -545,6 +585,12 @@ def main() -> int:
                     print(f"!! {mode}: {exc}", file=sys.stderr, flush=True)
                     entry["failed"] = str(exc)
                     failed = True
+            if "bare" not in args.skip and "scaling" not in args.skip:
+                print(f"\n== bare Flask-SocketIO: 1 and {counts[-1]} processes, pairs inside "
+                      f"one ({harness.load_note()})", flush=True)
+                results["bare"] = bare_scaling(procs, workdir, redis_client, redis_pid,
+                                               counts[-1], pairs, rate, scale_duration, repeats)
+                print(json.dumps(results["bare"]), flush=True)
     finally:
         procs.stop_all()
     results["load_after"] = harness.load_note()
@@ -594,6 +640,18 @@ def print_summary(results: dict) -> None:
                       f"{sc['crossing']:+.1%}")
         if entry.get("model"):
             print(f"  model (µs of web CPU): {entry['model']}")
+    bare = results.get("bare")
+    if bare:
+        print("\n[bare Flask-SocketIO, no queue: the platform alone]")
+        for name, runs in bare["runs"].items():
+            per = ", ".join(f"{r['web_cpu_per_delivery_us']:g}" for r in runs)
+            naps = median([r["sleeps_per_send"] for r in runs])
+            print(f"  {name.split()[0]} web process(es): {bare.get('median_us', {}).get(name, '-')}"
+                  f" µs web CPU per delivery (median of {per}), {naps:g} sleeps per send")
+        if bare.get("overloaded"):
+            print("  growth: not measured, a run did not keep up; lower --rate")
+        else:
+            print(f"  growth from splitting the load alone: {bare['spread']:+.1%}")
 
 
 if __name__ == "__main__":
