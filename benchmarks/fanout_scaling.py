@@ -20,7 +20,12 @@ own (a free port, no persistence), a fresh PostgreSQL database and one Celery wo
   no message queue) on 1 process and on 4 with every pair inside one: what splitting the load
   costs on this host with no Simple Chat code and no fan-out at all.
 
-Ports: web processes on 18700-18799 and the redis-server on 18800-18899, away from run_all.py's
+``--queue three`` puts the fan-out's channels on three more redis-servers of their own
+(``SOCKETIO_MESSAGE_QUEUE`` with three URLs), ``--queue cluster`` on a three-primary Redis
+Cluster made for the run (sharded pub/sub); the caches, the write buffer and Celery stay on
+the first server. Redis CPU is the sum over all of them.
+
+Ports: web processes on 18700-18799 and the redis-servers on 18800-18899, away from run_all.py's
 18500-18599, so the two can run side by side.
 
 Before measuring, each mode is checked on Redis itself (``PUBSUB CHANNELS``): ``broadcast``
@@ -29,7 +34,8 @@ subscribes every process to the one channel ``<prefix>socketio``, ``rooms`` to p
 instead of being measured twice as broadcast.
 
     .venv/bin/python benchmarks/fanout_scaling.py [--modes broadcast rooms] [--quick]
-        [--rate 150] [--repeats 3] [--skip idle scaling model bare] [--out results.json]
+        [--rate 150] [--repeats 3] [--queue one|three|cluster]
+        [--skip idle scaling model bare] [--out results.json]
 """
 
 from __future__ import annotations
@@ -62,15 +68,24 @@ class FanoutCheckFailed(RuntimeError):
 
 # --- infrastructure --------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def own_redis(procs: harness.Processes, workdir: str):
-    """A redis-server on a free port with no persistence; yields (url, pid)."""
-    port = harness.free_port(18800, 18899)
-    proc = procs.start(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                        "--save", "", "--appendonly", "no"], dict(os.environ),
-                       os.path.join(workdir, "redis.log"))
+QUEUES = ("one", "three", "cluster")
+
+
+def start_redis(procs: harness.Processes, workdir: str, cluster: bool = False):
+    """A redis-server on a free port with no persistence (a cluster node with ``cluster``,
+    whose bus port, port + 10000, is free too); returns (url, pid, client)."""
     import redis
 
+    port = harness.free_port(18800, 18899)
+    while cluster and not harness.port_is_free(port + 10000):
+        port = harness.free_port(port + 1, 18899)
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no"]
+    if cluster:
+        node_dir = tempfile.mkdtemp(prefix=f"node-{port}-", dir=workdir)
+        args += ["--cluster-enabled", "yes", "--dir", node_dir,
+                 "--cluster-config-file", "nodes.conf"]
+    proc = procs.start(args, dict(os.environ), os.path.join(workdir, f"redis-{port}.log"))
     client = redis.Redis(port=port)
     for _ in range(100):
         with contextlib.suppress(redis.ConnectionError):
@@ -79,10 +94,66 @@ def own_redis(procs: harness.Processes, workdir: str):
         time.sleep(0.05)
     else:
         raise RuntimeError("redis-server did not start")
-    try:
-        yield f"redis://127.0.0.1:{port}/0", proc.pid, client
-    finally:
-        client.close()
+    return f"redis://127.0.0.1:{port}" + ("" if cluster else "/0"), proc.pid, client
+
+
+class Redises:
+    """The run's Redis servers: the main one (caches, write buffer, Celery's broker and, with
+    ``--queue one``, the fan-out) and, with ``three`` or ``cluster``, three more that carry the
+    fan-out alone (``SOCKETIO_MESSAGE_QUEUE``)."""
+
+    def __init__(self, procs: harness.Processes, workdir: str, queue: str):
+        self.queue = queue
+        self.url, pid, client = start_redis(procs, workdir)
+        self.pids, self.clients = [pid], [client]
+        self.fanout = [client]  # the servers the channels live on
+        self.env: dict[str, str] = {}
+        if queue != "one":
+            started = [start_redis(procs, workdir, cluster=queue == "cluster")
+                       for _ in range(3)]
+            self.pids += [pid for _, pid, _ in started]
+            self.fanout = [client for _, _, client in started]
+            self.clients += self.fanout
+            urls = [url for url, _, _ in started]
+            if queue == "cluster":
+                make_cluster(urls, self.fanout)
+                self.env = {"SOCKETIO_MESSAGE_QUEUE": urls[0], "SOCKETIO_REDIS_CLUSTER": "1"}
+            else:
+                self.env = {"SOCKETIO_MESSAGE_QUEUE": ",".join(urls)}
+
+    def channels(self, pattern: str) -> list[str]:
+        command = ("PUBSUB", "SHARDCHANNELS" if self.queue == "cluster" else "CHANNELS", pattern)
+        return sorted(c.decode() for client in self.fanout
+                      for c in client.execute_command(*command))
+
+    def numsub(self, channel: str) -> int:
+        return sum(n for client in self.fanout for _, n in client.pubsub_numsub(channel))
+
+    def publishes(self) -> int:
+        total = 0
+        for client in self.clients:
+            stats = client.info("commandstats")
+            total += sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0)
+                         for c in ("publish", "spublish"))
+        return total
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+def make_cluster(urls: list[str], clients: list, timeout: float = 20.0) -> None:
+    """Three empty nodes made one cluster of three primaries (``redis-cli --cluster create``),
+    waited for until every node reports it ok."""
+    subprocess.run(["redis-cli", "--cluster", "create",
+                    *(url.removeprefix("redis://") for url in urls),
+                    "--cluster-replicas", "0", "--cluster-yes"],
+                   check=True, capture_output=True, timeout=60)
+    deadline = time.monotonic() + timeout
+    while any(c.cluster("info").get("cluster_state") != "ok" for c in clients):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the cluster did not become ok")
+        time.sleep(0.2)
 
 
 BARE = "benchmarks.baseline_server:app"  # the bare Flask-SocketIO server of run_all.py
@@ -114,14 +185,13 @@ def stop(masters: list) -> None:
         master.wait(timeout=20)
 
 
-def check_mode(client, prefix: str, mode: str) -> dict:
+def check_mode(redises: Redises, prefix: str, mode: str) -> dict:
     """What the web processes subscribed to on Redis, and whether it is what ``mode`` does."""
     base = prefix + "socketio"
-    channels = sorted(c.decode() for c in client.pubsub_channels(base + "*"))
-    numsub = dict((k.decode(), n) for k, n in client.pubsub_numsub(base)) if channels else {}
+    channels = redises.channels(base + "*")
     rooms = [c for c in channels if "#" in c]
     seen = {"channels": len(channels), "room_channels": len(rooms),
-            "broadcast_subscribers": numsub.get(base, 0)}
+            "broadcast_subscribers": redises.numsub(base) if channels else 0}
     if mode == "broadcast" and (rooms or not seen["broadcast_subscribers"]):
         raise FanoutCheckFailed(f"SOCKETIO_FANOUT=broadcast, but Redis shows {seen}")
     if mode == "rooms" and (not rooms or seen["broadcast_subscribers"]):
@@ -129,11 +199,6 @@ def check_mode(client, prefix: str, mode: str) -> dict:
             f"SOCKETIO_FANOUT=rooms, but Redis shows {seen}: no per-room channels, so this "
             "server does not know the setting (it is running the stock broadcast queue)")
     return seen
-
-
-def publishes(client) -> int:
-    stats = client.info("commandstats")
-    return sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("publish", "spublish"))
 
 
 # --- the clients -----------------------------------------------------------------------------
@@ -271,7 +336,7 @@ def lost_dup(report: dict) -> dict:
 
 # --- the scenarios ---------------------------------------------------------------------------
 
-def idle_busy(env: dict, procs, workdir: str, redis_client, redis_pid: int, prefix: str,
+def idle_busy(env: dict, procs, workdir: str, redises: Redises, prefix: str,
               mode: str, users: list[str], duration: float) -> dict:
     urls, pids, masters = start_web(procs, 3, env, workdir, f"{mode}-idle")
     try:
@@ -284,7 +349,7 @@ def idle_busy(env: dict, procs, workdir: str, redis_client, redis_pid: int, pref
         idle.joined.wait(60)
         if idle.error:
             raise RuntimeError(f"idle socket on C: {idle.error}")
-        samplers = sampled([*pids, redis_pid])
+        samplers = sampled([*pids, *redises.pids])
         time.sleep(3)  # C's own idle cost, before the chatting starts
         quiet = (time.monotonic() - 3, time.monotonic())
         on_a = [(cookies[k], conv[k], True) for k in range(pairs)]
@@ -292,20 +357,21 @@ def idle_busy(env: dict, procs, workdir: str, redis_client, redis_pid: int, pref
         plans = [plan(0, urls[0], on_a, CLOSED / 2, duration, 64),
                  plan(1, urls[1], on_b, CLOSED / 2, duration, 64)]
         config = {"scenario": "idle_busy", "mode": mode, "duration": duration}
-        published: list[int] = [publishes(redis_client)]
+        published: list[int] = [redises.publishes()]
 
         def during():
             time.sleep(min(2.0, duration / 3))
-            return check_mode(redis_client, prefix, mode)
+            return check_mode(redises, prefix, mode)
 
         load_before = load_average()
         report = drive(plans, config, during)
         finish(samplers)
         idle.stop()
-        published.append(publishes(redis_client))
+        published.append(redises.publishes())
         start = report["clock"]["send_started"]
         end = start + duration
-        a, b, c, r = window_cpu(samplers, start, end)
+        a, b, c, *rs = window_cpu(samplers, start, end)
+        r = sum(rs)
         c_idle = window_cpu(samplers, *quiet)[2] / (quiet[1] - quiet[0]) * duration
         return {
             "mode": mode, "duration_s": duration, "load": {"before": load_before,
@@ -323,7 +389,7 @@ def idle_busy(env: dict, procs, workdir: str, redis_client, redis_pid: int, pref
         stop(masters)
 
 
-def scaling_run(env: dict, procs, workdir: str, redis_client, redis_pid: int, prefix: str,
+def scaling_run(env: dict, procs, workdir: str, redises: Redises, prefix: str,
                 mode: str, users: list[str], count: int, pairs: int, rate: float,
                 duration: float, cross: bool) -> dict:
     """One run of ``pairs`` pairs at ``rate`` msg/s in all on ``count`` web processes. Pair k:
@@ -352,27 +418,28 @@ def scaling_run(env: dict, procs, workdir: str, redis_client, redis_pid: int, pr
                  for j in range(4)]
         config = {"scenario": "scaling", "mode": mode, "processes": count, "cross": cross,
                   "duration": duration, "rate": rate}
-        samplers = sampled([*pids, redis_pid])
-        published = publishes(redis_client)
+        samplers = sampled([*pids, *redises.pids])
+        published = redises.publishes()
         load_before = load_average()
         switches: list[int] = []
 
         def during():
             switches.append(sleeps(pids))
-            return check_mode(redis_client, prefix, mode) if count > 1 and not bare else None
+            return check_mode(redises, prefix, mode) if count > 1 and not bare else None
 
         report = drive(plans, config, during)
         switches.append(sleeps(pids))
         finish(samplers)
-        published = publishes(redis_client) - published
+        published = redises.publishes() - published
         clock = report["clock"]
         cpus = window_cpu(samplers, clock["send_started"], clock["send_ended"])
-        web = sum(cpus[:-1])
+        web = sum(cpus[:len(pids)])
         return {
             "processes": count, "cross": cross,
             "load": {"before": load_before, "after": load_average()},
             "redis_check": report["during"],
-            "web_cpu_s": [round(x, 3) for x in cpus[:-1]], "redis_cpu_s": round(cpus[-1], 3),
+            "web_cpu_s": [round(x, 3) for x in cpus[:len(pids)]],
+            "redis_cpu_s": round(sum(cpus[len(pids):]), 3),
             "window_s": round(clock["send_ended"] - clock["send_started"], 2),
             "messages_sent": report["messages_sent"], "acks_ok": report["acks_ok"],
             "published": published,
@@ -401,7 +468,7 @@ def sleeps(pids: list[int]) -> int:
     return total
 
 
-def scaling(env: dict, procs, workdir: str, redis_client, redis_pid: int, prefix: str,
+def scaling(env: dict, procs, workdir: str, redises: Redises, prefix: str,
             mode: str, users: list[str], counts: list[int], pairs: int, rate: float,
             duration: float, repeats: int) -> dict:
     """The same offered load on 1, 2, 4… web processes with pairs across processes, and on
@@ -421,7 +488,7 @@ def scaling(env: dict, procs, workdir: str, redis_client, redis_pid: int, prefix
         for count, cross in configs:
             print(f"   round {round_ + 1}/{repeats}: {key(count, cross)}", flush=True)
             runs[key(count, cross)].append(scaling_run(
-                env, procs, workdir, redis_client, redis_pid, prefix, mode, users, count,
+                env, procs, workdir, redises, prefix, mode, users, count,
                 pairs, rate, duration, cross))
     out: dict = {"runs": runs, "median_us": {}}
     overloaded = sorted({k for k, rs in runs.items() for r in rs
@@ -438,7 +505,7 @@ def scaling(env: dict, procs, workdir: str, redis_client, redis_pid: int, prefix
     return out
 
 
-def bare_scaling(procs, workdir: str, redis_client, redis_pid: int, most: int, pairs: int,
+def bare_scaling(procs, workdir: str, redises: Redises, most: int, pairs: int,
                  rate: float, duration: float, repeats: int) -> dict:
     """The platform's own price for splitting a load: the bare Flask-SocketIO server (no
     Simple Chat code, no message queue, so nothing can cross processes) on one process and on
@@ -451,7 +518,7 @@ def bare_scaling(procs, workdir: str, redis_client, redis_pid: int, most: int, p
         for count, cross in ((1, True), (most, False)):
             print(f"   round {round_ + 1}/{repeats}: bare {key(count, cross)}", flush=True)
             runs[key(count, cross)].append(scaling_run(
-                env, procs, workdir, redis_client, redis_pid, "", "bare", [], count, pairs,
+                env, procs, workdir, redises, "", "bare", [], count, pairs,
                 rate, duration, cross))
     out: dict = {"runs": runs}
     if any(r["errors"] or r["acks_ok"] < r["messages_sent"] for rs in runs.values() for r in rs):
@@ -531,9 +598,16 @@ def main() -> int:
     parser.add_argument("--repeats", type=int,
                         help="rounds of the scaling runs, medians reported (default 3; 1 with "
                              "--quick)")
+    parser.add_argument("--queue", choices=QUEUES, default="one",
+                        help="where the fan-out's channels live: the one Redis of the caches "
+                             "and Celery (default), three more servers of their own, or a "
+                             "three-primary Redis Cluster (rooms mode only)")
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=["idle", "scaling", "model", "bare"])
     args = parser.parse_args()
+    if args.queue != "one" and "broadcast" in args.modes:
+        parser.error("--queue three or cluster: the stock broadcast queue has one server; "
+                     "use --modes rooms")
     duration = 5.0 if args.quick else 12.0  # the idle/busy window of the issue
     scale_duration = 5.0 if args.quick else 8.0
     pairs, rate = (20, 100.0) if args.quick else (40, 150.0)
@@ -548,10 +622,11 @@ def main() -> int:
     prefix = harness.unique_prefix("fanout")
     failed = False
     try:
-        with own_redis(procs, workdir) as (redis_url, redis_pid, redis_client), \
-                harness.scratch_database("fanout") as database_url:
-            harness.REDIS_URL = redis_url  # app_env reads it
-            base_env = harness.app_env(database_url, prefix)
+        redises = Redises(procs, workdir, args.queue)
+        results["queue"] = args.queue
+        with contextlib.closing(redises), harness.scratch_database("fanout") as database_url:
+            harness.REDIS_URL = redises.url  # app_env reads it
+            base_env = dict(harness.app_env(database_url, prefix), **redises.env)
             users = [f"lt{i:05d}" for i in range(max(2 * pairs, 100))]
             subprocess.run([sys.executable, "-m", "simplechat.loadtest", "--prefix", "lt",
                             "--seed-users", str(len(users))], cwd=harness.ROOT, env=base_env,
@@ -564,13 +639,13 @@ def main() -> int:
                 try:
                     if "idle" not in args.skip:
                         print(f"\n== {mode}: idle/busy ({harness.load_note()})", flush=True)
-                        entry["idle_busy"] = idle_busy(env, procs, workdir, redis_client,
-                                                       redis_pid, prefix, mode, users, duration)
+                        entry["idle_busy"] = idle_busy(env, procs, workdir, redises, prefix,
+                                                       mode, users, duration)
                         print(json.dumps(entry["idle_busy"]), flush=True)
                     if "scaling" not in args.skip:
                         print(f"\n== {mode}: scaling {counts} ({harness.load_note()})",
                               flush=True)
-                        entry["scaling"] = scaling(env, procs, workdir, redis_client, redis_pid,
+                        entry["scaling"] = scaling(env, procs, workdir, redises,
                                                    prefix, mode, users, counts, pairs, rate,
                                                    scale_duration, repeats)
                         print(json.dumps(entry["scaling"]), flush=True)
@@ -588,7 +663,7 @@ def main() -> int:
             if "bare" not in args.skip and "scaling" not in args.skip:
                 print(f"\n== bare Flask-SocketIO: 1 and {counts[-1]} processes, pairs inside "
                       f"one ({harness.load_note()})", flush=True)
-                results["bare"] = bare_scaling(procs, workdir, redis_client, redis_pid,
+                results["bare"] = bare_scaling(procs, workdir, redises,
                                                counts[-1], pairs, rate, scale_duration, repeats)
                 print(json.dumps(results["bare"]), flush=True)
     finally:
@@ -604,7 +679,7 @@ def main() -> int:
 def print_summary(results: dict) -> None:
     print(f"\nload before: {results['load_before']}\nload after:  {results['load_after']}")
     for mode, entry in results["modes"].items():
-        print(f"\n[{mode}]")
+        print(f"\n[{mode}, fan-out on {results.get('queue', 'one')} Redis]")
         if "failed" in entry:
             print(f"  FAILED: {entry['failed']}")
         ib = entry.get("idle_busy")
