@@ -162,6 +162,58 @@ class Shard:
                 pipe.execute_command(self._publish, channel, payload)
             pipe.execute()
 
+    def start_publish(self, channels: list[bytes], payload: bytes) -> tuple | None:
+        """Send what :meth:`publish` would, without waiting for the answer: the connection it
+        went out on, how many answers to read and whether it was the script; None when it
+        could not be sent (:meth:`finish_publish` then publishes the ordinary way)."""
+        scripted = len(channels) > 1 and self._fan_script is not None
+        if len(channels) == 1:
+            commands = [(self._publish, channels[0], payload)]
+        elif scripted:
+            commands = [("EVALSHA", self._fan_script.sha, 0, payload, *channels)]
+        else:
+            commands = [(self._publish, channel, payload) for channel in channels]
+        pool = self.client.connection_pool
+        try:
+            conn = pool.get_connection()
+        except redis.RedisError:
+            return None
+        try:
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        except (redis.RedisError, OSError):
+            conn.disconnect()
+            pool.release(conn)
+            return None
+        return conn, len(commands), scripted
+
+    def finish_publish(self, started: tuple | None, channels: list[bytes],
+                       payload: bytes) -> None:
+        """Read the answers of :meth:`start_publish`. A connection lost on the way publishes
+        once more the ordinary way, as redis-py's one retry would; so does a script Redis did
+        not know (NOSCRIPT after a restart) or refused, which :meth:`publish` handles."""
+        if started is None:
+            self.publish(channels, payload)
+            return
+        conn, answers, scripted = started
+        pool = self.client.connection_pool
+        refused: list[redis.ResponseError] = []
+        try:
+            for _ in range(answers):
+                try:
+                    conn.read_response()
+                except redis.ResponseError as exc:
+                    refused.append(exc)
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            conn.disconnect()
+            pool.release(conn)
+            self.publish(channels, payload)
+            return
+        pool.release(conn)
+        if refused and scripted:
+            self.publish(channels, payload)
+        elif refused:
+            raise refused[0]
+
     def held(self) -> dict[bytes, int]:
         """Each subscribed channel with its count (a copy)."""
         with self._lock:
@@ -338,11 +390,26 @@ class ShardRouter:
             return self._fixed + list(self._by_node.values())
 
     def publish(self, channels: Iterable[bytes], payload: bytes) -> None:
+        """One round trip to each server the channels live on. With several, every server's
+        command goes out before any answer is read, so the waits overlap: a send costs one
+        wait (and one wake-up of a quiet process), not one per server."""
         groups: dict[Shard, list[bytes]] = {}
         for channel in channels:
             groups.setdefault(self.shard_of(channel), []).append(channel)
-        for shard, named in groups.items():
-            shard.publish(named, payload)
+        if len(groups) == 1:
+            for shard, named in groups.items():
+                shard.publish(named, payload)
+            return
+        started = [(shard, named, shard.start_publish(named, payload))
+                   for shard, named in groups.items()]
+        failed: Exception | None = None
+        for shard, named, sent in started:
+            try:  # every connection taken is read and given back, whatever one of them did
+                shard.finish_publish(sent, named, payload)
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def close(self) -> None:
         for shard in self.shards():

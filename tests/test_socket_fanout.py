@@ -339,6 +339,81 @@ def test_channels_spread_over_several_servers_and_still_deliver_once(
     assert member.notes == ["spread", "end"]
 
 
+def room_on(process, url: str, start: int = 0) -> str:
+    """The first ``room:<n>`` from ``start`` whose channel lives on the server ``url``."""
+    return next(f"room:{n}" for n in range(start, start + 1000)
+                if process.manager.router.shard_of(process.channel_of(f"room:{n}")).url == url)
+
+
+def test_an_emit_to_several_servers_is_sent_to_each_before_any_answer_is_awaited(
+        processes, own_redis_client, tmp_path):
+    """A server slow to answer (paused) holds back neither the other server's copy nor the
+    reading of its answer: the commands go out together and the waits overlap."""
+    other = RedisServer(tmp_path / "other", ports=OWN_SERVER_PORTS)
+    try:
+        slow, fast = url_of(own_redis_client), other.url + "/0"
+        a, b = processes(2, urls=[slow, fast])
+        slow_room, fast_room = room_on(b, slow), room_on(b, fast)
+        sender, member = processes.connect(a), processes.connect(b)
+        for room in (slow_room, fast_room):
+            assert member.call("join", room) == "joined"
+        assert sender.call("emit", {"note": "warm", "to": [slow_room, fast_room]}) == "sent"
+        wait_until(lambda: member.notes == ["warm"], message="the first note")
+        own_redis_client.client_pause(6000)
+        try:
+            answered = []
+            emitting = threading.Thread(target=lambda: answered.append(sender.call(
+                "emit", {"note": "while paused", "to": [slow_room, fast_room]})))
+            emitting.start()
+            # Published to the slow server first: one server after the other would deliver
+            # nothing until the pause ends.
+            wait_until(lambda: "while paused" in member.notes, timeout=4.5,
+                       message="the fast server's copy during the pause")
+            assert answered == []  # the sender still waits for the slow server's answer
+        finally:
+            own_redis_client.client_unpause()
+        emitting.join(15)
+        assert answered == ["sent"]
+        assert sender.call("emit", {"note": "end", "to": slow_room}) == "sent"
+        wait_until(lambda: "end" in member.notes, message="the end note")
+        assert member.notes == ["warm", "while paused", "end"]  # the slow copy was dropped
+    finally:
+        other.stop()
+
+
+def test_the_publishes_to_several_servers_survive_a_script_flush_and_a_lost_connection(
+        processes, own_redis_client, tmp_path):
+    other = RedisServer(tmp_path / "other", ports=OWN_SERVER_PORTS)
+    try:
+        urls = [url_of(own_redis_client), other.url + "/0"]
+        a, b = processes(2, urls=urls)
+        rooms = [room_on(b, urls[0]), room_on(b, urls[0], 1000), room_on(b, urls[1]),
+                 room_on(b, urls[1], 1000)]
+        assert len(set(rooms)) == 4
+        sender, member = processes.connect(a), processes.connect(b)
+        for room in rooms:
+            assert member.call("join", room) == "joined"
+        clients = [own_redis_client, other.client()]
+        for n in range(3):
+            if n == 1:
+                for client in clients:
+                    client.script_flush()  # NOSCRIPT on both, as after a restart
+            if n == 2:  # the sender's publishing connections are closed under it
+                for client in clients:
+                    for entry in client.client_list():
+                        if entry["name"] != a.manager.subscriber_name and entry["cmd"] in (
+                                "evalsha", "script|load", "publish"):
+                            client.client_kill_filter(_id=entry["id"])
+            assert sender.call("emit", {"note": n, "to": rooms}) == "sent"
+        assert sender.call("emit", {"note": "end", "to": rooms[0]}) == "sent"
+        wait_until(lambda: "end" in member.notes, message="the end note")
+        time.sleep(0.2)
+        assert member.notes == [0, 1, 2, "end"]
+        clients[1].close()
+    finally:
+        other.stop()
+
+
 def test_a_killed_subscriber_connection_resubscribes_every_channel(processes, redis_client):
     a, b = processes(2)
     sender, bob = processes.connect(a), processes.connect(b)
