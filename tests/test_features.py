@@ -140,6 +140,40 @@ def test_read_marker_moves_forward_only_and_drives_unread_counts(trio, socket_cl
     assert (listed.unread, listed.counted_upto) == (0, sent[2]["id"])  # the marker, all read
 
 
+def test_the_list_counts_and_previews_messages_still_on_their_way_to_sql(
+        app, trio, make_conversation):
+    """A message is acknowledged once it is cached and buffered; SQL has it a flush later. A
+    list rendered in between (a reload right after a send) counts it and shows it, once."""
+    from simplechat.chat.conversations import conversations_for
+    from simplechat.chat.write_buffer import write_buffer
+
+    ada, bob, eve, conversation = trio
+    quiet = make_conversation(bob, eve)
+    stored = send_message(ada, conversation.id, "stored @bob")["message"]
+    send_message(eve, quiet.id, "older, elsewhere")
+    app.extensions["celery"].conf.task_always_eager = False  # no flush: as before a worker's
+    waiting = [send_message(ada, conversation.id, text)["message"]
+               for text in ("on its way", "@bob still on its way")]
+    mine = send_message(bob, quiet.id, "bob's own, on its way")["message"]
+    assert db.session.scalar(select(Message).where(Message.id == waiting[0]["id"])) is None
+    listed = {s.id: s for s in conversations_for(bob)}
+    first = listed[conversation.id]
+    assert (first.unread, first.mentions, first.counted_upto) == (3, 2, waiting[1]["id"])
+    assert (first.last_id, first.last_text) == (waiting[1]["id"], "@bob still on its way")
+    assert first.last_sender_id == ada.id and first.last_sender_name == "Ada Lovelace"
+    other = listed[quiet.id]  # the viewer's own message is the preview, not unread
+    assert (other.unread, other.last_id, other.last_text) == (1, mine["id"],
+                                                             "bob's own, on its way")
+    assert [s.id for s in conversations_for(bob)] == [quiet.id, conversation.id]  # newest first
+    # Flushed, the same list from SQL alone: nothing counted twice.
+    with app.app_context():
+        assert write_buffer().flush(store_messages).stored == 3
+    db.session.expire_all()
+    again = {s.id: s for s in conversations_for(bob)}[conversation.id]
+    assert (again.unread, again.mentions, again.last_id) == (3, 2, waiting[1]["id"])
+    assert stored["id"] < again.counted_upto
+
+
 def test_read_refusals(trio, socket_client, make_conversation):
     ada, bob, eve, conversation = trio
     mine = send_message(ada, conversation.id, "hello")["message"]

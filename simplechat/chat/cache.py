@@ -112,6 +112,7 @@ class RecentCache(Protocol):
     def push(self, conversation_id: int, payload: dict, dedupe_key: str | None) -> dict | None: ...
     def remove(self, conversation_id: int, message_id: str, dedupe_key: str | None) -> None: ...
     def recent(self, conversation_id: int) -> tuple[list[dict], str | None]: ...
+    def recent_of(self, conversation_ids: list[int]) -> dict[int, list[dict]]: ...
     def rewarm(self, conversation_id: int, messages: list[dict], complete: bool) -> list[dict]: ...
     def lookup(self, dedupe_key: str) -> dict | None: ...
     def replace(self, conversation_id: int, payload: dict) -> bool: ...
@@ -206,6 +207,16 @@ class RedisRecentCache:
         if not raw:
             return [], (ALL if state == EMPTY else None)
         return _sorted_unique([loads(item) for item in raw]), state
+
+    def recent_of(self, conversation_ids: list[int]) -> dict[int, list[dict]]:
+        """What the list holds for each of several conversations, oldest first, in one round
+        trip (the conversation list's view of messages still on their way to SQL)."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for conversation_id in conversation_ids:
+                pipe.lrange(self.keys(conversation_id)[0], 0, -1)
+            lists = pipe.execute()
+        return {cid: _sorted_unique([loads(item) for item in raw])
+                for cid, raw in zip(conversation_ids, lists, strict=True) if raw}
 
     def rewarm(self, conversation_id: int, messages: list[dict], complete: bool) -> list[dict]:
         """Merge ``messages`` (from SQL) with what the list holds now and write the result back.
@@ -325,6 +336,12 @@ class MemoryRecentCache:
             if not items and state != ALL:  # ALL with no item: warmed, and there were none
                 state = None
         return _sorted_unique(items), state
+
+    def recent_of(self, conversation_ids: list[int]) -> dict[int, list[dict]]:
+        with self._lock:
+            lists = {cid: list(self._lists[cid]) for cid in conversation_ids
+                     if self._lists.get(cid)}
+        return {cid: _sorted_unique(items) for cid, items in lists.items()}
 
     def rewarm(self, conversation_id: int, messages: list[dict], complete: bool) -> list[dict]:
         with self._lock:

@@ -10,7 +10,9 @@ from sqlalchemy import func, select, update
 
 from ..extensions import db
 from ..models import Conversation, Message, Participant, User
+from .ids import message_id_time
 from .membership import members_changed, membership
+from .messages import SYSTEM as SYSTEM_KIND
 
 NAMESPACE = "/chat"
 log = logging.getLogger(__name__)
@@ -198,12 +200,15 @@ def conversations_for(user: User) -> list[ConversationSummary]:
     if gone:  # a former participant's message keeps its sender's name
         names.update((u.id, u.full_name)
                      for u in db.session.scalars(select(User).where(User.id.in_(gone))))
-    summaries = []
+    cached = _cached_of(ids)
+    summaries, activity = [], {}
     for conversation in conversations:
-        last = lasts[conversation.id]
-        summaries.append(ConversationSummary(
-            id=conversation.id,
-            title=display_title(conversation, user.id, members[conversation.id]),
+        cid = conversation.id
+        last = lasts[cid]
+        count, counted = unread.get(cid, (0, ""))
+        summary = ConversationSummary(
+            id=cid,
+            title=display_title(conversation, user.id, members[cid]),
             is_group=conversation.is_group,
             last_id=str(last.id) if last else None,
             last_text=last.text if last else None,
@@ -211,16 +216,59 @@ def conversations_for(user: User) -> list[ConversationSummary]:
             last_at=last.created_at if last else None,
             last_sender_name=names.get(last.sender_id) if last else None,
             last_kind=last.kind if last else None,
-            unread=unread.get(conversation.id, (0, ""))[0],
-            counted_upto=max(unread.get(conversation.id, (0, ""))[1] or "",
-                             markers.get(conversation.id) or ""),
-            mentions=mentioned.get(conversation.id, 0),
-            muted=conversation.id in muted,
-            peer_id=peers.get(conversation.id),
-            peer_online=statuses.get(peers.get(conversation.id), {}).get("online", False),
-            peer_last_seen=statuses.get(peers.get(conversation.id), {}).get("last_seen"),
-        ))
+            unread=count,
+            counted_upto=max(counted or "", markers.get(cid) or ""),
+            mentions=mentioned.get(cid, 0),
+            muted=cid in muted,
+            peer_id=peers.get(cid),
+            peer_online=statuses.get(peers.get(cid), {}).get("online", False),
+            peer_last_seen=statuses.get(peers.get(cid), {}).get("last_seen"),
+        )
+        activity[cid] = conversation.last_message_at or conversation.created_at
+        if cached.get(cid):
+            activity[cid] = max(activity[cid], _add_unstored(summary, cached[cid], user.id))
+        summaries.append(summary)
+    # A message not stored yet can make a conversation the newest (a stable sort: SQL's order
+    # holds among the others).
+    summaries.sort(key=lambda s: activity[s.id], reverse=True)
     return summaries
+
+
+def _cached_of(conversation_ids: list[int]) -> dict[int, list[dict]]:
+    """The recent-message cache's lists of these conversations; none if it is unreachable
+    (the list is SQL's alone then)."""
+    from ..services import services
+
+    try:
+        return services().cache.recent_of(conversation_ids)
+    except Exception:
+        log.warning("recent-message cache unavailable for the conversation list", exc_info=True)
+        return {}
+
+
+def _add_unstored(summary: ConversationSummary, cached: list[dict], viewer_id: int) -> datetime:
+    """Add to a summary what SQL's statements could not see yet: messages acknowledged and
+    cached but still in the write buffer. Returns the time of the newest cached message.
+
+    The unread count's statement counted every unread message stored at its moment, up to
+    ``counted_upto`` (the newest counted, or the read marker): a cached unread message newer
+    than that was not stored then, so it is counted here, once, and ``counted_upto`` moves past
+    it, so that the page does not count it again when it arrives live. The newest cached
+    message is the preview if SQL's last one is older."""
+    newer = [m for m in cached if m["id"] > summary.counted_upto
+             and m.get("sender") != viewer_id and m.get("kind") != SYSTEM_KIND
+             and not m.get("deleted")]
+    if newer:
+        summary.unread += len(newer)
+        summary.mentions += sum(viewer_id in (m.get("mentions") or []) for m in newer)
+        summary.counted_upto = newer[-1]["id"]
+    newest = cached[-1]
+    if summary.last_id is None or newest["id"] > summary.last_id:
+        summary.last_id, summary.last_text = newest["id"], newest.get("message")
+        summary.last_sender_id, summary.last_kind = newest.get("sender"), newest.get("kind")
+        summary.last_sender_name = newest.get("sender_name")
+        summary.last_at = message_id_time(newest["id"])
+    return message_id_time(newest["id"])
 
 
 def set_muted(user_id: int, conversation_id: int, muted: bool) -> bool:
