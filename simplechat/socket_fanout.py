@@ -162,10 +162,14 @@ class Shard:
                 pipe.execute_command(self._publish, channel, payload)
             pipe.execute()
 
-    def start_publish(self, channels: list[bytes], payload: bytes) -> tuple | None:
+    def start_publish(self, channels: list[bytes], payload: bytes
+                      ) -> tuple | redis.RedisError | None:
         """Send what :meth:`publish` would, without waiting for the answer: the connection it
-        went out on, how many answers to read and whether it was the script; None when it
-        could not be sent (:meth:`finish_publish` then publishes the ordinary way)."""
+        went out on, how many answers to read and whether it was the script. None when a
+        pooled connection failed to send (:meth:`finish_publish` then publishes the ordinary
+        way, as redis-py retries a stale connection); the error when the server could not be
+        reached at all (not tried again: a send must not wait twice for a server that is
+        down)."""
         scripted = len(channels) > 1 and self._fan_script is not None
         if len(channels) == 1:
             commands = [(self._publish, channels[0], payload)]
@@ -176,8 +180,8 @@ class Shard:
         pool = self.client.connection_pool
         try:
             conn = pool.get_connection()
-        except redis.RedisError:
-            return None
+        except redis.RedisError as exc:
+            return exc
         try:
             conn.send_packed_command(conn.pack_commands(commands), check_health=False)
         except (redis.RedisError, OSError):
@@ -186,7 +190,7 @@ class Shard:
             return None
         return conn, len(commands), scripted
 
-    def finish_publish(self, started: tuple | None, channels: list[bytes],
+    def finish_publish(self, started: tuple | redis.RedisError | None, channels: list[bytes],
                        payload: bytes) -> None:
         """Read the answers of :meth:`start_publish`. A connection lost on the way publishes
         once more the ordinary way, as redis-py's one retry would; so does a script Redis did
@@ -194,6 +198,8 @@ class Shard:
         if started is None:
             self.publish(channels, payload)
             return
+        if isinstance(started, redis.RedisError):
+            raise started
         conn, answers, scripted = started
         pool = self.client.connection_pool
         refused: list[redis.ResponseError] = []

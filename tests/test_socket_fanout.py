@@ -414,6 +414,40 @@ def test_the_publishes_to_several_servers_survive_a_script_flush_and_a_lost_conn
         other.stop()
 
 
+def test_a_server_that_is_down_is_tried_once_and_the_others_still_get_their_copies(
+        processes, own_redis_client, tmp_path):
+    other = RedisServer(tmp_path / "other", ports=OWN_SERVER_PORTS)
+    live, dead = url_of(own_redis_client), other.url + "/0"
+    a, b = processes(2, urls=[live, dead])
+    live_room, dead_room = room_on(b, live), room_on(b, dead)
+    member = processes.connect(b)
+    for room in (live_room, dead_room):
+        assert member.call("join", room) == "joined"
+    other.stop()
+    down = a.manager.router.shard_of(a.channel_of(dead_room))
+    tries = Counter()
+    take = down.client.connection_pool.get_connection
+    publish = down.publish
+
+    def counted_take(*args, **kwargs):
+        tries["connect"] += 1
+        return take(*args, **kwargs)
+
+    def counted_publish(*args, **kwargs):
+        tries["again"] += 1
+        return publish(*args, **kwargs)
+
+    down.client.connection_pool.get_connection = counted_take
+    down.publish = counted_publish
+    with pytest.raises(redis_lib.ConnectionError):
+        a.manager.router.publish([a.channel_of(dead_room), a.channel_of(live_room)],
+                                 b"x|{}")
+    # The server that could not be reached is not tried again within the send.
+    assert tries == {"connect": 1}, tries
+    a.manager.emit("note", "one server down", namespace=NS, room=[dead_room, live_room])
+    wait_until(lambda: member.notes == ["one server down"], message="the live server's copy")
+
+
 def test_a_killed_subscriber_connection_resubscribes_every_channel(processes, redis_client):
     a, b = processes(2)
     sender, bob = processes.connect(a), processes.connect(b)
