@@ -25,9 +25,9 @@ COPY config.py wsgi.py celery_worker.py gunicorn.conf.py ./
 COPY migrations ./migrations
 COPY simplechat ./simplechat
 # The static files' content-hashed, compressed copies, made once here instead of in every
-# container; the web processes serve them read-only (simplechat/static_files.py).
+# container; the web processes serve them read-only (simplechat/web/static_files.py).
 ENV STATIC_BUILD_DIR=/app/static-build
-RUN python -m simplechat.static_files /app/static-build
+RUN python -m simplechat.web.static_files /app/static-build
 RUN mkdir -p /app/instance /tmp/simplechat-metrics /data/attachments \
     && chown simplechat:simplechat /app/instance /tmp/simplechat-metrics /data/attachments
 

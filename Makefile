@@ -19,17 +19,23 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
+# What the server needs (make run); the test and tooling set comes on top of it (make test).
+$(VENV)/.server: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.server requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-migrate: $(VENV)/.installed
+migrate: $(VENV)/.server
 	$(BIN)/flask --app wsgi db upgrade
 
+# gunicorn.conf.py prints where to go first once it listens (the register page).
 run: migrate
 	$(BIN)/gunicorn -k eventlet -w 1 -b $(HOST):$(PORT) --timeout 120 wsgi:app
 
-worker: $(VENV)/.installed
+worker: $(VENV)/.server
 	$(BIN)/celery -A celery_worker.celery worker --loglevel=info
 
 test: $(VENV)/.installed
@@ -37,8 +43,10 @@ test: $(VENV)/.installed
 		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder \
 		$(PYTEST_ARGS)
 
+# ruff, then the floors and the no-circle rule of .importlinter (docs/ARCHITECTURE.md).
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 format: $(VENV)/.installed
 	$(BIN)/ruff format .

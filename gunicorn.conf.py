@@ -53,6 +53,15 @@ else:
 # Request line and header limits stay at gunicorn's defaults; bodies are capped by the app.
 
 
+def when_ready(server):
+    """Say where to go first: the register page, on each address served."""
+    for listener in server.LISTENERS:
+        address = str(listener).replace("://0.0.0.0:", "://127.0.0.1:")
+        if address.startswith("http"):
+            server.log.info("Simple Chat is ready: open %s/auth/register to create an account "
+                            "(or %s/auth/login)", address, address)
+
+
 def child_exit(server, worker):
     """With PROMETHEUS_MULTIPROC_DIR set, a dead worker's open sockets stop counting."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

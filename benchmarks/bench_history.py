@@ -49,8 +49,8 @@ def main() -> int:
 
         from config import database_url
         from simplechat import create_app
-        from simplechat.chat.history import messages_before
         from simplechat.extensions import db
+        from simplechat.messaging.history import messages_before
 
         # No Redis: the in-process recent list starts empty, so every page is read from SQL.
         app = create_app("development", {"SQLALCHEMY_DATABASE_URI": database_url(url),

@@ -57,9 +57,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from simplechat import create_app
-    from simplechat.chat.formatting import render_html
-    from simplechat.chat.mentions import resolve_mentions
     from simplechat.extensions import db
+    from simplechat.messaging.formatting import render_html
+    from simplechat.messaging.mentions import resolve_mentions
     from simplechat.models import User
 
     app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": "sqlite://", "REDIS_URL": None})

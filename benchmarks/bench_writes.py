@@ -67,13 +67,13 @@ def main() -> int:
             from sqlalchemy import text
 
             from simplechat import create_app
-            from simplechat.chat.ids import new_message_id
-            from simplechat.chat.intake import OK, intake
-            from simplechat.chat.send import _queue_flush
-            from simplechat.chat.write_buffer import write_buffer
             from simplechat.extensions import db
-            from simplechat.services import services
-            from simplechat.tasks import flush_writes, store_message
+            from simplechat.infra.ids import new_message_id
+            from simplechat.infra.intake import OK, intake
+            from simplechat.infra.services import services
+            from simplechat.infra.write_buffer import write_buffer
+            from simplechat.messaging.send import _queue_flush
+            from simplechat.messaging.tasks import flush_writes, store_message
 
             app = create_app()
             per_message = args.single if args.per_message is None else args.per_message

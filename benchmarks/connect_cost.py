@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import socketio  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
-from simplechat.loadtest import NAMESPACE, _gather_limited, prepare_full  # noqa: E402
+from simplechat.tools.loadtest import NAMESPACE, _gather_limited, prepare_full  # noqa: E402
 
 PHASES = ("connect", "join", "disconnect")
 PASSWORD = "load-test-password"  # the load-test tool's default
@@ -78,7 +78,7 @@ def main() -> int:
     try:
         with harness.scratch_database("connect") as database_url:
             env = harness.app_env(database_url, prefix)
-            subprocess.run([sys.executable, "-m", "simplechat.loadtest", "--prefix", "cc",
+            subprocess.run([sys.executable, "-m", "simplechat.tools.loadtest", "--prefix", "cc",
                             "--seed-users", str(args.users)], cwd=harness.ROOT, env=env,
                            check=True, timeout=120)
             base_port = harness.free_port()

@@ -56,7 +56,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import harness  # noqa: E402
 from benchmarks.run_all import CLOSED, Sampler, load_average  # noqa: E402
-from simplechat import loadtest  # noqa: E402
+from simplechat.tools import loadtest  # noqa: E402
 
 PASSWORD = "load-test-password"
 MODES = ("broadcast", "rooms")
@@ -628,7 +628,7 @@ def main() -> int:
             harness.REDIS_URL = redises.url  # app_env reads it
             base_env = dict(harness.app_env(database_url, prefix), **redises.env)
             users = [f"lt{i:05d}" for i in range(max(2 * pairs, 100))]
-            subprocess.run([sys.executable, "-m", "simplechat.loadtest", "--prefix", "lt",
+            subprocess.run([sys.executable, "-m", "simplechat.tools.loadtest", "--prefix", "lt",
                             "--seed-users", str(len(users))], cwd=harness.ROOT, env=base_env,
                            check=True, timeout=120)
             harness.celery_worker(procs, base_env, os.path.join(workdir, "celery.log"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simplechat.metrics import count_history_source, observe_send  # noqa: E402
+from simplechat.observability.metrics import count_history_source, observe_send  # noqa: E402
 
 CALLS = 200_000
 

@@ -56,7 +56,7 @@ def main() -> int:
     try:
         with harness.scratch_database("profile") as database_url:
             env = harness.app_env(database_url, prefix)
-            subprocess.run([sys.executable, "-m", "simplechat.loadtest", "--prefix", "pf",
+            subprocess.run([sys.executable, "-m", "simplechat.tools.loadtest", "--prefix", "pf",
                             "--seed-users", str(args.users)], cwd=harness.ROOT, env=env,
                            check=True, timeout=120)
             port = harness.free_port()
@@ -67,7 +67,7 @@ def main() -> int:
             harness.wait_http(url + "/auth/login", server)
             pid = harness.worker_pid(server)
             load = subprocess.Popen([
-                sys.executable, "-m", "simplechat.loadtest", "--url", url, "--users",
+                sys.executable, "-m", "simplechat.tools.loadtest", "--url", url, "--users",
                 str(args.users), "--conversations", str(args.conversations), "--rate", "5000",
                 "--inflight", "32", "--duration", str(args.seconds + 8), "--prefix", "pf",
                 "--no-progress"], cwd=harness.ROOT)

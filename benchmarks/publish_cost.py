@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import harness  # noqa: E402
 from benchmarks.fanout_scaling import start_redis  # noqa: E402
-from simplechat.socket_fanout import ShardRouter  # noqa: E402
+from simplechat.realtime.fanout import ShardRouter  # noqa: E402
 
 PAYLOAD = b"x" * 400  # about the size of a message event as published
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import harness  # noqa: E402
-from simplechat.loadtest import plot_reports, raise_open_file_limit  # noqa: E402
+from simplechat.tools.loadtest import plot_reports, raise_open_file_limit  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ def run_loadtest(url: str, kind: str, scenario: Scenario, prefix: str, workdir: 
                  name: str, message: list[str] = ()) -> dict:
     out = os.path.join(workdir, f"{name}-{kind.replace('@', '-')}.json")
     drain = 15
-    argv = [sys.executable, "-m", "simplechat.loadtest", "--url", url,
+    argv = [sys.executable, "-m", "simplechat.tools.loadtest", "--url", url,
             "--users", str(scenario.users), "--conversations", str(scenario.conversations),
             "--senders", str(scenario.senders), "--rate", str(scenario.rate),
             "--duration", str(scenario.duration), "--inflight", str(scenario.inflight),
@@ -259,9 +259,9 @@ def main() -> int:
             env = harness.app_env(database_url, prefix)
             most = max(scenarios[n].users for n in names)
             began = time.monotonic()
-            subprocess.run([sys.executable, "-m", "simplechat.loadtest", "--prefix", user_prefix,
-                            "--seed-users", str(most)], cwd=harness.ROOT, env=env, check=True,
-                           timeout=120)
+            subprocess.run([sys.executable, "-m", "simplechat.tools.loadtest",
+                            "--prefix", user_prefix, "--seed-users", str(most)],
+                           cwd=harness.ROOT, env=env, check=True, timeout=120)
             print(f"seeded {most} users in {time.monotonic() - began:.1f} s", flush=True)
             full_port = harness.free_port()
             full = harness.gunicorn(procs, "wsgi:app", full_port, env,

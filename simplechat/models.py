@@ -24,7 +24,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .extensions import db
+from simplechat.extensions import db
 
 # The database's clock as a column default, in a form every supported database accepts.
 NOW = text("CURRENT_TIMESTAMP")

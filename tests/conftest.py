@@ -203,7 +203,7 @@ def make_user(app):
 
 @pytest.fixture
 def make_conversation(app):
-    from simplechat.chat.conversations import start_conversation
+    from simplechat.conversations.records import start_conversation
 
     def make(creator: User, *others: User, title: str | None = None):
         conversation, _ = start_conversation(creator, list(others), title)

@@ -14,11 +14,11 @@ from flask import request
 from sqlalchemy import select
 from werkzeug.exceptions import TooManyRequests
 
-from simplechat.chat.send import send_message
 from simplechat.extensions import db
-from simplechat.logging_setup import configure_logging
+from simplechat.messaging.send import send_message
 from simplechat.models import GenericErrorLog, Message
-from simplechat.strict_numbers import MAX_ID, parse_int
+from simplechat.observability.logging_setup import configure_logging
+from simplechat.web.strict_numbers import MAX_ID, parse_int
 
 WRONG_DATABASE = "postgresql+psycopg2://root@127.0.0.1:5499/nowhere"  # nothing listens there
 INVALID = {"ok": False, "error": "invalid"}
@@ -94,7 +94,7 @@ def test_history_limit_that_is_not_plain_ascii_digits_is_invalid(client, auth, c
 def test_history_limit_in_ascii_digits_is_served_and_capped(app, client, auth, chat):
     ada, bob, conversation = chat
     app.config["CHAT_RATE_LIMIT"] = "off"
-    from simplechat.services import init_services
+    from simplechat.infra.services import init_services
 
     init_services(app)
     for n in range(3):
@@ -235,7 +235,7 @@ def test_exception_in_an_api_route_answers_json_500_and_is_recorded_once(
     def broken(*_args):
         raise RuntimeError("search exploded")
 
-    monkeypatch.setattr("simplechat.chat.api.search_messages", broken)
+    monkeypatch.setattr("simplechat.api.lookups.search_messages", broken)
     auth.login(ada.username)
     assert_json_error(client.get("/api/search?q=hello"), 500, "internal")
     [row] = error_rows()
@@ -308,7 +308,7 @@ def test_database_down_mid_route_answers_json_503_unavailable(client, auth, chat
             db.session.execute(select(Message)).all()
 
     # The user loads from the working database; the history read meets the one that is down.
-    monkeypatch.setattr("simplechat.chat.api.messages_before", read_from_the_down_database)
+    monkeypatch.setattr("simplechat.api.lookups.messages_before", read_from_the_down_database)
     auth.login(ada.username)
     response = client.get(f"/api/conversations/{conversation.id}/messages")
     assert_json_error(response, 503, "unavailable")

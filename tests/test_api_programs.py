@@ -10,7 +10,7 @@ import pytest
 from conftest import PASSWORD, app_in_context
 from sqlalchemy import select
 
-from simplechat.api.tokens import create_token, revoke_tokens
+from simplechat.auth.tokens import create_token, revoke_tokens
 from simplechat.extensions import db, socketio
 from simplechat.models import ApiToken, Message, User
 
@@ -416,7 +416,7 @@ def test_a_token_socket_sends_and_its_events_see_a_revocation_made_elsewhere(app
     assert ack["ok"] is True and ack["message"]["sender"] == world["ada"].id
     # Revoked by another process: its push does not reach this registry, the cache check does.
     row = db.session.scalar(select(ApiToken).where(ApiToken.name == "laptop script"))
-    from simplechat.api.tokens import token_store
+    from simplechat.auth.tokens import token_store
 
     row.revoked_at = row.created_at
     db.session.commit()

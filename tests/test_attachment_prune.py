@@ -14,8 +14,8 @@ from sqlalchemy import select, update
 from simplechat.attachments.prune import prune_attachments
 from simplechat.attachments.store import attachment_store
 from simplechat.extensions import db
+from simplechat.infra.services import services
 from simplechat.models import Attachment, utcnow
-from simplechat.services import services
 from tests.test_richer_messages import emit, login, png_bytes, send, upload
 
 

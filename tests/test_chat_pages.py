@@ -3,8 +3,8 @@
 import pytest
 from sqlalchemy import func, select
 
-from simplechat.chat.send import send_message
 from simplechat.extensions import db
+from simplechat.messaging.send import send_message
 from simplechat.models import Conversation, GenericActivityLog, Participant
 
 
@@ -97,7 +97,7 @@ def test_conversation_list_shows_names_previews_and_newest_activity_first(app, p
                                                                          make_conversation):
     ada, bob, cyd = people
     app.config["CHAT_RATE_LIMIT"] = "off"
-    from simplechat.services import init_services
+    from simplechat.infra.services import init_services
 
     init_services(app)
     with_bob = make_conversation(ada, bob)
@@ -161,8 +161,8 @@ def test_logout_then_socket_and_api_are_closed(app, people, make_conversation):
 def test_group_previews_name_the_sender_as_the_live_list_does(app, people, make_conversation):
     ada, bob, cyd = people
     app.config["CHAT_RATE_LIMIT"] = "off"
-    from simplechat.chat.groups import leave_conversation
-    from simplechat.services import init_services
+    from simplechat.conversations.groups import leave_conversation
+    from simplechat.infra.services import init_services
 
     init_services(app)
     direct = make_conversation(ada, bob)

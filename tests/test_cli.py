@@ -8,9 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from simplechat.chat.send import send_message
-from simplechat.cli import parse_age
 from simplechat.extensions import db
+from simplechat.infra.commands import parse_age
+from simplechat.infra.services import services
+from simplechat.messaging.send import send_message
 from simplechat.models import (
     Conversation,
     GenericActivityLog,
@@ -19,7 +20,6 @@ from simplechat.models import (
     User,
     utcnow,
 )
-from simplechat.services import services
 
 NEW_PASSWORD = "another good password"
 
@@ -244,7 +244,7 @@ def test_conversations_list_empty(runner):
 @pytest.fixture
 def no_rate_limit(app):
     app.config["CHAT_RATE_LIMIT"] = "1000/1s"
-    from simplechat.services import init_services
+    from simplechat.infra.services import init_services
 
     init_services(app)
 

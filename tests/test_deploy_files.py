@@ -316,7 +316,7 @@ def test_nginx_proxies_websockets_and_static_files_to_the_web_service(services):
     stage = dockerfile_stage("nginx")
     assert "simplechat/static" not in stage
     app_stage = dockerfile_stage("app")
-    assert "RUN python -m simplechat.static_files /app/static-build" in app_stage
+    assert "RUN python -m simplechat.web.static_files /app/static-build" in app_stage
     assert "ENV STATIC_BUILD_DIR=/app/static-build" in app_stage
     assert "COPY deploy/nginx/nginx.conf /etc/nginx/nginx.conf" in stage
     if re.search(r"server\s+\S+\s+.*\bresolve\b", upstream.group(2)):

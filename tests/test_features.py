@@ -5,12 +5,12 @@ import time
 import pytest
 from sqlalchemy import select
 
-from simplechat.chat.read_state import unread_counts
-from simplechat.chat.send import send_message
 from simplechat.extensions import db
+from simplechat.infra.services import init_services
+from simplechat.messaging.read_state import unread_counts
+from simplechat.messaging.send import send_message
+from simplechat.messaging.storage import apply_message_change, store_messages
 from simplechat.models import Message, Participant
-from simplechat.services import init_services
-from simplechat.storage import apply_message_change, store_messages
 
 NS = "/chat"
 
@@ -124,7 +124,7 @@ def test_read_marker_moves_forward_only_and_drives_unread_counts(trio, socket_cl
                                     "message_id": sent[1]["id"]}]
     assert unread_counts(bob.id) == {conversation.id: 1}
     # The list says which messages its count holds: the newest unread one, or the read marker.
-    from simplechat.chat.conversations import conversations_for
+    from simplechat.conversations.inbox import conversations_for
 
     (listed,) = conversations_for(bob)
     assert (listed.unread, listed.counted_upto) == (1, sent[2]["id"])
@@ -144,8 +144,8 @@ def test_the_list_counts_and_previews_messages_still_on_their_way_to_sql(
         app, trio, make_conversation):
     """A message is acknowledged once it is cached and buffered; SQL has it a flush later. A
     list rendered in between (a reload right after a send) counts it and shows it, once."""
-    from simplechat.chat.conversations import conversations_for
-    from simplechat.chat.write_buffer import write_buffer
+    from simplechat.conversations.inbox import conversations_for
+    from simplechat.infra.write_buffer import write_buffer
 
     ada, bob, eve, conversation = trio
     quiet = make_conversation(bob, eve)
@@ -277,8 +277,8 @@ def test_a_change_stored_before_the_message_itself_still_wins(app, trio):
     ada, _, _, conversation = trio
     from datetime import datetime
 
-    from simplechat.chat.ids import new_message_id
-    from simplechat.chat.messages import message_payload
+    from simplechat.infra.ids import new_message_id
+    from simplechat.messaging.payload import message_payload
 
     original = message_payload(new_message_id(), conversation.id, ada, "first")
     edited = {**original, "message": "second", "edited_at": "x"}

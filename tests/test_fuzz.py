@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
-from simplechat.chat.conversations import start_conversation
+from simplechat.conversations.records import start_conversation
 from simplechat.extensions import db, socketio
+from simplechat.infra.services import services
 from simplechat.models import (
     Conversation,
     GenericErrorLog,
@@ -25,7 +26,6 @@ from simplechat.models import (
     Participant,
     User,
 )
-from simplechat.services import services
 
 FUZZ = settings(max_examples=150, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,

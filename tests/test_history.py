@@ -2,17 +2,17 @@
 
 import pytest
 
-from simplechat.chat.send import send_message
 from simplechat.extensions import db
+from simplechat.infra.services import services
+from simplechat.messaging.send import send_message
+from simplechat.messaging.tasks import store_message
 from simplechat.models import Message
-from simplechat.services import services
-from simplechat.tasks import store_message
 
 
 @pytest.fixture
 def chat(app, make_user, make_conversation):
     app.config["CHAT_RATE_LIMIT"] = "off"
-    from simplechat.services import init_services
+    from simplechat.infra.services import init_services
 
     init_services(app)  # rebuild the limiter with the limit lifted
     ada, bob = make_user("ada"), make_user("bob")

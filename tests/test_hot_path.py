@@ -10,12 +10,12 @@ import pytest
 from conftest import PASSWORD, make_app
 from sqlalchemy import delete, event
 
-import simplechat.chat.membership as membership_module
-from simplechat.chat.conversations import start_conversation
-from simplechat.chat.membership import MemoryMembership, RedisMembership, membership
-from simplechat.chat.ratelimit import Rate
-from simplechat.chat.write_buffer import write_buffer
+import simplechat.infra.membership as membership_module
+from simplechat.conversations.records import start_conversation
 from simplechat.extensions import db, socketio
+from simplechat.infra.membership import MemoryMembership, RedisMembership, membership
+from simplechat.infra.ratelimit import Rate
+from simplechat.infra.write_buffer import write_buffer
 from simplechat.models import Message, Participant
 
 _active: list[Counter] = []

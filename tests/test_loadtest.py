@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from simplechat.loadtest import WorkerResult, record_delivery, split_clients, summarise
+from simplechat.tools.loadtest import WorkerResult, record_delivery, split_clients, summarise
 from tests.e2e.harness import ROOT, Stack, TestDatabase, base_env, wait_until
 
 CONFIG = {"url": "http://127.0.0.1:1", "baseline": True, "users": 2, "conversations": 1,
@@ -103,12 +103,12 @@ def test_load_test_reports_every_message_it_sent_as_delivered_to_every_member(st
     report_path = tmp_path / "report.json"
     env = base_env(stack.env)
     seeded = subprocess.run(
-        [sys.executable, "-m", "simplechat.loadtest", "--prefix", "lt", "--seed-users", "6"],
+        [sys.executable, "-m", "simplechat.tools.loadtest", "--prefix", "lt", "--seed-users", "6"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert seeded.returncode == 0, seeded.stderr
 
     run = subprocess.run(
-        [sys.executable, "-m", "simplechat.loadtest", "--url", web.url, "--users", "6",
+        [sys.executable, "-m", "simplechat.tools.loadtest", "--url", web.url, "--users", "6",
          "--conversations", "2", "--rate", "20", "--duration", "2", "--drain", "10",
          "--prefix", "lt", "--json", str(report_path), "--no-progress"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -136,7 +136,7 @@ def test_pairs_make_direct_conversations_where_only_the_first_member_sends(stack
     stack.start_worker()
     env = base_env(stack.env)
     seeded = subprocess.run(
-        [sys.executable, "-m", "simplechat.loadtest", "--prefix", "lt", "--seed-users", "4"],
+        [sys.executable, "-m", "simplechat.tools.loadtest", "--prefix", "lt", "--seed-users", "4"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert seeded.returncode == 0, seeded.stderr
 
@@ -146,7 +146,7 @@ def test_pairs_make_direct_conversations_where_only_the_first_member_sends(stack
         # Three processes for four users: the third holds user 2, who only receives, so the
         # two senders' processes must send the whole rate between them.
         run = subprocess.run(
-            [sys.executable, "-m", "simplechat.loadtest", "--url", web.url, "--users", "4",
+            [sys.executable, "-m", "simplechat.tools.loadtest", "--url", web.url, "--users", "4",
              "--conversations", "2", "--senders", "1", "--processes", "3", "--rate", "10",
              "--duration", "2", "--drain", "10", "--prefix", "lt", "--json", str(report_path),
              "--no-progress"],

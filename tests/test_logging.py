@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from simplechat.chat.events import chat_event
 from simplechat.extensions import db
-from simplechat.logging_setup import configure_logging
 from simplechat.models import GenericErrorLog
+from simplechat.observability.logging_setup import configure_logging
 
 log = logging.getLogger("simplechat.tests")
 

@@ -15,10 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from config import database_url as normalise_url
-from simplechat.chat.ids import new_message_id
-from simplechat.chat.send import send_message
-from simplechat.metrics import send_outcome
-from simplechat.tasks import store_message
+from simplechat.infra.ids import new_message_id
+from simplechat.messaging.send import send_message
+from simplechat.messaging.tasks import store_message
+from simplechat.observability.metrics import send_outcome
 
 
 def scrape(client) -> dict[tuple[str, tuple], float]:

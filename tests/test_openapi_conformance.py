@@ -16,7 +16,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from simplechat.api.tokens import create_token
+from simplechat.auth.tokens import create_token
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
@@ -31,7 +31,7 @@ def app(database_uri, redis_url):
 @pytest.fixture
 def api_token(app, make_user, make_conversation):
     """ada (with a token) in a direct conversation that holds a message, and a group."""
-    from simplechat.chat.send import send_message
+    from simplechat.messaging.send import send_message
 
     ada, bob, cat = make_user("ada"), make_user("bob"), make_user("cat")
     direct = make_conversation(ada, bob)

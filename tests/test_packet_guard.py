@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from simplechat.extensions import db, socketio
-from simplechat.logging_setup import configure_logging
 from simplechat.models import Message
-from simplechat.packet_guard import is_binary_frame
+from simplechat.observability.logging_setup import configure_logging
+from simplechat.realtime.packet_guard import is_binary_frame
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ def stored_texts() -> list[str]:
 @pytest.fixture
 def unlimited(app):
     """No send rate limit, so several sends in a row are answered on their merits."""
-    from simplechat.chat.ratelimit import MemoryRateLimiter, RedisRateLimiter, parse_rate
+    from simplechat.infra.ratelimit import MemoryRateLimiter, RedisRateLimiter, parse_rate
 
     svc = app.extensions["simplechat"]
     rate = parse_rate("off")

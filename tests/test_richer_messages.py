@@ -16,13 +16,13 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from simplechat.attachments.store import attachment_store
-from simplechat.chat.formatting import render_html
-from simplechat.chat.ids import new_message_id
-from simplechat.chat.messages import message_payload
-from simplechat.chat.write_buffer import write_buffer
 from simplechat.extensions import db
+from simplechat.infra.ids import new_message_id
+from simplechat.infra.services import services
+from simplechat.infra.write_buffer import write_buffer
+from simplechat.messaging.formatting import render_html
+from simplechat.messaging.payload import message_payload
 from simplechat.models import Attachment, Message, Reaction
-from simplechat.services import services
 
 NS = "/chat"
 
@@ -99,7 +99,7 @@ _LINE = st.lists(st.sampled_from(list("ab zé漢🎉1.9-+=()'\":;,?%$/") + list(
 @settings(max_examples=1500, deadline=None)
 @given(_LINE)
 def test_the_plain_line_shortcut_gives_what_the_parser_gives(text):
-    from simplechat.chat.formatting import _parser, _plain_paragraph, sanitize
+    from simplechat.messaging.formatting import _parser, _plain_paragraph, sanitize
 
     shortcut = _plain_paragraph(text)
     if shortcut is not None:
@@ -107,7 +107,7 @@ def test_the_plain_line_shortcut_gives_what_the_parser_gives(text):
 
 
 def test_the_plain_line_shortcut_takes_plain_words_only():
-    from simplechat.chat.formatting import _plain_paragraph
+    from simplechat.messaging.formatting import _plain_paragraph
 
     assert _plain_paragraph('fine, thanks: "see you" at 5 (or 6)?') is not None
     for text in ("1. first", "- item", "# title", "a *b*", "ping @ada", "see http://x.org",
@@ -227,7 +227,7 @@ def test_at_all_mentions_everyone_in_a_group_only(app, trio, make_user, make_con
 def test_unread_mentions_are_counted_for_the_list_and_the_api(app, trio, make_conversation):
     """The list's "@" badge survives a reload: the server counts the unread messages that
     mention the reader (an @all included), not deleted ones, none past the read marker."""
-    from simplechat.chat.read_state import unread_mentions
+    from simplechat.messaging.read_state import unread_mentions
 
     ada, bob, cy, direct, a, b, c = trio
     group = make_conversation(ada, bob, cy, title="g")
@@ -581,7 +581,7 @@ def test_group_changes_are_system_lines_live_and_in_history(app, trio, make_conv
     assert emit(a, "edit_message", {"conversation_id": group.id, "message_id": live[0]["id"],
                                     "message": "x"}) == {"ok": False, "error": "forbidden"}
     # Nor are system lines unread messages: bob has read nothing and has none unread.
-    from simplechat.chat.read_state import unread_counts
+    from simplechat.messaging.read_state import unread_counts
 
     assert unread_counts(bob.id).get(group.id, 0) == 0
     send(a, group.id, "a real one")

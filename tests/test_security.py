@@ -17,11 +17,12 @@ from werkzeug.serving import make_server
 
 from simplechat import create_app
 from simplechat.auth.sessions import end_user_sessions, live_sessions
-from simplechat.chat.presence import presence
-from simplechat.chat.ratelimit import LoginLimiter, MemoryRateLimiter, Rate, RedisRateLimiter
 from simplechat.extensions import db, socketio
+from simplechat.infra.ratelimit import LoginLimiter, MemoryRateLimiter, Rate, RedisRateLimiter
+from simplechat.infra.redis_client import redis_from_url
+from simplechat.infra.services import services
 from simplechat.models import Message, User
-from simplechat.services import redis_from_url, services
+from simplechat.realtime.presence import presence
 
 EVIL = "http://evil.example"
 

@@ -8,8 +8,9 @@ import re
 import pytest
 from sqlalchemy import event, func, select
 
-from simplechat.auth.sessions import REMEMBER_COOKIE, SESSION_KEY, live_sessions, token_hash
+from simplechat.auth.sessions import REMEMBER_COOKIE, SESSION_KEY, live_sessions
 from simplechat.extensions import db, socketio
+from simplechat.infra.secrets import token_hash
 from simplechat.models import Message, UserSession
 from tests.conftest import PASSWORD
 
@@ -372,7 +373,7 @@ def test_presence_of_a_user_with_no_conversations_reaches_nobody(app, make_user,
 
 
 def test_emit_to_no_rooms_reaches_nobody(app, make_user):
-    from simplechat.chat.fanout import emit_to
+    from simplechat.realtime.emit import emit_to
 
     sio = open_socket(app, login(app, make_user()))
     sio.get_received("/chat")

@@ -16,9 +16,10 @@ from e2e.harness import RedisServer
 from werkzeug.serving import make_server
 
 from config import Config
-from simplechat import fastjson, socket_fanout
 from simplechat.extensions import socketio as app_socketio
-from simplechat.socket_fanout import RecentIds, RoomFanoutManager, client_manager
+from simplechat.infra import fastjson
+from simplechat.realtime import fanout as socket_fanout
+from simplechat.realtime.fanout import RecentIds, RoomFanoutManager, client_manager
 
 NS = "/chat"
 OWN_SERVER_PORTS = range(18000, 18100)  # redis-servers of a test's own (e2e/harness.py free_port)

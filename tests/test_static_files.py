@@ -16,7 +16,7 @@ import requests
 from werkzeug.datastructures import ResponseCacheControl
 from werkzeug.http import parse_cache_control_header
 
-from simplechat.static_files import build, hashed_name
+from simplechat.web.static_files import build, hashed_name
 from tests.e2e.harness import Stack, TestDatabase
 
 STATIC = Path(__file__).resolve().parents[1] / "simplechat" / "static"

@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import event, func, select
 
 from simplechat.auth.views import LOGIN_FAILED
-from simplechat.chat.ratelimit import Rate, RedisRateLimiter, RegisterLimiter
 from simplechat.extensions import db
+from simplechat.infra.ratelimit import Rate, RedisRateLimiter, RegisterLimiter
+from simplechat.infra.redis_client import redis_from_url
+from simplechat.infra.services import services
 from simplechat.models import User
-from simplechat.services import redis_from_url, services
 from tests.conftest import PASSWORD, app_in_context
 from tests.test_auth import csrf_token_from, logged_in_user_id, login_error, registration
 

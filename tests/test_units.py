@@ -6,10 +6,10 @@ from datetime import UTC
 
 import pytest
 
-from simplechat.chat.cache import ALL, PARTIAL, MemoryRecentCache
-from simplechat.chat.ids import message_id_time, new_message_id, parse_message_id
-from simplechat.chat.ratelimit import MemoryRateLimiter, Rate, parse_rate
-from simplechat.chat.send import clean_text
+from simplechat.infra.cache import ALL, PARTIAL, MemoryRecentCache
+from simplechat.infra.ids import message_id_time, new_message_id, parse_message_id
+from simplechat.infra.ratelimit import MemoryRateLimiter, Rate, parse_rate
+from simplechat.messaging.send import clean_text
 
 
 def test_message_ids_are_uuid7_and_strictly_increasing():

@@ -11,10 +11,10 @@ import pytest
 from conftest import PASSWORD, app_in_context
 from sqlalchemy import select
 
-from simplechat.api import webhooks
-from simplechat.chat.groups import leave_conversation
+from simplechat.conversations.groups import leave_conversation
 from simplechat.extensions import db
 from simplechat.models import GenericActivityLog, Webhook
+from simplechat.webhooks import hooks as webhooks
 from tests.test_webhooks import Receiver, post, wait_for
 
 

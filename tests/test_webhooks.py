@@ -15,11 +15,11 @@ import pytest
 from conftest import app_in_context
 from sqlalchemy import select
 
-from simplechat.api import webhooks
-from simplechat.api.tokens import create_token
-from simplechat.api.webhooks import UnsafeURL, checked_addresses
+from simplechat.auth.tokens import create_token
 from simplechat.extensions import db
 from simplechat.models import GenericErrorLog, Message, User, Webhook
+from simplechat.webhooks import hooks as webhooks
+from simplechat.webhooks.hooks import UnsafeURL, checked_addresses
 
 
 class Receiver:

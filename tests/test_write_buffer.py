@@ -9,18 +9,18 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from simplechat.chat.ids import new_message_id
-from simplechat.chat.send import send_message
-from simplechat.chat.write_buffer import (
+from simplechat.extensions import db
+from simplechat.infra.ids import new_message_id
+from simplechat.infra.services import services
+from simplechat.infra.write_buffer import (
     LEASE_MS,
     MemoryWriteBuffer,
     RedisWriteBuffer,
     write_buffer,
 )
-from simplechat.extensions import db
+from simplechat.messaging.send import send_message
+from simplechat.messaging.tasks import store_batch
 from simplechat.models import GenericActivityLog, GenericErrorLog, Message
-from simplechat.services import services
-from simplechat.tasks import store_batch
 from tests.conftest import make_app
 
 
@@ -188,7 +188,7 @@ def test_send_answers_unavailable_when_no_flush_can_be_queued(database_uri, redi
     with app.app_context():
         if database_uri.startswith("sqlite"):
             db.create_all()
-        from simplechat.chat.conversations import start_conversation
+        from simplechat.conversations.records import start_conversation
         from simplechat.models import User
 
         users = []

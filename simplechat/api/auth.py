@@ -6,9 +6,9 @@ from __future__ import annotations
 from flask import current_app, g, request
 from flask_login import current_user
 
-from ..extensions import csrf
-from ..http_errors import api_error, is_api_request
-from .tokens import bearer_user
+from simplechat.auth.tokens import bearer_user
+from simplechat.extensions import csrf
+from simplechat.web.errors import api_error, is_api_request
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Routes that authenticate by a secret in their URL, not by a token or a cookie.

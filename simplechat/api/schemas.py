@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from ..chat.forms import MAX_PARTICIPANTS
-from ..chat.ids import parse_message_id
-from ..strict_numbers import MAX_ID, parse_int
+from simplechat.conversations.records import MAX_PARTICIPANTS
+from simplechat.infra.ids import parse_message_id
+from simplechat.web.strict_numbers import MAX_ID, parse_int
 
 TITLE_MAX = 120
 

@@ -14,9 +14,9 @@ from flask_login import current_user
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from ..http_errors import api_error
-from ..strict_numbers import MAX_ID
-from .schemas import Error
+from simplechat.api.schemas import Error
+from simplechat.web.errors import api_error
+from simplechat.web.strict_numbers import MAX_ID
 
 # Who may call: a user (token or cookie), anyone, or whoever holds the secret in the path.
 USER, PUBLIC, SECRET_URL = "user", "public", "secret_url"

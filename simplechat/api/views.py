@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, jsonify, render_template
+from flask import Blueprint, Response, current_app, jsonify, render_template
 from flask_login import current_user
 from sqlalchemy import select
 
-from ..activity import record_activity
-from ..chat.conversations import (
-    conversations_for,
-    participant_conversation,
-    set_muted,
-    start_conversation,
-)
-from ..chat.send import send_message
-from ..extensions import db
-from ..models import Participant, User
-from . import bp, docs_bp
-from .schemas import (
+from simplechat.api.schemas import (
     ConversationAnswer,
     ConversationList,
     ConversationOne,
@@ -29,7 +18,17 @@ from .schemas import (
     NewMessage,
     Sent,
 )
-from .spec import PUBLIC, SECRET_URL, openapi_document, operation
+from simplechat.api.spec import PUBLIC, SECRET_URL, openapi_document, operation
+from simplechat.conversations.inbox import conversations_for
+from simplechat.conversations.records import participant_conversation, set_muted, start_conversation
+from simplechat.extensions import db
+from simplechat.messaging.send import send_message
+from simplechat.models import Participant, User
+from simplechat.observability.activity import record_activity
+from simplechat.web.routing import ApiBlueprint
+
+bp = ApiBlueprint("rest", __name__)
+docs_bp = Blueprint("api_docs", __name__)
 
 # The HTTP status of each error code of the send path's acknowledgement.
 SEND_STATUS = {"invalid": 400, "empty": 400, "too_long": 400, "unauthorized": 401,
@@ -181,7 +180,7 @@ def incoming_hook(secret: str, body: IncomingHookMessage):
     The URL is the secret (`flask webhooks create --conversation ID --incoming`); answers as
     the send path does, 404 for an unknown or deleted hook.
     """
-    from .webhooks import incoming_hook_sender
+    from simplechat.webhooks.hooks import incoming_hook_sender
 
     found = incoming_hook_sender(secret)
     if found is None:

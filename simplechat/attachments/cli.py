@@ -6,8 +6,8 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from ..cli import AgeType
-from .prune import prune_attachments
+from simplechat.attachments.prune import prune_attachments
+from simplechat.infra.commands import AgeType
 
 attachments_cli = AppGroup("attachments", help="Uploaded files.")
 

@@ -9,9 +9,9 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import delete, select
 
-from ..extensions import db
-from ..models import Attachment, utcnow
-from .records import remove_files
+from simplechat.attachments.records import remove_files
+from simplechat.extensions import db
+from simplechat.models import Attachment, utcnow
 
 BATCH = 500  # rows per transaction
 

@@ -17,12 +17,18 @@ from flask import current_app
 from sqlalchemy import select, update
 from werkzeug.datastructures import FileStorage
 
-from ..chat.conversations import is_participant
-from ..extensions import db
-from ..models import Attachment, Message
-from ..services import services
-from .images import IMAGE_EXTENSIONS, RASTER, BadImage, inspect_image, make_thumbnail
-from .store import attachment_store
+from simplechat.attachments.images import (
+    IMAGE_EXTENSIONS,
+    RASTER,
+    BadImage,
+    inspect_image,
+    make_thumbnail,
+)
+from simplechat.attachments.store import attachment_store
+from simplechat.extensions import db
+from simplechat.infra.membership import is_participant
+from simplechat.infra.services import services
+from simplechat.models import Attachment, Message
 
 log = logging.getLogger(__name__)
 

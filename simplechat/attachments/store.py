@@ -65,7 +65,7 @@ class _quietly:
 
 def attachment_store() -> AttachmentStore:
     """This app's store, built on first use from ``ATTACHMENT_DIR``."""
-    from ..services import built_once
+    from simplechat.infra.services import built_once
 
     def build(app) -> AttachmentStore:
         root = app.config.get("ATTACHMENT_DIR") or os.path.join(app.instance_path, "attachments")

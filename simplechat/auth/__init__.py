@@ -1,7 +1,5 @@
-"""Authentication: register, log in, log out."""
+"""Authentication: register, log in, log out; server-side sessions and API tokens."""
 
-from flask import Blueprint
+from simplechat.auth.views import bp
 
-bp = Blueprint("auth", __name__)
-
-from . import views  # noqa: E402,F401  (routes register on import)
+__all__ = ["bp"]

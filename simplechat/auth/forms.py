@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Regexp, ValidationError
 
-from ..extensions import db
-from ..models import User
+from simplechat.extensions import db
+from simplechat.models import User
 
 USERNAME_MIN, USERNAME_MAX = 3, 32
 NAME_MAX = 64

@@ -8,7 +8,6 @@ login, stored hashed, replaced each time it is used and worthless once its sessi
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import re
@@ -16,15 +15,17 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import Request, Response, after_this_request, current_app, g, request, session
+from flask import Flask, Request, Response, after_this_request, current_app, g, request, session
 from flask_login import login_user, logout_user
 from sqlalchemy import select, update
 
-from ..activity import client_ip
-from ..extensions import db, end_transaction
-from ..models import User, UserSession, utcnow
-from ..services import services
-from .liveness import cached_identity, identity_by_token
+from simplechat.extensions import db, end_transaction, login_manager
+from simplechat.infra.liveness import cached_identity, identity_by_token
+from simplechat.infra.secrets import token_hash
+from simplechat.infra.services import services
+from simplechat.models import User, UserSession, utcnow
+from simplechat.observability.activity import client_ip
+from simplechat.realtime.sockets import SocketUser, close_login_sockets, session_room
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,6 @@ TOUCH_EVERY = timedelta(seconds=60)  # how stale last_seen_at may get before it 
 
 REASONS = ("logged_out", "password_changed", "deactivated", "signed_out", "expired")
 _REMEMBER_VALUE = re.compile(r"([1-9][0-9]{0,18})\.([A-Za-z0-9_-]{43})")
-
-
-def token_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def identity_of(user: User, row: UserSession) -> dict:
@@ -263,8 +260,8 @@ def rotate_current_token() -> None:
         _send_remember_cookie(row, secret)
 
 
-def socket_login() -> tuple[int, dict] | None:
-    """The live session of a connecting socket's cookie and its user's identity, else None.
+def socket_login() -> SocketUser | None:
+    """The user of a connecting socket's cookie, with its live session, else None.
 
     From the session cache when the token's hint and the session's identity are there (one
     Redis round trip, no SQL: a login or an earlier socket of this session put them there),
@@ -284,7 +281,11 @@ def socket_login() -> tuple[int, dict] | None:
 
     found = identity_by_token(services().liveness, digest, session_identity, from_sql,
                               "session")
-    return found if found is not None and str(found[1]["user_id"]) == user_id else None
+    if found is None or str(found[1]["user_id"]) != user_id:
+        return None
+    session_id, identity = found
+    return SocketUser(identity["user_id"], identity["username"], identity["name"], session_id,
+                      services().liveness, session_identity)
 
 
 def session_identity(session_id: int) -> dict | None:
@@ -317,8 +318,6 @@ class Ended:
 def end_sessions(rows: list[UserSession], reason: str) -> Ended:
     """End these sessions: their cookies and remember-me tokens are refused from now on, and
     their sockets on every process get ``session_ended`` and are closed."""
-    from ..chat.sockets import close_session_sockets
-
     assert reason in REASONS, reason
     live = [row for row in rows if row.ended_at is None]
     if not live:
@@ -333,7 +332,8 @@ def end_sessions(rows: list[UserSession], reason: str) -> Ended:
     except Exception:
         # Sockets then keep their cached identity until it expires; they are closed below.
         log.warning("sessions %s not removed from the session cache", ids, exc_info=True)
-    sockets = sum(close_session_sockets(session_id, reason) for session_id in ids)
+    sockets = sum(close_login_sockets(session_room(session_id), services().liveness, session_id,
+                                      reason) for session_id in ids)
     return Ended(len(live), sockets)
 
 
@@ -359,3 +359,16 @@ def end_current_session(reason: str = "logged_out") -> None:
     logout_user()
     session.pop(SESSION_KEY, None)
     _clear_remember_cookie()
+
+
+# --------------------------------------------------------------------------- Flask-Login
+
+
+def init_login(app: Flask) -> None:
+    """Flask-Login loads the user of the cookie's server-side session, if that session is live;
+    a browser back with only its remember-me cookie gets its session again."""
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message_category = "info"
+    login_manager.user_loader(load_session_user)
+    login_manager.request_loader(restore_remembered)

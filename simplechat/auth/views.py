@@ -8,19 +8,20 @@ import re
 from functools import cache
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..activity import record_activity
-from ..extensions import db
-from ..models import User
-from ..services import services
-from . import bp
-from .forms import LoginForm, RegisterForm
-from .sessions import end_current_session, start_session
+from simplechat.auth.forms import LoginForm, RegisterForm
+from simplechat.auth.sessions import end_current_session, start_session
+from simplechat.extensions import db
+from simplechat.infra.services import services
+from simplechat.models import User
+from simplechat.observability.activity import record_activity
+
+bp = Blueprint("auth", __name__)
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ browser's (SimpleChat.avatar in static/js/simplechat.js); the palette is in chat
 
 from __future__ import annotations
 
-from . import bp
+from simplechat.chat.views import bp
 
 AVATAR_COLOURS = 12  # .avatar-c0 ... .avatar-c11
 

@@ -9,30 +9,33 @@ from collections.abc import Callable
 from flask import g, request
 from flask_socketio import join_room, leave_room
 
-from ..activity import record_error
-from ..api.tokens import socket_token_login
-from ..auth.sessions import socket_login
-from ..extensions import end_transaction, socketio
-from ..metrics import count_join, socket_connected, socket_disconnected
-from .conversations import (
-    NAMESPACE,
+from simplechat.answers import error
+from simplechat.auth.sessions import socket_login
+from simplechat.auth.tokens import socket_token_login
+from simplechat.conversations.groups import (
+    add_participants,
+    leave_conversation,
+    rename_conversation,
+)
+from simplechat.extensions import end_transaction, socketio
+from simplechat.infra.ids import parse_message_id
+from simplechat.infra.membership import (
+    membership,
     membership_refusal,
     participant_ids,
-    room,
-    user_room,
     valid_conversation_id,
 )
-from .edits import delete_message, edit_message
-from .fanout import emit_to
-from .groups import add_participants, leave_conversation, rename_conversation
-from .history import messages_after, recent_messages
-from .ids import parse_message_id
-from .membership import membership
-from .presence import presence, status_after
-from .reactions import react
-from .read_state import mark_read, read_markers
-from .send import error, send_message
-from .sockets import SocketUser, register_socket, socket_user, unregister_socket
+from simplechat.messaging.edits import delete_message, edit_message
+from simplechat.messaging.history import messages_after, recent_messages
+from simplechat.messaging.reactions import react
+from simplechat.messaging.read_state import mark_read, read_markers
+from simplechat.messaging.send import send_message
+from simplechat.observability.activity import record_error
+from simplechat.observability.metrics import count_join, socket_connected, socket_disconnected
+from simplechat.realtime.emit import emit_to
+from simplechat.realtime.presence import presence, status_after
+from simplechat.realtime.rooms import NAMESPACE, room, user_room
+from simplechat.realtime.sockets import SocketUser, register_socket, socket_user, unregister_socket
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +82,10 @@ def chat_event(name: str) -> Callable:
 def on_connect(auth=None):
     # The session check: from the session cache when warm, else one SQL read (socket_login);
     # a program sends an API token instead (auth: {"token": ...}), checked the same way.
-    if isinstance(auth, dict) and "token" in auth:
-        found = socket_token_login(auth["token"])
-        if found is None:
-            return False
-        token_id, identity = found
-        user = SocketUser(identity["user_id"], identity["username"], identity["name"], 0,
-                          token_id=token_id)
-    else:
-        found = socket_login()
-        if found is None:
-            return False  # refused: the client gets a connect_error
-        session_id, identity = found
-        user = SocketUser(identity["user_id"], identity["username"], identity["name"],
-                          session_id)
+    user = (socket_token_login(auth["token"]) if isinstance(auth, dict) and "token" in auth
+            else socket_login())
+    if user is None:
+        return False  # refused: the client gets a connect_error
     g._login_user = user  # current_user, for anything connect calls
     end_transaction()  # a database connection goes back to the pool before the Redis work
     join_room(user_room(user.id))

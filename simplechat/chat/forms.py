@@ -6,10 +6,9 @@ from flask_wtf import FlaskForm
 from wtforms import SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from ..api.webhooks import URL_MAX
-from ..auth.forms import PostedForm, TextField, no_control_characters, strip
-
-MAX_PARTICIPANTS = 50
+from simplechat.auth.forms import PostedForm, TextField, no_control_characters, strip
+from simplechat.conversations.records import MAX_PARTICIPANTS
+from simplechat.webhooks.hooks import URL_MAX
 
 
 class UserIdsField(SelectMultipleField):

@@ -3,22 +3,23 @@ settings (its webhooks)."""
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from ..activity import record_activity
-from ..extensions import db
-from ..models import User
-from . import bp
-from .conversations import (
-    conversations_for,
+from simplechat.chat.forms import NewConversationForm, NewWebhookForm
+from simplechat.conversations.inbox import conversations_for
+from simplechat.conversations.records import (
     display_title,
     participant_conversation,
     participants_of,
     start_conversation,
 )
-from .forms import NewConversationForm, NewWebhookForm
+from simplechat.extensions import db
+from simplechat.models import User
+from simplechat.observability.activity import record_activity
+
+bp = Blueprint("chat", __name__)
 
 
 @bp.get("/")
@@ -76,7 +77,7 @@ def conversation(conversation_id: int):
 def settings(conversation_id: int):
     """A conversation's settings, for its participants: its webhooks, listed, added (the
     signing secret shown on this answer only) and deleted."""
-    from ..api.webhooks import UnsafeURL, conversation_webhooks, create_outgoing
+    from simplechat.webhooks.hooks import UnsafeURL, conversation_webhooks, create_outgoing
 
     conversation = participant_conversation(current_user.id, conversation_id)
     if conversation is None:
@@ -103,7 +104,7 @@ def settings(conversation_id: int):
 @login_required
 def delete_webhook(conversation_id: int, webhook_id: int):
     """Delete one of the conversation's webhooks: any participant may."""
-    from ..api import webhooks
+    from simplechat.webhooks import hooks as webhooks
 
     conversation = participant_conversation(current_user.id, conversation_id)
     if conversation is None or not webhooks.delete_webhook(conversation.id, webhook_id):

@@ -1,7 +1,5 @@
-"""Profiles: your own profile, editing it, changing the password, other users' public profiles."""
+"""Profiles: your own (edit, password, sessions, tokens) and other people's."""
 
-from flask import Blueprint
+from simplechat.profile.views import bp
 
-bp = Blueprint("profile", __name__)
-
-from . import views  # noqa: E402,F401  (routes register on import)
+__all__ = ["bp"]

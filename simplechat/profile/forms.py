@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask_login import current_user
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from ..auth.forms import (
+from simplechat.auth.forms import (
     PASSWORD_MAX,
     PostedForm,
     TextField,

@@ -3,14 +3,13 @@ public profiles."""
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from ..activity import record_activity
-from ..auth.forms import USERNAME_MAX, USERNAME_RE
-from ..auth.sessions import (
+from simplechat.auth.forms import USERNAME_MAX, USERNAME_RE
+from simplechat.auth.sessions import (
     current_session,
     describe_agent,
     end_current_session,
@@ -20,10 +19,12 @@ from ..auth.sessions import (
     live_sessions,
     rotate_current_token,
 )
-from ..extensions import db
-from ..models import User, UserSession
-from . import bp
-from .forms import ChangePasswordForm, EditProfileForm, NewTokenForm
+from simplechat.extensions import db
+from simplechat.models import User, UserSession
+from simplechat.observability.activity import record_activity
+from simplechat.profile.forms import ChangePasswordForm, EditProfileForm, NewTokenForm
+
+bp = Blueprint("profile", __name__)
 
 
 def user_by_username(username: str) -> User | None:
@@ -125,7 +126,7 @@ def sign_out_others():
 @login_required
 def tokens():
     """Personal access tokens for the JSON API: a new one is shown on this answer only."""
-    from ..api.tokens import create_token, live_tokens
+    from simplechat.auth.tokens import create_token, live_tokens
 
     form = NewTokenForm()
     created = None
@@ -140,8 +141,8 @@ def tokens():
 @bp.post("/tokens/<id:token_id>/revoke")
 @login_required
 def revoke_token(token_id: int):
-    from ..api.tokens import revoke_tokens
-    from ..models import ApiToken
+    from simplechat.auth.tokens import revoke_tokens
+    from simplechat.models import ApiToken
 
     row = db.session.get(ApiToken, token_id)
     if row is None or row.user_id != current_user.id or row.revoked_at is not None:

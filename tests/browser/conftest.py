@@ -244,7 +244,7 @@ def seed_messages(stack: BrowserStack, sender: str, conversation_id: int, count:
         "from simplechat import create_app\n"
         "from simplechat.extensions import db\n"
         "from simplechat.models import User\n"
-        "from simplechat.chat.send import send_message\n"
+        "from simplechat.messaging.send import send_message\n"
         "app = create_app()\n"
         "with app.app_context():\n"
         "    user = db.session.scalars(select(User).where(User.username == sys.argv[1])).one()\n"

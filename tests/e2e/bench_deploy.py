@@ -16,8 +16,8 @@ from pathlib import Path
 
 from celery import Celery
 
-from simplechat.chat.ids import new_message_id
-from simplechat.chat.messages import message_payload
+from simplechat.infra.ids import new_message_id
+from simplechat.messaging.payload import message_payload
 
 from .harness import Stack, TestDatabase, wait_until
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from simplechat.packet_guard import MAX_EVENTS_IN_FLIGHT
+from simplechat.realtime.packet_guard import MAX_EVENTS_IN_FLIGHT
 
 from .harness import NAMESPACE
 from .test_binary_packets import connect_chat, open_engineio, rss_bytes, send_frames

@@ -1,0 +1,103 @@
+"""The attachment routes: upload to a conversation, fetch a file or its thumbnail; and the
+request class that lets an upload's body be larger than other requests'."""
+
+from __future__ import annotations
+
+from flask import Request, current_app, jsonify, request, send_file
+from flask_login import current_user
+
+from simplechat.api.schemas import Uploaded
+from simplechat.api.spec import FILE, describe
+from simplechat.attachments.records import is_raster, servable, upload
+from simplechat.attachments.store import attachment_store
+from simplechat.web.errors import api_error
+from simplechat.web.routing import ApiBlueprint
+
+bp = ApiBlueprint("attachments", __name__)
+UPLOAD_ENDPOINT = "attachments.upload"
+MULTIPART_SLACK = 64 * 1024  # room for the multipart headers around the file
+
+
+class ChatRequest(Request):
+    """A request whose body limit is ``MAX_CONTENT_LENGTH``, except an upload's, which may be as
+    large as ``CHAT_MAX_ATTACHMENT_BYTES``. Chosen by the matched route before anything reads
+    the body (the CSRF check reads the form first), and checked against Content-Length before
+    a byte of it is read; a body without one is cut off as it streams past the limit."""
+
+    @property
+    def max_content_length(self) -> int | None:
+        if (self._max_content_length is None and self.url_rule is not None
+                and self.url_rule.endpoint == UPLOAD_ENDPOINT):
+            return current_app.config["CHAT_MAX_ATTACHMENT_BYTES"] + MULTIPART_SLACK
+        return super().max_content_length
+
+    @max_content_length.setter
+    def max_content_length(self, value: int | None) -> None:
+        self._max_content_length = value
+
+# A file is served as itself, never as a page of this site: no script, no plugin, no frame.
+FILE_CSP = "default-src 'none'; img-src 'self'; sandbox"
+
+
+@bp.before_request
+def require_login():
+    if not current_user.is_authenticated:
+        return api_error("unauthorized", 401)
+    return None
+
+
+@bp.post("/conversations/<id:conversation_id>/attachments", endpoint="upload")
+def upload_attachment(conversation_id: int):
+    """Multipart, field ``file``: 201 with the attachment, to be sent with a message."""
+    attachment, refusal = upload(current_user.id, conversation_id,
+                                 lambda: request.files.get("file"))
+    if refusal:
+        return api_error(refusal.code, refusal.status, refusal.retry_after)
+    return jsonify({"ok": True, "attachment": attachment}), 201
+
+
+@bp.get("/attachments/<attachment_id>")
+def attachment_file(attachment_id: str):
+    """The file, to participants only (404 otherwise): inline for a raster image, else as a
+    download."""
+    attachment = servable(current_user.id, attachment_id)
+    if attachment is None:
+        return api_error("not_found", 404)
+    inline = is_raster(attachment)
+    return _file_response(attachment.id, attachment.content_type if inline else
+                          (attachment.content_type or "application/octet-stream"),
+                          attachment.name, inline)
+
+
+@bp.get("/attachments/<attachment_id>/thumbnail")
+def attachment_thumbnail(attachment_id: str):
+    attachment = servable(current_user.id, attachment_id)
+    if attachment is None or not attachment.has_thumbnail:
+        return api_error("not_found", 404)
+    return _file_response(attachment.id + ".thumb", "image/webp", "thumbnail.webp", True)
+
+
+def _file_response(key: str, content_type: str, name: str, inline: bool):
+    try:
+        stream = attachment_store().open(key)
+    except FileNotFoundError:
+        return api_error("not_found", 404)
+    response = send_file(stream, mimetype=content_type, as_attachment=not inline,
+                         download_name=name, conditional=True, etag=False, max_age=0)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = FILE_CSP
+    # Private, and asked again each time: a deleted message's files must stop being served.
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+# In the API's OpenAPI document beside the JSON routes (their bodies or answers are files).
+describe("attachments.upload", "POST", upload="file", answers={201: Uploaded},
+         errors=(404, 429), tag="attachments",
+         summary="Upload a file to a conversation (multipart, field file), to send with a "
+                 "message: 413 too_large past CHAT_MAX_ATTACHMENT_BYTES, 429 rate_limited "
+                 "past CHAT_UPLOAD_RATE_LIMIT uploads per user")
+describe("attachments.attachment_file", answers={200: FILE}, errors=(404,), tag="attachments",
+         summary="The file, to participants only: inline for a raster image, else a download")
+describe("attachments.attachment_thumbnail", answers={200: FILE}, errors=(404,),
+         tag="attachments", summary="An image's thumbnail (WebP), to participants only")

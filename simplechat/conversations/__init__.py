@@ -1,0 +1,1 @@
+"""Conversations: starting them, who takes part, the inbox (the list), groups, search."""

@@ -1,0 +1,151 @@
+"""Group management: rename, add participants, leave."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import delete, func, select
+
+from simplechat.answers import error
+from simplechat.conversations.records import MAX_PARTICIPANTS, conversation_of, participants_of
+from simplechat.extensions import db, socketio
+from simplechat.infra.membership import members_changed
+from simplechat.messaging import system_lines
+from simplechat.messaging.history import cached_messages
+from simplechat.messaging.send import clean_text
+from simplechat.models import Conversation, Message, Participant, User
+from simplechat.observability.activity import record_activity
+from simplechat.realtime.emit import emit_to
+from simplechat.realtime.presence import presence
+from simplechat.realtime.rooms import NAMESPACE, room, user_room
+
+log = logging.getLogger(__name__)
+MAX_TITLE = 120
+
+
+def conversation_state(conversation: Conversation) -> dict:
+    members = participants_of(conversation.id)
+    return {
+        "conversation_id": conversation.id,
+        "title": conversation.title,
+        "is_group": conversation.is_group,
+        "participants": [{"id": u.id, "name": u.full_name, "username": u.username}
+                         for u in members],
+    }
+
+
+def _announce(conversation: Conversation, extra_user_ids: list[int] = ()) -> dict:
+    """Tell the room and every participant's personal room what the conversation is now."""
+    state = conversation_state(conversation)
+    rooms = [room(conversation.id)] + [user_room(p["id"]) for p in state["participants"]]
+    rooms += [user_room(uid) for uid in extra_user_ids]
+    emit_to(rooms, "conversation_updated", state)
+    return state
+
+
+def _group_of(user: User, data: dict) -> tuple[Conversation | None, dict | None]:
+    conversation, refusal = conversation_of(user.id, data.get("conversation_id"))
+    if refusal:
+        return None, error(refusal)
+    if not conversation.is_group:
+        return None, error("not_group")
+    return conversation, None
+
+
+def rename_conversation(user: User, data: dict) -> dict:
+    conversation, refusal = _group_of(user, data)
+    if refusal:
+        return refusal
+    title = data.get("title")
+    if not isinstance(title, str):
+        return error("invalid")
+    title = clean_text(title)
+    if len(title) > MAX_TITLE:
+        return error("too_long", max_length=MAX_TITLE)
+    if not title:
+        return error("empty")
+    conversation.title = title
+    db.session.commit()
+    record_activity("conversation_renamed", user.id,
+                    {"conversation_id": conversation.id, "title": title})
+    state = _announce(conversation)
+    system_lines.renamed(user, conversation.id, title)
+    return {"ok": True, "conversation": state}
+
+
+def add_participants(user: User, data: dict) -> dict:
+    conversation, refusal = _group_of(user, data)
+    if refusal:
+        return refusal
+    wanted = data.get("user_ids")
+    if (not isinstance(wanted, list) or not wanted
+            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63
+                       for i in wanted)):
+        return error("invalid")
+    if len(wanted) > MAX_PARTICIPANTS:
+        return error("too_many", max_participants=MAX_PARTICIPANTS)
+    present = set(db.session.scalars(select(Participant.user_id).where(
+        Participant.conversation_id == conversation.id)))
+    new_ids = [i for i in dict.fromkeys(wanted) if i not in present]
+    users = list(db.session.scalars(
+        select(User).where(User.id.in_(new_ids), User.is_active.is_(True)))) if new_ids else []
+    if len(users) != len(new_ids):
+        return error("not_found")
+    if len(present) + len(users) > MAX_PARTICIPANTS:
+        return error("too_many", max_participants=MAX_PARTICIPANTS)
+    # What was said before someone joins (or while they were away, for someone added back) is
+    # history to them, not unread: their read marker starts at the newest message.
+    read_up_to = newest_message_id(conversation.id) if users else None
+    for new_user in users:
+        db.session.add(Participant(conversation_id=conversation.id, user_id=new_user.id,
+                                   last_read_message_id=read_up_to))
+    db.session.commit()
+    members_changed([conversation.id], [u.id for u in users])
+    if users:
+        record_activity("participants_added", user.id,
+                        {"conversation_id": conversation.id, "user_ids": [u.id for u in users]})
+    state = _announce(conversation)
+    if users:
+        system_lines.added(user, conversation.id, users)
+    return {"ok": True, "conversation": state}
+
+
+def newest_message_id(conversation_id: int) -> str | None:
+    """The id of the conversation's newest message: the recent list may be ahead of SQL (the
+    write buffer), so both are asked."""
+    cached = cached_messages(conversation_id)
+    stored = db.session.scalar(select(func.max(Message.id))
+                               .where(Message.conversation_id == conversation_id))
+    return max((i for i in (cached[-1]["id"] if cached else None, stored) if i), default=None)
+
+
+def leave_conversation(user: User, data: dict) -> dict:
+    """Leave a group: from now on no events and no history of it reach this user."""
+    conversation, refusal = _group_of(user, data)
+    if refusal:
+        return refusal
+    db.session.execute(delete(Participant).where(
+        Participant.conversation_id == conversation.id, Participant.user_id == user.id))
+    db.session.commit()
+    members_changed([conversation.id], [user.id])
+    remove_sockets_from_room(user.id, conversation.id)
+    emit_to(user_room(user.id), "conversation_left", {"conversation_id": conversation.id})
+    record_activity("conversation_left", user.id, {"conversation_id": conversation.id})
+    _announce(conversation)
+    system_lines.left(user, conversation.id)
+    return {"ok": True}
+
+
+def remove_sockets_from_room(user_id: int, conversation_id: int) -> None:
+    """Take every socket of a user out of a conversation's room, on whichever process it is.
+
+    The Socket.IO message queue carries a leave for a socket another process holds.
+    """
+    manager = socketio.server.manager
+    target = room(conversation_id)
+    local = {sid for sid, _ in manager.get_participants(NAMESPACE, user_room(user_id))}
+    for sid in local | set(presence().sids(user_id)):
+        try:
+            manager.leave_room(sid, NAMESPACE, target)
+        except Exception:
+            log.warning("socket %s could not leave %s", sid, target, exc_info=True)

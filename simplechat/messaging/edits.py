@@ -1,0 +1,114 @@
+"""Editing and deleting one's own messages: the same rules as sending, within a time window."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+
+from simplechat.answers import TIMESTAMP_FORMAT, error
+from simplechat.extensions import db
+from simplechat.infra.ids import message_id_time, parse_message_id
+from simplechat.infra.membership import is_participant, membership, valid_conversation_id
+from simplechat.infra.services import services
+from simplechat.messaging.formatting import render_html
+from simplechat.messaging.history import cached_messages
+from simplechat.messaging.mentions import resolve_mentions
+from simplechat.messaging.payload import SYSTEM, tombstone
+from simplechat.messaging.send import checked_text, tell_mentioned
+from simplechat.messaging.stored import payloads_of_rows
+from simplechat.models import Message, User
+from simplechat.realtime.emit import emit_to
+from simplechat.realtime.rooms import room
+
+log = logging.getLogger(__name__)
+
+
+def _current_version(conversation_id: int, message_id: str) -> dict | None:
+    """The message as clients see it now: the cached payload, else the stored row."""
+    for message in cached_messages(conversation_id):
+        if message["id"] == message_id:
+            return message
+    row = db.session.get(Message, message_id)
+    if row is None or row.conversation_id != conversation_id:
+        return None
+    return payloads_of_rows(conversation_id, [row])[0]
+
+
+def _changeable(user: User, data: dict) -> tuple[dict | None, dict | None]:
+    """The message ``data`` names if ``user`` may change it now, else an error ack."""
+    conversation_id = data.get("conversation_id")
+    message_id = parse_message_id(data.get("message_id"))
+    if not valid_conversation_id(conversation_id) or message_id is None:
+        return None, error("invalid")
+    if not is_participant(user.id, conversation_id):
+        return None, error("forbidden")
+    current = _current_version(conversation_id, message_id)
+    if current is None or current.get("deleted"):
+        return None, error("not_found")
+    if current["sender"] != user.id or current.get("kind") == SYSTEM:
+        return None, error("forbidden")
+    age = (_now() - message_id_time(message_id)).total_seconds()
+    if age > current_app.config["CHAT_EDIT_WINDOW"]:
+        return None, error("edit_window_closed")
+    return current, None
+
+
+def edit_message(user: User, data: dict) -> dict:
+    """Replace the text of one's own message; every client, the cache and SQL see the change."""
+    current, refusal = _changeable(user, data)
+    if refusal:
+        return refusal
+    text, refusal = checked_text(data.get("message"), allow_empty=bool(current.get("attachments")))
+    if refusal:
+        return refusal
+    conversation_id = current["conversation_id"]
+    # The text is rendered again and its mentions resolved again; newly mentioned users are told.
+    mentions, names = resolve_mentions(text, conversation_id, user.id,
+                                       lambda: membership().members(conversation_id))
+    changed_at = _now()
+    payload = {**current, "message": text, "html": render_html(text, names),
+               "mentions": mentions, "edited_at": changed_at.strftime(TIMESTAMP_FORMAT)}
+    ack = _apply(user, payload, changed_at)
+    before = set(current.get("mentions") or [])
+    if ack["ok"] and (added := [uid for uid in mentions if uid not in before]):
+        tell_mentioned(payload, added, user.id)
+    return ack
+
+
+def delete_message(user: User, data: dict) -> dict:
+    """Turn one's own message into a tombstone everywhere."""
+    current, refusal = _changeable(user, data)
+    if refusal:
+        return refusal
+    return _apply(user, tombstone(current), _now())
+
+
+def _apply(user: User, payload: dict, changed_at) -> dict:
+    from simplechat.messaging.tasks import store_message_change
+
+    svc = services()
+    try:
+        # Changes have a bucket of their own: a send does not use up the delete that follows
+        # it, and an edit does not refuse the delete a moment later; a script still cannot
+        # change messages faster than it can send them.
+        wait = svc.change_limiter.hit(f"change:{user.id}")
+        if wait:
+            return error("rate_limited", retry_after=round(wait, 3))
+        store_message_change.apply_async(args=[payload, changed_at.isoformat()])
+        svc.cache.replace(payload["conversation_id"], payload)
+    except Exception:
+        log.warning("change of message %s refused: storage unavailable", payload["id"],
+                    exc_info=True)
+        return error("unavailable")
+    try:
+        emit_to(room(payload["conversation_id"]), "message_updated", payload)
+    except Exception:
+        log.exception("fan-out of the change to message %s failed", payload["id"])
+    return {"ok": True, "message": payload}
+
+
+def _now():
+    from simplechat.models import utcnow
+
+    return utcnow()

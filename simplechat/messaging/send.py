@@ -1,0 +1,255 @@
+"""The send path: validate, limit, assign id and time, cache, queue the SQL write, fan out.
+
+One plain function, called by the Socket.IO handler, the CLI and the tests alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Protocol
+
+from flask import current_app
+
+from simplechat.answers import error
+from simplechat.extensions import end_transaction
+from simplechat.infra.ids import new_message_id, parse_message_id
+from simplechat.infra.intake import DUPLICATE, FORBIDDEN, RATE_LIMITED, UNKNOWN, Taken, intake
+from simplechat.infra.membership import membership, valid_conversation_id
+from simplechat.infra.services import services
+from simplechat.messaging.formatting import render_html
+from simplechat.messaging.mentions import resolve_mentions
+from simplechat.messaging.payload import message_payload, reply_summary
+from simplechat.messaging.replies import find_message
+from simplechat.observability.metrics import observe_send
+from simplechat.realtime.emit import emit_to
+from simplechat.realtime.rooms import room, user_room
+
+log = logging.getLogger(__name__)
+
+# C0 control characters other than tab and newline, and DEL: never stored.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+MAX_CLIENT_ID = 64
+
+
+class Unavailable(Exception):
+    """Redis or the broker could not take the message: nothing was promised."""
+
+
+def clean_text(text: str) -> str:
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+
+
+def checked_text(text: object, allow_empty: bool = False) -> tuple[str, dict | None]:
+    """The text as it will be stored, or an error ack: the rules for sending and editing
+    (``allow_empty``: a message carrying files needs no text)."""
+    if not isinstance(text, str):
+        return "", error("invalid")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates cannot be stored
+        return "", error("invalid")
+    # The limit applies to what is stored: surrounding blanks and control characters go first.
+    text = clean_text(text)
+    if not text and not allow_empty:
+        return "", error("empty")
+    limit = current_app.config["CHAT_MAX_MESSAGE_LENGTH"]
+    if len(text) > limit:
+        return "", error("too_long", max_length=limit)
+    return text, None
+
+
+class Sender(Protocol):
+    """Who sends: a User, or the user of a socket (chat.sockets.SocketUser)."""
+
+    id: int
+    full_name: str
+
+
+def _retry_answer(original: dict, content: tuple | None) -> dict:
+    """The answer to a send whose client id was seen before in this conversation: the original
+    message if it is the same text, reply and files (a retry), else ``conflict``."""
+    text, reply_id, attachment_ids = content or (None, None, [])
+    if (original.get("message") != text
+            or (original.get("reply_to") or {}).get("id") != reply_id
+            or [a["id"] for a in original.get("attachments") or []] != attachment_ids):
+        return error("conflict")
+    return {"ok": True, "message": original, "duplicate": True}
+
+
+@observe_send
+def send_message(sender: Sender, conversation_id: object, text: object,
+                 client_id: object = None, reply_to: object = None,
+                 attachments: object = None) -> dict:
+    """Send ``text`` from ``sender`` to a conversation; returns the acknowledgement.
+
+    ``reply_to`` names a message of the same conversation, ``attachments`` up to 10 of the
+    sender's uploads to it not sent yet. Only a message that uses them pays for them: a plain
+    one is one Redis round trip."""
+    from simplechat.attachments.records import claim, parse_ids, release
+
+    # 1-2. Validate the payload, then membership.
+    if not valid_conversation_id(conversation_id) or not isinstance(text, str):
+        return error("invalid")
+    if client_id is not None and (
+        not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID
+    ):
+        return error("invalid")
+    reply_id = None
+    if reply_to is not None:
+        reply_id = parse_message_id(reply_to)
+        if reply_id is None:
+            return error("invalid")
+    attachment_ids, code = parse_ids(attachments)
+    if code:
+        return error(code, **({"max_attachments": MAX_ATTACHMENTS} if code == "too_many" else {}))
+    text, refusal = checked_text(text, allow_empty=bool(attachment_ids))
+    if refusal:
+        return refusal
+    sender_id, sender_name = sender.id, sender.full_name
+    # A client id is the sender's own, in one conversation.
+    dedupe_key = f"{sender_id}:{conversation_id}:{client_id}" if client_id else None
+    content = (text, reply_id, attachment_ids or [])
+    message_id = new_message_id()
+    members = _Members(conversation_id)
+    files: list[dict] = []
+    try:
+        # What the text mentions, the message it answers and its files, read only when used
+        # (membership first: a stranger learns nothing about the conversation's messages).
+        if (reply_id or attachment_ids) and sender_id not in members():
+            return error("forbidden")
+        mentions, names = resolve_mentions(text, conversation_id, sender_id, members)
+        summary = None
+        if reply_id:
+            target = find_message(conversation_id, reply_id)
+            if target is None or target.get("deleted"):
+                return error("invalid")
+            summary = reply_summary(target)
+        if attachment_ids:
+            files, code = claim(sender_id, conversation_id, attachment_ids, message_id)
+            if code == "already_sent" and dedupe_key:
+                original = services().cache.lookup(dedupe_key)
+                if original is not None:  # a retry of a send that took them
+                    return _retry_answer(original, content)
+            if code:
+                return error(code)
+        end_transaction()
+    except Exception:
+        log.warning("send to conversation %s refused: storage unavailable", conversation_id,
+                    exc_info=True)
+        return error("unavailable")
+    payload = message_payload(message_id, conversation_id, None, text, client_id,
+                              sender_id=sender_id, sender_name=sender_name,
+                              html=render_html(text, names), reply_to=summary,
+                              mentions=mentions, attachments=files)
+    ack = deliver(payload, dedupe_key, content)
+    if files and not (ack["ok"] and ack["message"]["id"] == message_id):
+        try:
+            release(message_id)
+        except Exception:
+            log.warning("attachments of refused message %s not released", message_id)
+    elif mentions and ack["ok"] and not ack.get("duplicate"):
+        tell_mentioned(payload, mentions, sender_id)
+    return ack
+
+
+MAX_ATTACHMENTS = 10
+
+
+class _Members:
+    """The conversation's member ids from the membership cache, read once and only if asked."""
+
+    def __init__(self, conversation_id: int):
+        self._conversation_id = conversation_id
+        self._ids: list[int] | None = None
+
+    def __call__(self) -> list[int]:
+        if self._ids is None:
+            self._ids = list(membership().members(self._conversation_id))
+        return self._ids
+
+
+def tell_mentioned(payload: dict, mentioned: list[int], sender_id: int) -> None:
+    """Each mentioned user's personal room gets ``mention`` (their notification)."""
+    rooms = [user_room(uid) for uid in mentioned if uid != sender_id]
+    try:
+        emit_to(rooms, "mention", {"conversation_id": payload["conversation_id"],
+                                   "message": payload})
+    except Exception:
+        log.exception("mention of message %s not sent", payload["id"])
+
+
+def deliver(payload: dict, dedupe_key: str | None = None, content: tuple | None = None,
+            members: list[int] | None = None, limited: bool = True) -> dict:
+    """Steps 3-6 for a payload made: take it in, queue its SQL write, fan it out, answer.
+
+    ``members`` (from SQL) skips the cached membership check; ``limited=False`` skips the rate
+    limit (a system line is not the actor's to spend)."""
+    conversation_id = payload["conversation_id"]
+    try:
+        # 3-4. Membership, a retry's original, the rate limit, the recent list and the queued
+        # SQL write: one round trip to Redis.
+        taken = _take(conversation_id, payload["sender"], payload, dedupe_key, members, limited)
+        if taken.status == FORBIDDEN:
+            return error("forbidden")
+        if taken.status == DUPLICATE:
+            return _retry_answer(taken.original, content)
+        if taken.status == RATE_LIMITED:
+            return error("rate_limited", retry_after=round(taken.wait, 3))
+        _queue_flush(payload, dedupe_key, taken.flush)
+    except Unavailable:
+        return error("unavailable")
+    except Exception:
+        log.warning("send to conversation %s refused: storage unavailable", conversation_id,
+                    exc_info=True)
+        return error("unavailable")
+    # 5. Fan out, once per socket: the room (who has the conversation open) and every member's
+    # personal room (conversation lists, unread counts), on every process. The message is
+    # already safe: a failed emit is caught up by clients through `join` with `after`.
+    try:
+        emit_to([room(conversation_id), *(user_room(uid) for uid in taken.members)],
+                "message", payload)
+    except Exception:
+        log.exception("fan-out of message %s failed", payload["id"])
+    # 6. The acknowledgement: the write is queued and will reach SQL.
+    return {"ok": True, "message": payload}
+
+
+def _take(conversation_id: int, sender_id: int, payload: dict, dedupe_key: str | None,
+          members: list[int] | None = None, limited: bool = True) -> Taken:
+    """The intake's answer; members not cached are read from SQL once (and cached)."""
+    gate = intake()
+    if members is None:
+        taken = gate.take(conversation_id, sender_id, payload, dedupe_key, limited=limited)
+        if taken.status != UNKNOWN:
+            return taken
+        members = list(membership().members(conversation_id))
+        end_transaction()
+        if sender_id not in members:
+            return Taken(FORBIDDEN)
+    return gate.take(conversation_id, sender_id, payload, dedupe_key, members=members,
+                     limited=limited)
+
+
+def _queue_flush(payload: dict, dedupe_key: str | None, needed: bool) -> None:
+    """Make sure a flush of the write buffer is queued for a message the intake took; raises
+    Unavailable (with the message taken back) when the broker cannot take the task."""
+    from simplechat.infra.write_buffer import write_buffer
+    from simplechat.messaging.tasks import flush_writes
+
+    try:
+        # Eager Celery (the embedded default, tests) stores it before the ack, as before.
+        if needed or current_app.extensions["celery"].conf.task_always_eager:
+            flush_writes.apply_async()
+    except Exception as exc:
+        log.warning("could not queue message %s", payload["id"], exc_info=True)
+        try:
+            if not write_buffer().take_back(payload):
+                return  # a flush already holds it: it will be stored
+        except Exception:
+            log.warning("could not take message %s back from the write buffer", payload["id"])
+        try:
+            services().cache.remove(payload["conversation_id"], payload["id"], dedupe_key)
+        except Exception:
+            log.warning("could not take message %s back from the cache", payload["id"])
+        raise Unavailable from exc

@@ -1,0 +1,1 @@
+"""Observability: logging, Prometheus metrics, and the activity and error logs."""

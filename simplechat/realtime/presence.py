@@ -1,0 +1,190 @@
+"""Presence: who has a live socket, correct across web processes and when one dies.
+
+Each socket of a user is a field of a Redis hash (``<prefix>presence:<user id>``) whose value is
+the time it stops counting. Connecting and the client's heartbeat push that time forward; a
+process that dies stops refreshing its sockets, so its users go offline within
+CHAT_PRESENCE_TTL seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+from simplechat.answers import TIMESTAMP_FORMAT
+from simplechat.infra.services import built_once, services
+
+HEARTBEAT_INTERVAL = 25  # what the browser client uses; CHAT_PRESENCE_TTL must exceed it
+
+# KEYS: hash, last-seen key. ARGV: sid, now, expires_at, key ttl.
+# Returns 1 if the user had no live socket before this one.
+_TOUCH = """
+local now = tonumber(ARGV[2])
+local was_online = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if tonumber(fields[i + 1]) > now then
+    if fields[i] ~= ARGV[1] then was_online = 1 end
+  else
+    redis.call('HDEL', KEYS[1], fields[i])
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+redis.call('SET', KEYS[2], ARGV[2])
+return 1 - was_online
+"""
+
+# KEYS: hash, last-seen key. ARGV: sid, now. Returns 1 if no live socket is left.
+_DROP = """
+local now = tonumber(ARGV[2])
+redis.call('HDEL', KEYS[1], ARGV[1])
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if tonumber(fields[i + 1]) > now then return 0 end
+end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+# KEYS: hash, last-seen key, for each user. ARGV: now. Returns, for each user, 1 and "" when
+# online, else 0 and the last-seen time ("" if never seen): one round trip, however many users.
+_STATUS = """
+local now = tonumber(ARGV[1])
+local result = {}
+for i = 1, #KEYS, 2 do
+  local online = 0
+  for _, until_ in ipairs(redis.call('HVALS', KEYS[i])) do
+    if tonumber(until_) > now then online = 1; break end
+  end
+  result[#result + 1] = online
+  result[#result + 1] = online == 1 and '' or (redis.call('GET', KEYS[i + 1]) or '')
+end
+return result
+"""
+
+
+def status_after(came_online: bool, last_seen: float | None = None) -> dict:
+    """A user's status right after ``touch`` brought them online or ``drop`` took them offline
+    at ``last_seen``: what ``status`` would answer, without asking again."""
+    return {"online": came_online, "last_seen": None if came_online else _format(last_seen)}
+
+
+def _format(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).strftime(TIMESTAMP_FORMAT)
+
+
+class RedisPresence:
+    def __init__(self, redis, prefix: str, ttl: int):
+        self._redis = redis
+        self._prefix = prefix
+        self._ttl = ttl
+        self._touch = redis.register_script(_TOUCH)
+        self._drop = redis.register_script(_DROP)
+        self._status = redis.register_script(_STATUS)
+
+    def _keys(self, user_id: int) -> list[str]:
+        return [f"{self._prefix}presence:{user_id}", f"{self._prefix}lastseen:{user_id}"]
+
+    def touch(self, user_id: int, sid: str) -> bool:
+        """Mark a socket live; True if the user just came online."""
+        now = time.time()
+        return bool(self._touch(keys=self._keys(user_id),
+                                args=[sid, now, now + self._ttl, self._ttl * 2]))
+
+    def drop(self, user_id: int, sid: str) -> float | None:
+        """Forget a socket; when the user has no live socket left, the last-seen time."""
+        now = time.time()
+        return now if self._drop(keys=self._keys(user_id), args=[sid, now]) else None
+
+    def sids(self, user_id: int) -> list[str]:
+        now = time.time()
+        fields = self._redis.hgetall(self._keys(user_id)[0])
+        return [sid.decode() for sid, until in fields.items() if float(until) > now]
+
+    def live_count(self) -> int:
+        """Live sockets of all users on every process."""
+        now = time.time()
+        total = 0
+        for key in self._redis.scan_iter(match=f"{self._prefix}presence:*", count=1000):
+            total += sum(1 for until in self._redis.hvals(key) if float(until) > now)
+        return total
+
+    def status(self, user_ids: list[int]) -> dict[int, dict]:
+        if not user_ids:
+            return {}
+        replies = self._status(keys=[k for uid in user_ids for k in self._keys(uid)],
+                               args=[time.time()])
+        result = {}
+        for i, uid in enumerate(user_ids):
+            online, seen = replies[2 * i], replies[2 * i + 1]
+            result[uid] = {"online": bool(online),
+                           "last_seen": None if online or not seen else _format(float(seen))}
+        return result
+
+
+class MemoryPresence:
+    """The same, kept in this process, for the single-process embedded default."""
+
+    def __init__(self, ttl: int):
+        self._ttl = ttl
+        self._sockets: dict[int, dict[str, float]] = {}
+        self._seen: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def _live(self, user_id: int, now: float) -> dict[str, float]:
+        live = {s: t for s, t in self._sockets.get(user_id, {}).items() if t > now}
+        self._sockets[user_id] = live
+        return live
+
+    def touch(self, user_id: int, sid: str) -> bool:
+        now = time.time()
+        with self._lock:
+            live = self._live(user_id, now)
+            came_online = not any(s != sid for s in live)
+            live[sid] = now + self._ttl
+            self._seen[user_id] = now
+        return came_online
+
+    def drop(self, user_id: int, sid: str) -> float | None:
+        now = time.time()
+        with self._lock:
+            live = self._live(user_id, now)
+            live.pop(sid, None)
+            if live:
+                return None
+            self._seen[user_id] = now
+            return now
+
+    def sids(self, user_id: int) -> list[str]:
+        with self._lock:
+            return list(self._live(user_id, time.time()))
+
+    def live_count(self) -> int:
+        now = time.time()
+        with self._lock:
+            return sum(len(self._live(uid, now)) for uid in list(self._sockets))
+
+    def status(self, user_ids: list[int]) -> dict[int, dict]:
+        now = time.time()
+        with self._lock:
+            result = {}
+            for uid in user_ids:
+                online = bool(self._live(uid, now))
+                result[uid] = {"online": online,
+                               "last_seen": None if online else _format(self._seen.get(uid))}
+            return result
+
+
+def presence() -> RedisPresence | MemoryPresence:
+    """This app's presence tracker, built on first use."""
+    def build(app) -> RedisPresence | MemoryPresence:
+        redis, ttl = services().redis, app.config["CHAT_PRESENCE_TTL"]
+        return (RedisPresence(redis, app.config["REDIS_KEY_PREFIX"], ttl) if redis is not None
+                else MemoryPresence(ttl))
+
+    return built_once("simplechat.presence", build)

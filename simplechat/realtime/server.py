@@ -1,0 +1,40 @@
+"""The Socket.IO server bound to the app: the fan-out between processes (a Redis message queue,
+room-scoped by default), orjson for every packet, and the guards on what a client may send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from simplechat.extensions import socketio
+from simplechat.infra import fastjson
+from simplechat.realtime.fanout import client_manager
+from simplechat.realtime.packet_guard import JsonPacket, install_event_cap, install_packet_guard
+
+
+def init_socketio(app: Flask) -> None:
+    queue_url = app.config.get("SOCKETIO_MESSAGE_QUEUE", app.config.get("REDIS_URL"))
+    # No queue: the in-process manager, said outright (Flask-SocketIO would keep the manager
+    # of an app made earlier in this process).
+    queue: dict[str, Any] = {"client_manager": None}
+    if queue_url:
+        queue["client_manager"] = client_manager(app.config, queue_url)
+        if queue["client_manager"] is None:
+            del queue["client_manager"]  # not Redis: Flask-SocketIO picks by the URL
+    socketio.init_app(
+        app,
+        async_mode=app.config.get("SOCKETIO_ASYNC_MODE"),
+        message_queue=queue_url,
+        channel=app.config["REDIS_KEY_PREFIX"] + "socketio",
+        **queue,
+        cors_allowed_origins=app.config.get("CORS_ALLOWED_ORIGINS"),
+        max_http_buffer_size=app.config["SOCKETIO_MAX_HTTP_BUFFER_SIZE"],
+        manage_session=True,
+        json=fastjson,  # orjson for every packet
+        serializer=JsonPacket,
+        logger=False,
+        engineio_logger=False,
+    )
+    install_packet_guard(socketio.server)
+    install_event_cap(socketio.server)
