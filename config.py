@@ -95,7 +95,7 @@ class Config:
     TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
     CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
     SOCKETIO_ASYNC_MODE = os.environ.get("SOCKETIO_ASYNC_MODE") or None
-    # How emits reach the other web processes (simplechat/socket_fanout.py): "rooms" publishes
+    # How emits reach the other web processes (simplechat/realtime/fanout.py): "rooms" publishes
     # to each room's channel, subscribed only by processes with a socket in the room;
     # "broadcast" is Flask-SocketIO's stock Redis queue, every emit to every process.
     SOCKETIO_FANOUT = os.environ.get("SOCKETIO_FANOUT") or "rooms"

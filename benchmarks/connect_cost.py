@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import socketio  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
-from simplechat.tools.loadtest import NAMESPACE, _gather_limited, prepare_full  # noqa: E402
+from simplechat.tools.loadtest import NAMESPACE, gather_limited, prepare_full  # noqa: E402
 
 PHASES = ("connect", "join", "disconnect")
 PASSWORD = "load-test-password"  # the load-test tool's default
@@ -46,19 +46,19 @@ async def measure(url: str, pid: int, cookies: list[str | None], conversation_id
     for _ in range(rounds):
         clients = [socketio.AsyncClient(reconnection=False) for _ in cookies]
         mark = harness.cpu_seconds(pid)
-        await _gather_limited(50, (
+        await gather_limited(50, (
             client.connect(url, headers={"Cookie": cookie} if cookie else {},
                            transports=["websocket"], namespaces=[NAMESPACE], wait_timeout=30)
             for client, cookie in zip(clients, cookies, strict=True)))
         mark = await settle("connect", mark)
-        acks = await _gather_limited(50, (
+        acks = await gather_limited(50, (
             client.call("join", {"conversation_id": cid}, namespace=NAMESPACE, timeout=30)
             for client, cid in zip(clients, conversation_ids, strict=True)))
         refused = [a for a in acks if not (isinstance(a, dict) and a.get("ok"))]
         if refused:
             raise RuntimeError(f"{len(refused)} joins refused: {refused[:3]}")
         mark = await settle("join", mark)
-        await _gather_limited(50, (client.disconnect() for client in clients))
+        await gather_limited(50, (client.disconnect() for client in clients))
         await settle("disconnect", mark)
     return spent
 

@@ -3,7 +3,7 @@ the servers' commands sent together and their answers read after (what ShardRout
 does), against one server after the other (what it did before), in the same run.
 
 Three redis-servers of its own (free ports, no persistence); the router of
-``simplechat/socket_fanout.py`` under eventlet, as in a web process. For a pair's emit
+``simplechat/realtime/fanout.py`` under eventlet, as in a web process. For a pair's emit
 (3 channels: the conversation and two personal rooms) and a conversation of 50's (51 channels),
 each set picked so that it names all three servers,
 with 1 and with 64 emits in flight, it prints emits/s, the process's CPU per emit, Redis's CPU

@@ -24,7 +24,7 @@ ALL = "all"
 PARTIAL = "partial"
 EMPTY = "empty"  # warmed from SQL, which had no message: the list itself cannot be empty
 
-# Lua, for this script and the send script (chat.intake): appends ``payload`` to ``list_key``,
+# Lua, for this script and the send script (infra.intake): appends ``payload`` to ``list_key``,
 # keeping the newest ``max_length`` and refreshing ``ttl``; ``state_key`` becomes 'partial' once
 # older messages exist only in SQL, and unknown when the list was missing.
 PUSH_STEP = """

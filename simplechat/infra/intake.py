@@ -1,7 +1,7 @@
 """Taking in a message: membership, de-duplication, the rate limit, the recent list and the
 write buffer, in one Redis round trip (one Lua script), or in process for the embedded default.
 
-The script reads the conversation's cached members (chat.membership); when they are not cached
+The script reads the conversation's cached members (infra.membership); when they are not cached
 it answers ``unknown`` and the caller loads them from SQL once and asks again.
 """
 

@@ -9,7 +9,7 @@ reader that loaded SQL before the change finds the generation moved and does not
 copy back. A miss reads SQL once and fills the hash. The embedded default keeps the same in
 process.
 
-The send path reads the members hash inside its own Lua script (chat.intake), so a send costs no
+The send path reads the members hash inside its own Lua script (infra.intake), so a send costs no
 extra round trip for it.
 """
 

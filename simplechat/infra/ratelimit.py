@@ -41,7 +41,7 @@ def parse_rate(text: str) -> Rate | None:
     return Rate(int(match.group(1)), period)
 
 
-# Lua, for this limiter and the send script (chat.intake): takes one hit on ``rl_key``'s
+# Lua, for this limiter and the send script (infra.intake): takes one hit on ``rl_key``'s
 # schedule (``rl_interval`` and ``rl_tolerance`` in ms) by the server clock, so every process
 # agrees on "now". Sets ``rl_wait`` to 0 when allowed, else to the milliseconds to wait.
 GCRA_STEP = """

@@ -1,7 +1,7 @@
 """The write buffer: acknowledged messages waiting for their SQL write, stored in batches.
 
 The send path appends each payload here before it acknowledges the sender; a ``flush_writes``
-task (simplechat/tasks.py) stores what has queued up, up to ``BATCH`` rows per statement.
+task (simplechat/messaging/tasks.py) stores what has queued up, up to ``BATCH`` rows per statement.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ LEASE_MS = 15_000  # one flusher at a time; a dead one's lease runs out after th
 
 Store = Callable[[list[dict]], int]
 
-# Lua, for this buffer and the send script (chat.intake): appends ``payload`` to ``buffer_key``
+# Lua, for this buffer and the send script (infra.intake): appends ``payload`` to ``buffer_key``
 # and sets ``flush_needed`` to 1 when no flush was pending (the caller queues one), else 0.
 APPEND_STEP = """
 redis.call('RPUSH', buffer_key, payload)

@@ -1,6 +1,6 @@
 """Mentions: ``@username`` of a participant, and ``@all`` in a group, resolved to user ids.
 
-Participants come from the membership cache (chat.membership), which holds ids only. Names are
+Participants come from the membership cache (infra.membership), which holds ids only. Names are
 resolved by a small map in each process (the directory below): username -> user id, and
 conversation -> whether it is a group, filled from SQL on a miss (one query for all the names
 of a message that are not known yet) and kept for ``TTL`` seconds, names that match nobody

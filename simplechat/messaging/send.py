@@ -60,7 +60,7 @@ def checked_text(text: object, allow_empty: bool = False) -> tuple[str, dict | N
 
 
 class Sender(Protocol):
-    """Who sends: a User, or the user of a socket (chat.sockets.SocketUser)."""
+    """Who sends: a User, or the user of a socket (realtime.sockets.SocketUser)."""
 
     id: int
     full_name: str

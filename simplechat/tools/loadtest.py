@@ -99,7 +99,7 @@ class HttpUser:
         return int(found.group(1))
 
 
-async def _gather_limited(limit: int, coros) -> list:
+async def gather_limited(limit: int, coros) -> list:
     gate = asyncio.Semaphore(limit)
 
     async def run(coro):
@@ -128,7 +128,7 @@ async def prepare_full(base: str, usernames: list[str], password: str, conversat
             if not register or not await user.register(password):
                 raise RuntimeError(f"could not log in as {user.username}")
 
-        await _gather_limited(concurrency, (log_in(u) for u in users))
+        await gather_limited(concurrency, (log_in(u) for u in users))
         groups = [list(range(k, len(users), conversations)) for k in range(conversations)]
 
         async def start(k: int) -> int:
@@ -136,7 +136,7 @@ async def prepare_full(base: str, usernames: list[str], password: str, conversat
             ids = [await creator.user_id(users[i].username) for i in groups[k][1:]]
             return await creator.start_conversation(ids, f"load test {k}")
 
-        conversation_ids = await _gather_limited(concurrency, (start(k) for k in
+        conversation_ids = await gather_limited(concurrency, (start(k) for k in
                                                                range(conversations)))
         cookies = [u.cookie_header for u in users]
     return cookies, [conversation_ids[i % conversations] for i in range(len(users))]
@@ -260,7 +260,7 @@ async def _run_worker(plan: WorkerPlan, progress, lineup, ready, go) -> WorkerRe
     # time is the server's and not the time it took to fork and import.
     await asyncio.get_running_loop().run_in_executor(None, lineup.wait, 60)
     result.connect_started = time.monotonic()
-    await _gather_limited(plan.connect_concurrency,
+    await gather_limited(plan.connect_concurrency,
                           (open_one(c, k, sends) for c, k, sends in plan.clients))
     result.senders = len(senders)
     ready.set()
@@ -331,7 +331,7 @@ async def _run_worker(plan: WorkerPlan, progress, lineup, ready, go) -> WorkerRe
     result.send_ended = time.monotonic()
     if pending:
         result.errors["no_ack"] += len(pending)
-    await _gather_limited(100, (sio.disconnect() for sio in sockets))
+    await gather_limited(100, (sio.disconnect() for sio in sockets))
     return result
 
 
