@@ -14,13 +14,13 @@ from sqlalchemy import select
 from simplechat.conversations.groups import leave_conversation
 from simplechat.extensions import db
 from simplechat.models import GenericActivityLog, Webhook
-from simplechat.webhooks import hooks as webhooks
+from simplechat.webhooks import delivery
 from tests.test_webhooks import Receiver, post, wait_for
 
 
 @pytest.fixture
 def app(database_uri, redis_url, monkeypatch):
-    monkeypatch.setattr(webhooks, "BACKOFF_FIRST", 0.02)
+    monkeypatch.setattr(delivery, "BACKOFF_FIRST", 0.02)
     yield from app_in_context(database_uri, redis_url, CHAT_RATE_LIMIT="off",
                               WEBHOOK_ALLOW_PRIVATE=True)
 
@@ -170,13 +170,13 @@ def test_a_hook_made_by_a_participant_stops_when_they_leave(app, runner, chat, m
     assert made.exit_code == 0, made.output
     cli_hook, cys_hook = sorted(hooks(), key=lambda h: h.created_by_id is not None)
     queued = []  # the hooks a new message would be delivered to, without delivering
-    monkeypatch.setattr(webhooks, "_queue", lambda hook_id, payload: queued.append(hook_id))
+    monkeypatch.setattr(delivery, "_queue", lambda hook_id, payload: queued.append(hook_id))
     payload = {"id": "x", "conversation_id": group.id}
-    assert webhooks.queue_deliveries([payload]) == 2
+    assert delivery.queue_deliveries([payload]) == 2
     assert sorted(queued) == sorted([cli_hook.id, cys_hook.id])
     assert leave_conversation(cy, {"conversation_id": group.id})["ok"]
     queued.clear()
-    assert webhooks.queue_deliveries([payload]) == 1 and queued == [cli_hook.id]
+    assert delivery.queue_deliveries([payload]) == 1 and queued == [cli_hook.id]
 
 
 def test_the_conversation_page_links_to_its_settings(app, chat):

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from simplechat.auth.tokens import create_token
 from simplechat.extensions import db
 from simplechat.models import GenericErrorLog, Message, User, Webhook
-from simplechat.webhooks import hooks as webhooks
+from simplechat.webhooks import delivery
 from simplechat.webhooks.hooks import UnsafeURL, checked_addresses
 
 
@@ -64,7 +64,7 @@ def wait_for(probe, timeout=20.0):
 @pytest.fixture
 def app(database_uri, redis_url, monkeypatch):
     # The same doubling backoff, from 20 ms: tasks run inline here, retries included.
-    monkeypatch.setattr(webhooks, "BACKOFF_FIRST", 0.02)
+    monkeypatch.setattr(delivery, "BACKOFF_FIRST", 0.02)
     yield from app_in_context(database_uri, redis_url, CHAT_RATE_LIMIT="off",
                               WEBHOOK_ALLOW_PRIVATE=True)
 
