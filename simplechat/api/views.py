@@ -34,8 +34,8 @@ docs_bp = Blueprint("api_docs", __name__)
 SEND_STATUS = {"invalid": 400, "empty": 400, "too_long": 400, "unauthorized": 401,
                "forbidden": 403, "not_found": 404, "conflict": 409, "rate_limited": 429,
                "unavailable": 503}
-# Body fields the send path takes beyond the text and the client id (reply_to, attachments,
-# once send_message has them).
+
+
 def send_answer(ack: dict) -> Response:
     """The HTTP answer of a send_message acknowledgement: 201 for a new message, 200 for a
     retry's original, the error's status otherwise (429 with Retry-After)."""

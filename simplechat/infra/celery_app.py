@@ -7,6 +7,10 @@ from celery.signals import worker_ready
 from flask import Flask
 from sqlalchemy.exc import OperationalError
 
+# A database that is down or restarting is retried with backoff for about half an hour.
+DATABASE_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1,
+                  "retry_backoff_max": 30, "retry_jitter": True, "max_retries": 60}
+
 
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
@@ -64,8 +68,3 @@ def _transport_options(visibility_timeout: int) -> dict:
         "unacked_restore_interval": max(1, min(10, visibility_timeout // 3)),
         "unacked_restore_throttle": 1,
     }
-
-
-# A database that is down or restarting is retried with backoff for about half an hour.
-DATABASE_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "retry_backoff_max": 30,
-          "retry_jitter": True, "max_retries": 60}

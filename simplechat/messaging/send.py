@@ -1,6 +1,7 @@
 """The send path: validate, limit, assign id and time, cache, queue the SQL write, fan out.
 
-One plain function, called by the Socket.IO handler, the CLI and the tests alike.
+One plain function, called by the Socket.IO handler, the REST route, incoming webhooks and the
+tests alike.
 """
 
 from __future__ import annotations

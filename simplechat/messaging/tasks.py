@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 def flush_writes(take_over: bool = False) -> int:
     """Store what waits in the write buffer, a batch at a time; returns the rows stored.
 
-    A database error leaves the batch in the buffer's processing list and retries this task
-    with backoff. A run stops after a bounded number of batches and queues the next one.
+    A database that is down (OperationalError) leaves the batch in the buffer's processing
+    list and retries this task with backoff; any other error ends the run with the batch still
+    there, for the next flush. A run stops after a bounded number of batches and queues the
+    next one.
     """
     flushed = write_buffer().flush(store_batch, take_over=take_over)
     if flushed.more:
