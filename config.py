@@ -79,6 +79,11 @@ class Config:
     # Seconds an upload may stay unsent before `flask attachments prune` removes it (24 h).
     CHAT_ATTACHMENT_ORPHAN_AGE = env_int("CHAT_ATTACHMENT_ORPHAN_AGE", 24 * 3600)
     CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 60)  # a socket without heartbeat goes offline
+    # CPU-heavy work (image decoding, Markdown, password hashes) runs on OS threads, off the
+    # event loop (simplechat/infra/offload.py): this many jobs at once per process, this many
+    # more waiting; a job past both is refused with "unavailable" (HTTP 503).
+    CHAT_CPU_WORKERS = env_int("CHAT_CPU_WORKERS", 2)
+    CHAT_CPU_QUEUE = env_int("CHAT_CPU_QUEUE", 32)
     # A login session unused for this many days ends; "remember me" keeps one for this many.
     SESSION_IDLE_DAYS = env_int("SESSION_IDLE_DAYS", 14)
     REMEMBER_DAYS = env_int("REMEMBER_DAYS", 30)
