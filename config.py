@@ -74,6 +74,11 @@ class Config:
     CHAT_EDIT_WINDOW = env_int("CHAT_EDIT_WINDOW", 900)  # seconds a message can be changed
     # Largest attachment, bytes (10 MiB); a larger upload is answered 413 before it is read.
     CHAT_MAX_ATTACHMENT_BYTES = env_int("CHAT_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
+    # Uploads not sent yet, per user (count, and bytes in all); past either, 429 too_many.
+    CHAT_MAX_UNSENT_UPLOADS = env_int("CHAT_MAX_UNSENT_UPLOADS", 20)
+    CHAT_MAX_UNSENT_UPLOAD_BYTES = env_int("CHAT_MAX_UNSENT_UPLOAD_BYTES", 100 * 1024 * 1024)
+    # Scans a JPEG may hold (progressive files have about 10); more is refused undecoded.
+    CHAT_MAX_JPEG_SCANS = env_int("CHAT_MAX_JPEG_SCANS", 32)
     # Where attachments are kept: shared by every web process and worker (default: instance/).
     ATTACHMENT_DIR = os.environ.get("ATTACHMENT_DIR") or None
     # Seconds an upload may stay unsent before `flask attachments prune` removes it (24 h).

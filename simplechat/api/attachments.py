@@ -3,12 +3,15 @@ request class that lets an upload's body be larger than other requests'."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Request, current_app, jsonify, request, send_file
 from flask_login import current_user
 
 from simplechat.api.schemas import Uploaded
 from simplechat.api.spec import FILE, describe
-from simplechat.attachments.records import is_raster, servable, upload
+from simplechat.attachments.images import HEAD_BYTES, raster_type
+from simplechat.attachments.records import Refusal, inline_type, servable, upload
 from simplechat.attachments.store import attachment_store
 from simplechat.web.errors import api_error
 from simplechat.web.routing import ApiBlueprint
@@ -52,21 +55,27 @@ def upload_attachment(conversation_id: int):
     attachment, refusal = upload(current_user.id, conversation_id,
                                  lambda: request.files.get("file"))
     if refusal:
-        return api_error(refusal.code, refusal.status, refusal.retry_after)
+        return _refused(refusal)
     return jsonify({"ok": True, "attachment": attachment}), 201
+
+
+def _refused(refusal: Refusal):
+    if refusal.limits:  # too_many: which limits, so a client can say it
+        response = jsonify({"ok": False, "error": refusal.code, **refusal.limits})
+        response.status_code = refusal.status
+        return response
+    return api_error(refusal.code, refusal.status, refusal.retry_after)
 
 
 @bp.get("/attachments/<attachment_id>")
 def attachment_file(attachment_id: str):
-    """The file, to participants only (404 otherwise): inline for a raster image, else as a
-    download."""
+    """The file, to participants only (404 otherwise): inline with its type for a PNG, JPEG,
+    GIF or WebP (by its bytes), else a download of type application/octet-stream."""
     attachment = servable(current_user.id, attachment_id)
     if attachment is None:
         return api_error("not_found", 404)
-    inline = is_raster(attachment)
-    return _file_response(attachment.id, attachment.content_type if inline else
-                          (attachment.content_type or "application/octet-stream"),
-                          attachment.name, inline)
+    return _file_response(attachment.id, attachment.name,
+                          lambda head: inline_type(attachment, head))
 
 
 @bp.get("/attachments/<attachment_id>/thumbnail")
@@ -74,16 +83,22 @@ def attachment_thumbnail(attachment_id: str):
     attachment = servable(current_user.id, attachment_id)
     if attachment is None or not attachment.has_thumbnail:
         return api_error("not_found", 404)
-    return _file_response(attachment.id + ".thumb", "image/webp", "thumbnail.webp", True)
+    return _file_response(attachment.id + ".thumb", "thumbnail.webp",
+                          lambda head: "image/webp" if raster_type(head) == "image/webp" else None)
 
 
-def _file_response(key: str, content_type: str, name: str, inline: bool):
+def _file_response(key: str, name: str, shown_as: Callable[[bytes], str | None]):
+    """The stored file ``key``: inline as ``shown_as(its first bytes)``, or when that is None
+    as a download of type application/octet-stream."""
     try:
         stream = attachment_store().open(key)
     except FileNotFoundError:
         return api_error("not_found", 404)
-    response = send_file(stream, mimetype=content_type, as_attachment=not inline,
-                         download_name=name, conditional=True, etag=False, max_age=0)
+    content_type = shown_as(stream.read(HEAD_BYTES))
+    stream.seek(0)
+    response = send_file(stream, mimetype=content_type or "application/octet-stream",
+                         as_attachment=content_type is None, download_name=name,
+                         conditional=True, etag=False, max_age=0)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = FILE_CSP
     # Private, and asked again each time: a deleted message's files must stop being served.
@@ -95,9 +110,13 @@ def _file_response(key: str, content_type: str, name: str, inline: bool):
 describe("attachments.upload", "POST", upload="file", answers={201: Uploaded},
          errors=(404, 429), tag="attachments",
          summary="Upload a file to a conversation (multipart, field file), to send with a "
-                 "message: 413 too_large past CHAT_MAX_ATTACHMENT_BYTES, 429 rate_limited "
-                 "past CHAT_UPLOAD_RATE_LIMIT uploads per user")
+                 "message: 413 too_large past CHAT_MAX_ATTACHMENT_BYTES, 400 invalid_image "
+                 "for a picture that does not decode (or a JPEG past CHAT_MAX_JPEG_SCANS "
+                 "scans), 429 rate_limited past CHAT_UPLOAD_RATE_LIMIT uploads per user, 429 "
+                 "too_many past CHAT_MAX_UNSENT_UPLOADS or CHAT_MAX_UNSENT_UPLOAD_BYTES of "
+                 "unsent uploads, 503 unavailable while the image decoders are all busy")
 describe("attachments.attachment_file", answers={200: FILE}, errors=(404,), tag="attachments",
-         summary="The file, to participants only: inline for a raster image, else a download")
+         summary="The file, to participants only: inline for a PNG, JPEG, GIF or WebP (by its "
+                 "bytes), else a download of type application/octet-stream")
 describe("attachments.attachment_thumbnail", answers={200: FILE}, errors=(404,),
          tag="attachments", summary="An image's thumbnail (WebP), to participants only")

@@ -1,67 +1,138 @@
-"""Raster images: what a file is (by its bytes, not its name), and thumbnails, with Pillow.
+"""Raster images: what a file is (by its first bytes, not its name or declared type), and its
+check and thumbnail, with Pillow, in one decode at the smallest scale that serves.
 
-Decompression bombs are refused: ``Image.MAX_IMAGE_PIXELS`` makes Pillow raise for anything
-past twice the limit, and anything past the limit itself is refused here before it is decoded.
-A truncated or otherwise broken image fails to decode and is refused too.
+``examine_image`` is the whole of the CPU work and runs off the event loop
+(``infra/offload.py``): it takes a path and plain numbers and returns plain values. Before
+Pillow decodes a pixel, a JPEG's scans are counted from its marker segments (a progressive file
+can repeat a scan thousands of times in a few bytes each, and every one is decoded over the
+whole picture) and a picture over ``MAX_PIXELS`` is refused. A truncated or otherwise broken
+image fails to decode and is refused too (``ImageFile.LOAD_TRUNCATED_IMAGES`` stays off).
 """
 
 from __future__ import annotations
 
-import warnings
+import io
+import re
+import struct
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 MAX_PIXELS = 40_000_000  # an 8000 x 5000 picture; more is refused
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 THUMBNAIL_SIZE = (320, 320)
-RASTER = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
+REDUCING_GAP = 2.0  # decode and reduce to twice the thumbnail, then resample from there
+# Pillow's format names; MPO is a camera's JPEG with a second picture after the first.
+RASTER = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "GIF": "image/gif",
+          "WEBP": "image/webp"}
 # What a name or declared type that says "picture" looks like: such a file must decode.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+HEAD_BYTES = 12  # enough of a file to tell its raster format
+_FORMAT = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP"}
+
+# Any JPEG marker but a stuffed zero, a fill byte or a restart (RSTn sits inside scan data).
+_MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
+_SOI, _EOI, _SOS, _TEM = 0xD8, 0xD9, 0xDA, 0x01
+# Pillow raises these on a file it cannot read; each one means "not a picture we can show".
+_BROKEN = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, struct.error,
+           Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
 class BadImage(Exception):
     """The file claims to be a picture and is not one that can be shown."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ImageInfo:
     content_type: str
     width: int
     height: int
+    thumbnail: bytes  # WebP, at most 320 x 320, turned the way the camera said
 
 
-def inspect_image(path: str) -> ImageInfo | None:
-    """The type and size of a PNG, JPEG, GIF or WebP file, decoded in full to be sure; None if
-    the file is not one of those; BadImage if it is one but too large or broken."""
+def raster_type(head: bytes) -> str | None:
+    """``image/png``, ``image/jpeg``, ``image/gif`` or ``image/webp`` if a file's first bytes
+    are those of one (the signatures Pillow itself goes by), else None."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def jpeg_scans(data: bytes, stop_after: int) -> int:
+    """How many scans (SOS segments) a JPEG holds up to its end (EOI), walking its marker
+    segments as libjpeg does: a segment is skipped by its length, scan data up to the next
+    marker, stray bytes between segments up to the next 0xFF. Counting stops one past
+    ``stop_after``. Every scan libjpeg would decode is counted (a marker it would skip inside a
+    segment is skipped here too), so the count is never too low."""
+    scans, pos = 0, 2  # after SOI
+    while scans <= stop_after:
+        found = _MARKER.search(data, pos)
+        if found is None:
+            break
+        marker, pos = data[found.start() + 1], found.end()
+        if marker == _EOI:
+            break
+        if marker in (_SOI, _TEM):  # no length follows
+            continue
+        if marker == _SOS:
+            scans += 1
+        # The length counts its own two bytes; a scan's data follows its header, and the next
+        # search runs over it (stuffed zeros and restarts are not markers).
+        pos += int.from_bytes(data[pos:pos + 2], "big")
+    return scans
+
+
+def examine_image(path: str, content_type: str, max_jpeg_scans: int) -> ImageInfo:
+    """Decode the picture at ``path``, whose first bytes say ``content_type`` (see
+    ``raster_type``), and make its thumbnail; BadImage if it is too large, has more than
+    ``max_jpeg_scans`` scans (a JPEG), or does not decode in full.
+
+    CPU-heavy and thread-safe: call it through ``offload``. A JPEG is decoded at the smallest
+    of libjpeg's scales (1/8, 1/4, 1/2) that still gives twice the thumbnail (every scan is
+    still read, so a truncated one is refused all the same); any other format is decoded once,
+    then reduced by a whole factor before it is resampled."""
+    if content_type == "image/jpeg":
+        with open(path, "rb") as file:
+            scans = jpeg_scans(file.read(), max_jpeg_scans)
+        if scans > max_jpeg_scans:
+            raise BadImage(f"more than {max_jpeg_scans} JPEG scans")
     try:
-        with warnings.catch_warnings():
-            # Past the limit Pillow only warns (it raises past twice the limit): here that is
-            # a refusal, not a line in the log.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-        with image:
-            kind = image.format
-            if kind not in RASTER:
-                return None
+        # Past MAX_PIXELS Pillow warns (past twice that it raises): the size is checked here,
+        # before any pixel is decoded, so the warning is not turned into an error with
+        # warnings.catch_warnings, which is process-wide and unsafe on a thread.
+        with Image.open(path, formats=[_FORMAT[content_type]]) as image:
+            kind = RASTER.get(image.format or "")
+            if kind != content_type:
+                raise BadImage(f"{image.format} file with the signature of {content_type}")
             width, height = image.size
             if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
-                raise BadImage("too many pixels")
-            image.load()  # a truncated file fails here
-    except UnidentifiedImageError:
-        return None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning, OSError, ValueError,
-            SyntaxError) as exc:
-        raise BadImage(str(exc)) from exc
-    return ImageInfo(RASTER[kind], width, height)
+                raise BadImage(f"{width} x {height} pixels")
+            thumbnail = _thumbnail(image)
+    except _BROKEN as exc:
+        raise BadImage(f"{type(exc).__name__}: {exc}") from exc
+    return ImageInfo(kind, width, height, thumbnail)
 
 
-def make_thumbnail(path: str, target) -> None:
-    """A WebP of at most 320 x 320 pixels, turned the way the camera said (EXIF)."""
-    with Image.open(path) as image:
-        image.seek(0)  # the first frame of an animation
-        thumb = ImageOps.exif_transpose(image)
-        thumb.thumbnail(THUMBNAIL_SIZE)
-        if thumb.mode not in ("RGB", "RGBA"):
-            thumb = thumb.convert("RGBA")
-        thumb.save(target, format="WEBP", quality=80)
+def _thumbnail(image: Image.Image) -> bytes:
+    """The first frame at most 320 x 320, as WebP; decodes ``image``, which must not be
+    loaded yet (a JPEG's draft scale is chosen before decoding)."""
+    image.seek(0)  # the first frame of an animation
+    width, height = image.size
+    scale = max(width / THUMBNAIL_SIZE[0], height / THUMBNAIL_SIZE[1], 1.0)
+    # Pillow picks the largest 1/n scale that keeps the image at least this large.
+    image.draft(None, (max(1, int(width / scale * REDUCING_GAP)),
+                       max(1, int(height / scale * REDUCING_GAP))))
+    image.thumbnail(THUMBNAIL_SIZE, reducing_gap=REDUCING_GAP)
+    image.load()  # done by thumbnail unless the picture is small already; a truncated one fails
+    thumb = ImageOps.exif_transpose(image)  # on the small image: a cheap copy
+    if thumb.mode not in ("RGB", "RGBA"):
+        thumb = thumb.convert("RGBA")
+    out = io.BytesIO()
+    thumb.save(out, format="WEBP", quality=80)
+    return out.getvalue()

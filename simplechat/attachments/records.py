@@ -14,21 +14,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from werkzeug.datastructures import FileStorage
 
 from simplechat.attachments.images import (
+    HEAD_BYTES,
     IMAGE_EXTENSIONS,
     RASTER,
     BadImage,
-    inspect_image,
-    make_thumbnail,
+    examine_image,
+    raster_type,
 )
 from simplechat.attachments.store import attachment_store
-from simplechat.extensions import db
+from simplechat.extensions import db, end_transaction
 from simplechat.infra.membership import is_participant
+from simplechat.infra.offload import Busy, offload
 from simplechat.infra.services import services
-from simplechat.models import Attachment, Message
+from simplechat.models import Attachment, Message, User
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class Refusal:
     code: str
     status: int
     retry_after: float | None = None  # rate_limited: seconds
+    limits: dict[str, int] | None = None  # too_many: the limits passed, for the answer
 
 
 def _declared_type(file: FileStorage) -> str:
@@ -82,15 +85,47 @@ def _looks_like_image(name: str, declared: str) -> bool:
         name.lower().endswith(IMAGE_EXTENSIONS))
 
 
+@dataclass(frozen=True)
+class UnsentUsage:
+    """A user's uploads not sent yet (nor deleted): how many, and their bytes in all."""
+
+    count: int
+    size: int
+
+    def refusal(self, adding: int = 0) -> Refusal | None:
+        """``too_many`` if one more upload of ``adding`` bytes would pass either limit."""
+        config = current_app.config
+        most, most_bytes = config["CHAT_MAX_UNSENT_UPLOADS"], config["CHAT_MAX_UNSENT_UPLOAD_BYTES"]
+        if self.count + 1 > most or self.size + max(adding, 1) > most_bytes:
+            return Refusal("too_many", 429, limits={"max_unsent_uploads": most,
+                                                     "max_unsent_upload_bytes": most_bytes})
+        return None
+
+
+def unsent_usage(user_id: int, lock: bool = False) -> UnsentUsage:
+    """One aggregate over the user's unsent uploads. With ``lock`` the user's row is locked
+    first (until the transaction ends), so two uploads at once cannot both take the last
+    place."""
+    if lock:
+        db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    count, size = db.session.execute(
+        select(func.count(), func.coalesce(func.sum(Attachment.size), 0))
+        .where(Attachment.uploader_id == user_id, Attachment.message_id.is_(None),
+               Attachment.deleted_at.is_(None))).one()
+    return UnsentUsage(int(count), int(size))
+
+
 def upload(user_id: int, conversation_id: int, read_file: Callable[[], FileStorage | None]
            ) -> tuple[dict | None, Refusal | None]:
     """Store an uploaded file for a conversation; the attachment's payload, or the refusal.
     ``read_file`` parses the request body for the file: called only once the caller is known
-    to be a participant within the upload rate limit.
+    to be a participant within the upload rate limit and the unsent-upload quota.
 
-    The file is read to a local temporary file first: its size is checked as it streams, and a
-    picture is decoded in full (a truncated one or a decompression bomb is refused) before
-    anything reaches the store or SQL."""
+    The file is read to a local temporary file first: its size is checked as it streams. A
+    file whose first bytes are a PNG's, JPEG's, GIF's or WebP's is decoded in full and
+    thumbnailed on the offload pool, off the event loop (``images.examine_image``: a JPEG with
+    too many scans, a truncated picture or a decompression bomb is refused); a full pool is
+    ``unavailable`` (503). Nothing reaches the store or SQL before every check has passed."""
     if not is_participant(user_id, conversation_id):
         return None, Refusal("not_found", 404)
     # Counted before the body is read: every upload, kept or refused, is read, decoded and
@@ -98,6 +133,12 @@ def upload(user_id: int, conversation_id: int, read_file: Callable[[], FileStora
     wait = services().upload_limiter.hit(f"upload:{user_id}")
     if wait:
         return None, Refusal("rate_limited", 429, round(wait, 3))
+    # Unsent uploads are kept a day (CHAT_ATTACHMENT_ORPHAN_AGE): without a quota one account
+    # could fill the disk. Checked before the body is read, and again as the row is written.
+    usage = unsent_usage(user_id)
+    end_transaction()  # no connection held while the body streams in and the image decodes
+    if refusal := usage.refusal():
+        return None, refusal
     file = read_file()
     if not isinstance(file, FileStorage):
         return None, Refusal("invalid", 400)
@@ -109,13 +150,23 @@ def upload(user_id: int, conversation_id: int, read_file: Callable[[], FileStora
             return None, Refusal("too_large", 413)
         if size == 0:
             return None, Refusal("empty", 400)
+        if refusal := usage.refusal(size):
+            return None, refusal
         local.flush()
-        try:
-            image = inspect_image(local.name)
-        except BadImage as exc:
-            log.info("upload of %r refused: %s", name, exc)
-            return None, Refusal("invalid_image", 400)
-        if image is None and _looks_like_image(name, declared):
+        local.seek(0)
+        kind = raster_type(local.read(HEAD_BYTES))
+        image = None
+        if kind is not None:
+            try:
+                image = offload(examine_image, local.name, kind,
+                                current_app.config["CHAT_MAX_JPEG_SCANS"])
+            except Busy:
+                log.warning("upload of %r refused: the offload pool is full", name)
+                return None, Refusal("unavailable", 503)
+            except BadImage as exc:
+                log.info("upload of %r refused: %s", name, exc)
+                return None, Refusal("invalid_image", 400)
+        elif _looks_like_image(name, declared):
             return None, Refusal("invalid_image", 400)
         attachment = Attachment(
             id=secrets.token_hex(16), conversation_id=conversation_id, uploader_id=user_id,
@@ -127,12 +178,13 @@ def upload(user_id: int, conversation_id: int, read_file: Callable[[], FileStora
         local.seek(0)
         store.save(attachment.id, local)
         if image is not None:
-            thumb = io.BytesIO()
-            make_thumbnail(local.name, thumb)
-            thumb.seek(0)
-            store.save(attachment.id + ".thumb", thumb)
-    db.session.add(attachment)
+            store.save(attachment.id + ".thumb", io.BytesIO(image.thumbnail))
     try:
+        if refusal := unsent_usage(user_id, lock=True).refusal(size):
+            db.session.rollback()
+            remove_files(attachment.id)
+            return None, refusal
+        db.session.add(attachment)
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -235,8 +287,14 @@ def servable(user_id: int, attachment_id: str) -> Attachment | None:
     return attachment
 
 
-def is_raster(attachment: Attachment) -> bool:
-    return attachment.has_thumbnail and attachment.content_type in RASTER_TYPES
+def inline_type(attachment: Attachment, head: bytes) -> str | None:
+    """The image type to serve a file as, inline, if it is a PNG, JPEG, GIF or WebP by its
+    stored first bytes (``head``) as well as by its row; None: serve it as a download, of type
+    application/octet-stream, whatever type was declared (a script or a style sheet from our
+    own origin must never be taken as one)."""
+    if not attachment.has_thumbnail or attachment.content_type not in RASTER_TYPES:
+        return None
+    return attachment.content_type if raster_type(head) == attachment.content_type else None
 
 
 def remove_files_of(message_id: str) -> None:
@@ -257,4 +315,5 @@ def remove_files(attachment_id: str) -> None:
 
 
 __all__ = ["MAX_PER_MESSAGE", "attachment_payload", "attachments_for", "claim", "clean_name",
-           "parse_ids", "release", "remove_files", "remove_files_of", "servable", "upload"]
+           "inline_type", "parse_ids", "release", "remove_files", "remove_files_of", "servable",
+           "unsent_usage", "upload"]

@@ -1,0 +1,312 @@
+"""Issue 27, uploads: a hostile file cannot take the server down. A JPEG that repeats a scan
+thousands of times is refused before Pillow decodes a pixel; pictures are decoded once, off the
+caller's thread, at a reduced scale where the format allows; a full decoding pool answers 503;
+unsent uploads have a quota per user; only PNG, JPEG, GIF and WebP (by their bytes) are served
+inline, everything else as application/octet-stream downloads. Real PostgreSQL and Redis when
+TEST_DATABASE_URL and TEST_REDIS_URL are set."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+
+import pytest
+from PIL import Image, ImageFile
+
+from simplechat.attachments.images import jpeg_scans
+from simplechat.attachments.store import attachment_store
+from simplechat.infra.offload import offload_pool
+from simplechat.models import Attachment
+from tests.conftest import app_in_context
+from tests.test_richer_messages import count, emit, login, png_bytes, send, upload
+
+
+@pytest.fixture
+def app(database_uri, redis_url):
+    yield from app_in_context(database_uri, redis_url, CHAT_RATE_LIMIT="off",
+                              CHAT_UPLOAD_RATE_LIMIT="off")
+
+
+@pytest.fixture
+def pair(app, make_user, make_conversation, socket_client):
+    ada, bob = make_user("ada"), make_user("bob")
+    direct = make_conversation(ada, bob)
+    a = socket_client(ada)
+    assert emit(a, "join", {"conversation_id": direct.id})["ok"]
+    return ada, bob, direct, a
+
+
+def stored_files() -> list[str]:
+    return [f for _, _, files in os.walk(attachment_store().root) for f in files]
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> list[tuple[int, tuple[int, int]]]:
+    """Every decode Pillow runs from here on, as (thread id, size decoded at): a spy on
+    ``ImageFile.load`` that calls the real one."""
+    seen: list[tuple[int, tuple[int, int]]] = []
+    real_load = ImageFile.ImageFile.load
+
+    def load(self):
+        if self.tile:  # not decoded yet: this call decodes
+            seen.append((threading.get_ident(), self.size))
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return seen
+
+
+# --------------------------------------------------------------------------- JPEG files
+
+
+def progressive_jpeg(size=(256, 256), mode="L", flat: bool = False) -> bytes:
+    out = io.BytesIO()
+    picture = (Image.new(mode, size, "grey") if flat
+               else Image.linear_gradient("L").resize(size).convert(mode))
+    picture.save(out, format="JPEG", progressive=True, quality=85)
+    return out.getvalue()
+
+
+def segments(jpeg: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) of each segment after SOI, a scan's data included in its SOS
+    segment: written out here, apart from the server's counting."""
+    found, at = [], 2
+    while at < len(jpeg):
+        assert jpeg[at] == 0xFF, f"no marker at {at}"
+        marker = jpeg[at + 1]
+        if marker == 0xD9:
+            found.append((marker, at, at + 2))
+            break
+        end = at + 2 + int.from_bytes(jpeg[at + 2:at + 4], "big")
+        if marker == 0xDA:  # the scan's data: up to a marker that is no stuffed zero or RSTn
+            while not (jpeg[end] == 0xFF and jpeg[end + 1] not in (0x00, *range(0xD0, 0xD8))):
+                end += 1
+        found.append((marker, at, end))
+        at = end
+    return found
+
+
+def scan_bomb(repeats: int, size=(256, 256)) -> bytes:
+    """A progressive greyscale JPEG whose last AC scan (Ss=1..63) is repeated ``repeats`` times
+    before EOI: a few bytes each (an even grey has no AC detail), and each one decoded over the
+    whole picture."""
+    jpeg = progressive_jpeg(size, flat=True)
+    _, start, end = [s for s in segments(jpeg) if s[0] == 0xDA][-1]
+    assert jpeg[start + 7:start + 9] == b"\x01\x3f"  # Ss=1, Se=63
+    return jpeg[:end] + jpeg[start:end] * repeats + jpeg[end:]
+
+
+def test_scans_are_counted_from_the_marker_segments():
+    honest_grey, honest_colour = progressive_jpeg(), progressive_jpeg(mode="RGB")
+    assert jpeg_scans(honest_grey, 100) == 6  # libjpeg's progression for one component
+    assert jpeg_scans(honest_colour, 100) == 10  # and for three
+    baseline = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(baseline, format="JPEG")
+    assert jpeg_scans(baseline.getvalue(), 100) == 1
+    # Counting stops one past the cap: a bomb is not walked to its end.
+    assert jpeg_scans(scan_bomb(20_000), 32) == 33
+    assert jpeg_scans(scan_bomb(20_000), 100_000) == 6 + 20_000
+    # 0xFFDA inside another segment is no scan (skipped by its length, as libjpeg does); stray
+    # bytes and fill bytes between segments are passed over; nothing after EOI counts.
+    fake_sos = b"\xff\xfe\x00\x06\xff\xda\x00\x02"  # a comment holding FF DA
+    with_comment = honest_grey[:2] + fake_sos + honest_grey[2:]
+    assert jpeg_scans(with_comment, 100) == 6
+    first_sos = next(s for s in segments(honest_grey) if s[0] == 0xDA)[1]
+    padded = honest_grey[:first_sos] + b"junk\xff\xff\xff" + honest_grey[first_sos:]
+    assert jpeg_scans(padded, 100) == 6
+    assert jpeg_scans(honest_grey + honest_grey, 100) == 6
+
+
+def test_a_jpeg_repeating_a_scan_is_refused_before_it_is_decoded(app, pair, decodes):
+    ada, bob, direct, a = pair
+    assert app.config["CHAT_MAX_JPEG_SCANS"] == 32
+    bomb = scan_bomb(2_000)
+    assert len(bomb) < 30_000  # 2,006 scans in a few KB
+    response = upload(login(app, ada), direct.id, bomb, "bomb.jpg", "image/jpeg")
+    assert (response.status_code, response.get_json()) == (
+        400, {"ok": False, "error": "invalid_image"})
+    assert decodes == []  # refused from its markers: Pillow never decoded it
+    assert count(Attachment) == 0 and stored_files() == []
+    # Named and declared as anything else, its bytes still say JPEG: refused all the same.
+    response = upload(login(app, ada), direct.id, bomb, "notes.bin", "application/pdf")
+    assert response.status_code == 400 and decodes == [] and count(Attachment) == 0
+
+
+def test_the_scan_cap_is_a_setting_and_honest_progressive_jpegs_pass(app, pair, decodes):
+    ada, bob, direct, a = pair
+    http = login(app, ada)
+    colour = progressive_jpeg((1200, 900), "RGB")
+    accepted = upload(http, direct.id, colour, "photo.jpg", "image/jpeg")
+    assert accepted.status_code == 201, accepted.get_json()
+    assert accepted.get_json()["attachment"]["width"] == 1200
+    app.config["CHAT_MAX_JPEG_SCANS"] = 9
+    refused = upload(http, direct.id, colour, "photo.jpg", "image/jpeg")
+    assert refused.get_json() == {"ok": False, "error": "invalid_image"}
+    assert count(Attachment) == 1 and len(stored_files()) == 2  # the first file, its thumbnail
+
+
+def test_a_truncated_progressive_jpeg_is_refused(app, pair):
+    ada, bob, direct, a = pair
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+    whole = progressive_jpeg((1600, 1200), "RGB")
+    response = upload(login(app, ada), direct.id, whole[: len(whole) * 2 // 3], "cut.jpg")
+    assert response.get_json() == {"ok": False, "error": "invalid_image"}
+    assert count(Attachment) == 0 and stored_files() == []
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def test_pictures_are_decoded_once_off_the_callers_thread_a_jpeg_at_reduced_scale(
+        app, pair, decodes):
+    ada, bob, direct, a = pair
+    http = login(app, ada)
+    caller = threading.get_ident()  # the test client runs the request on this thread
+    png = upload(http, direct.id, png_bytes((2000, 1500)), "big.png", "image/png")
+    assert png.status_code == 201, png.get_json()
+    assert decodes and caller not in {thread for thread, _ in decodes}
+    assert [size for _, size in decodes] == [(2000, 1500)]  # once: not to check, then to shrink
+    jpeg = upload(http, direct.id, progressive_jpeg((4000, 3000), "RGB"), "big.jpg")
+    assert jpeg.status_code == 201, jpeg.get_json()
+    assert jpeg.get_json()["attachment"]["width"] == 4000
+    # libjpeg's 1/4 scale: 1000 x 750, at least twice the 320 x 240 thumbnail.
+    assert [size for _, size in decodes] == [(2000, 1500), (1000, 750)]
+    assert caller not in {thread for thread, _ in decodes}
+    thumb = http.get(jpeg.get_json()["attachment"]["thumbnail_url"])
+    assert Image.open(io.BytesIO(thumb.data)).size == (320, 240)
+
+
+def test_the_thumbnail_is_turned_as_the_camera_said(app, pair):
+    ada, bob, direct, a = pair
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: turn 90 degrees clockwise to show
+    out = io.BytesIO()
+    Image.new("RGB", (1600, 800), "blue").save(out, format="JPEG", exif=exif)
+    http = login(app, ada)
+    attachment = upload(http, direct.id, out.getvalue(), "p.jpg").get_json()["attachment"]
+    assert (attachment["width"], attachment["height"]) == (1600, 800)
+    thumb = http.get(attachment["thumbnail_url"])
+    assert Image.open(io.BytesIO(thumb.data)).size == (160, 320)
+
+
+def test_a_full_decoding_pool_answers_unavailable_and_stores_nothing(app, pair):
+    ada, bob, direct, a = pair
+    app.config.update(CHAT_CPU_WORKERS=1, CHAT_CPU_QUEUE=0)
+    pool = offload_pool()
+    gate = threading.Event()
+    holder = threading.Thread(target=pool.run, args=(gate.wait, 30))
+    holder.start()
+    try:
+        deadline = time.monotonic() + 10
+        while pool.admitted < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        http = login(app, ada)
+        refused = upload(http, direct.id, png_bytes((200, 200)), "p.png", "image/png")
+        assert (refused.status_code, refused.get_json()) == (
+            503, {"ok": False, "error": "unavailable"})
+        assert count(Attachment) == 0 and stored_files() == []
+        # A file that is no picture needs no decoding, and is taken.
+        assert upload(http, direct.id, b"plain", "a.txt", "text/plain").status_code == 201
+    finally:
+        gate.set()
+        holder.join(10)
+    assert upload(http, direct.id, png_bytes((200, 200)), "p.png").status_code == 201
+
+
+# --------------------------------------------------------------------------- quota
+
+
+def test_unsent_uploads_past_the_count_are_too_many_until_one_is_sent(app, pair, make_user):
+    ada, bob, direct, a = pair
+    app.config["CHAT_MAX_UNSENT_UPLOADS"] = 2
+    http = login(app, ada)
+    first, second = (upload(http, direct.id, f"file {n}".encode(), f"{n}.txt")
+                     for n in range(2))
+    assert first.status_code == second.status_code == 201
+    refused = upload(http, direct.id, b"one more", "3.txt")
+    assert (refused.status_code, refused.get_json()) == (429, {
+        "ok": False, "error": "too_many", "max_unsent_uploads": 2,
+        "max_unsent_upload_bytes": app.config["CHAT_MAX_UNSENT_UPLOAD_BYTES"]})
+    assert count(Attachment) == 2 and len(stored_files()) == 2
+    # Another user has a quota of their own.
+    assert upload(login(app, bob), direct.id, b"bob's", "b.txt").status_code == 201
+    # Sending one frees its place.
+    sent = send(a, direct.id, "", attachments=[first.get_json()["attachment"]["id"]])
+    assert sent["ok"], sent
+    assert upload(http, direct.id, b"one more", "3.txt").status_code == 201
+
+
+def test_unsent_upload_bytes_past_the_quota_are_too_many_and_store_nothing(app, pair):
+    ada, bob, direct, a = pair
+    app.config["CHAT_MAX_UNSENT_UPLOAD_BYTES"] = 100
+    http = login(app, ada)
+    assert upload(http, direct.id, b"x" * 60, "a.bin").status_code == 201
+    refused = upload(http, direct.id, b"y" * 60, "b.bin")
+    assert (refused.status_code, refused.get_json()["error"]) == (429, "too_many")
+    assert refused.get_json()["max_unsent_upload_bytes"] == 100
+    assert count(Attachment) == 1 and len(stored_files()) == 1
+    assert upload(http, direct.id, b"z" * 40, "c.bin").status_code == 201  # exactly 100
+
+
+def test_the_quota_is_checked_before_the_body_is_read(app, pair):
+    ada, bob, direct, a = pair
+    app.config["CHAT_MAX_UNSENT_UPLOADS"] = 1
+    http = login(app, ada)
+    assert upload(http, direct.id, b"x", "a.txt").status_code == 201
+
+    class Unreadable(io.BytesIO):
+        def read(self, *args):
+            raise AssertionError("the body was read")
+
+        readinto = readline = read1 = read
+
+    response = http.post(f"/api/conversations/{direct.id}/attachments",
+                         input_stream=Unreadable(),
+                         content_type="multipart/form-data; boundary=x",
+                         environ_overrides={"CONTENT_LENGTH": "1000"})
+    assert (response.status_code, response.get_json()["error"]) == (429, "too_many")
+    assert count(Attachment) == 1
+
+
+# --------------------------------------------------------------------------- serving
+
+
+@pytest.mark.parametrize("name, declared, data", [
+    ("evil.js", "text/javascript", b"fetch('/api/conversations').then(r => r.text())"),
+    ("evil.mjs", "application/javascript", b"export default 1"),
+    ("theme.css", "text/css", b"body { background: url(/api/attachments/x) }"),
+    ("page.html", "text/html", b"<script>alert(1)</script>"),
+    ("data.json", "application/json", b'{"a": 1}'),
+])
+def test_files_that_are_no_pictures_are_served_as_octet_stream_downloads(app, pair, name,
+                                                                         declared, data):
+    ada, bob, direct, a = pair
+    http = login(app, ada)
+    attachment = upload(http, direct.id, data, name, declared).get_json()["attachment"]
+    got = http.get(attachment["url"])
+    assert got.status_code == 200 and got.data == data
+    assert got.headers["Content-Type"] == "application/octet-stream"
+    assert got.headers["Content-Disposition"].startswith("attachment")
+    assert got.headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in got.headers["Content-Security-Policy"]
+
+
+def test_a_picture_is_served_inline_only_while_its_bytes_are_one(app, pair):
+    ada, bob, direct, a = pair
+    http = login(app, ada)
+    attachment = upload(http, direct.id, png_bytes(), "p.png", "image/png").get_json()[
+        "attachment"]
+    shown = http.get(attachment["url"])
+    assert shown.mimetype == "image/png"
+    assert shown.headers["Content-Disposition"].startswith("inline")
+    thumb = http.get(attachment["thumbnail_url"])
+    assert thumb.mimetype == "image/webp" and thumb.headers["Content-Disposition"].startswith(
+        "inline")
+    # The stored bytes are no longer a PNG (a store written by hand, an older row): whatever
+    # the row says, the file is a download.
+    attachment_store().save(attachment["id"], io.BytesIO(b"<script>alert(1)</script>"))
+    got = http.get(attachment["url"])
+    assert got.headers["Content-Type"] == "application/octet-stream"
+    assert got.headers["Content-Disposition"].startswith("attachment")
