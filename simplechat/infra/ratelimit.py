@@ -1,5 +1,6 @@
-"""Rate limits (GCRA) shared by every process through Redis: sends per user, failed logins per
-typed name and per client address, registrations per client address."""
+"""Rate limits (GCRA) shared by every process through Redis: sends per user, logins per account
+and per client address (failed and successful), registrations per client address, conversations
+started per user. ``hit`` takes one; ``wait`` only looks, for a refusal before costly work."""
 
 from __future__ import annotations
 
@@ -72,17 +73,25 @@ return {1, 0}
 """
 
 
-# The same schedule, read without taking anything: 0 when a hit would be allowed now, else the
-# milliseconds to wait.
-_GCRA_PEEK = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-local allow_at = tat - tonumber(ARGV[1])
-if now < allow_at then
-  return allow_at - now
+# The same schedule, read without taking anything (for the send script's admission check,
+# infra.intake, too): sets ``rl_wait`` to 0 when a hit on ``rl_key`` would be allowed now, else
+# to the milliseconds to wait.
+GCRA_PEEK_STEP = """
+do
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local tat = tonumber(redis.call('GET', rl_key) or now)
+  local allow_at = tat - rl_tolerance
+  if now < allow_at then rl_wait = allow_at - now else rl_wait = 0 end
 end
-return 0
+"""
+
+# KEYS[1] = the key; ARGV = tolerance_ms. Returns 0, or the milliseconds to wait.
+_GCRA_PEEK = """
+local rl_key, rl_tolerance = KEYS[1], tonumber(ARGV[1])
+local rl_wait
+""" + GCRA_PEEK_STEP + """
+return rl_wait
 """
 
 
@@ -146,26 +155,46 @@ class MemoryRateLimiter:
 
 
 class LoginLimiter:
-    """Failed logins, limited per typed name and per client address.
+    """Logins, limited per account and per client address: failures, and successes too.
 
-    The name is counted as typed (not as the account it finds), so a refusal looks the same
-    for a name that has an account and one that does not.
+    Failures are counted per typed name (not per the account it finds), so a refusal looks the
+    same for a name that has an account and one that does not; a success neither clears nor
+    refunds them, so a correct password from one address does not give another address fresh
+    attempts. Successes are counted per account (its id) and per address: each one costs a
+    password hash and starts a session, and a script holding a password must not log in
+    without end."""
 
-    Only failures are counted; a success neither counts nor clears anything, so a correct
-    password from one address does not give another address fresh attempts."""
-
-    def __init__(self, per_account, per_ip):
-        self._account = per_account  # RedisRateLimiter or MemoryRateLimiter
+    def __init__(self, per_account, per_ip, ok_per_account=None, ok_per_ip=None):
+        # RedisRateLimiter or MemoryRateLimiter each; the last two may be None (no limit).
+        self._account = per_account
         self._ip = per_ip
+        self._ok_account = ok_per_account
+        self._ok_ip = ok_per_ip
 
-    def wait(self, account: str, ip: str) -> float:
-        """Seconds until this name may be tried again from this address (0.0: now)."""
-        return max(self._account.wait(f"login-account:{account}"),
-                   self._ip.wait(f"login-ip:{ip}"))
+    def wait(self, account: str, ip: str, user_id: int | None = None) -> float:
+        """Seconds until this name may be tried again from this address (0.0: now), taking
+        nothing: the failures of the name and the address, and the successes of the address
+        and of the account the name finds (``user_id``, None when it finds none)."""
+        waits = [self._account.wait(f"login-account:{account}"), self._ip.wait(f"login-ip:{ip}")]
+        if self._ok_ip is not None:
+            waits.append(self._ok_ip.wait(f"login-ok-ip:{ip}"))
+        if self._ok_account is not None and user_id is not None:
+            waits.append(self._ok_account.wait(f"login-ok-user:{user_id}"))
+        return max(waits)
 
     def failed(self, account: str, ip: str) -> None:
         self._account.hit(f"login-account:{account}")
         self._ip.hit(f"login-ip:{ip}")
+
+    def succeeded(self, user_id: int, ip: str) -> float:
+        """Count a correct password: 0.0, or the seconds to wait when another login took the
+        last one allowed since ``wait`` was asked (then this one is refused too)."""
+        waits = [0.0]
+        if self._ok_account is not None:
+            waits.append(self._ok_account.hit(f"login-ok-user:{user_id}"))
+        if self._ok_ip is not None:
+            waits.append(self._ok_ip.hit(f"login-ok-ip:{ip}"))
+        return max(waits)
 
 
 class RegisterLimiter:

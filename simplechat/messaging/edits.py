@@ -1,4 +1,8 @@
-"""Editing and deleting one's own messages: the same rules as sending, within a time window."""
+"""Editing and deleting one's own messages: the same rules as sending, within a time window.
+
+As for a send, the cheap checks come first: the ids, membership, the message's owner and age,
+the text, and the change limit (taken) before an edit's mentions are resolved and its Markdown
+is rendered on the CPU pool."""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ import logging
 from flask import current_app
 
 from simplechat.answers import TIMESTAMP_FORMAT, error
-from simplechat.extensions import db
+from simplechat.extensions import db, end_transaction
 from simplechat.infra.ids import message_id_time, parse_message_id
 from simplechat.infra.membership import is_participant, membership, valid_conversation_id
+from simplechat.infra.offload import Busy, offload
 from simplechat.infra.services import services
-from simplechat.messaging.formatting import render_html
+from simplechat.messaging.formatting import plain_html, render_html
 from simplechat.messaging.history import cached_messages
 from simplechat.messaging.mentions import resolve_mentions
 from simplechat.messaging.payload import SYSTEM, tombstone
@@ -62,12 +67,22 @@ def edit_message(user: User, data: dict) -> dict:
     text, refusal = checked_text(data.get("message"), allow_empty=bool(current.get("attachments")))
     if refusal:
         return refusal
+    refusal = _take_change(user)
+    if refusal:
+        return refusal
     conversation_id = current["conversation_id"]
     # The text is rendered again and its mentions resolved again; newly mentioned users are told.
-    mentions, names = resolve_mentions(text, conversation_id, user.id,
-                                       lambda: membership().members(conversation_id))
+    try:
+        mentions, names = resolve_mentions(text, conversation_id, user.id,
+                                           lambda: membership().members(conversation_id))
+        html = plain_html(text)
+        if html is None:
+            end_transaction()  # no database connection held while the text waits for the pool
+            html = offload(render_html, text, names)
+    except Busy:
+        return error("unavailable")
     changed_at = _now()
-    payload = {**current, "message": text, "html": render_html(text, names),
+    payload = {**current, "message": text, "html": html,
                "mentions": mentions, "edited_at": changed_at.strftime(TIMESTAMP_FORMAT)}
     ack = _apply(user, payload, changed_at)
     before = set(current.get("mentions") or [])
@@ -81,7 +96,23 @@ def delete_message(user: User, data: dict) -> dict:
     current, refusal = _changeable(user, data)
     if refusal:
         return refusal
-    return _apply(user, tombstone(current), _now())
+    return _take_change(user) or _apply(user, tombstone(current), _now())
+
+
+def _take_change(user: User) -> dict | None:
+    """Take one change from the user's limit: None if allowed, else the refusal.
+
+    Changes have a bucket of their own: a send does not use up the delete that follows it,
+    and an edit does not refuse the delete a moment later; a script still cannot change
+    messages faster than it can send them. Taken before an edit is rendered, so a flood of
+    edits past the limit costs no rendering."""
+    try:
+        wait = services().change_limiter.hit(f"change:{user.id}")
+    except Exception:
+        log.warning("change by user %s refused: rate limiter unavailable", user.id,
+                    exc_info=True)
+        return error("unavailable")
+    return error("rate_limited", retry_after=round(wait, 3)) if wait else None
 
 
 def _apply(user: User, payload: dict, changed_at) -> dict:
@@ -89,12 +120,6 @@ def _apply(user: User, payload: dict, changed_at) -> dict:
 
     svc = services()
     try:
-        # Changes have a bucket of their own: a send does not use up the delete that follows
-        # it, and an edit does not refuse the delete a moment later; a script still cannot
-        # change messages faster than it can send them.
-        wait = svc.change_limiter.hit(f"change:{user.id}")
-        if wait:
-            return error("rate_limited", retry_after=round(wait, 3))
         store_message_change.apply_async(args=[payload, changed_at.isoformat()])
         svc.cache.replace(payload["conversation_id"], payload)
     except Exception:

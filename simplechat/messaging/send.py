@@ -1,7 +1,9 @@
 """The send path: validate, limit, assign id and time, cache, queue the SQL write, fan out.
 
 One plain function, called by the Socket.IO handler, the REST route, incoming webhooks and the
-tests alike.
+tests alike. The cheap checks come first: the payload's shape, then membership and the rate
+limit (read, not taken) before anything costly (mentions, a reply, files, Markdown rendering on
+the CPU pool); the intake takes the limit atomically at the end.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from simplechat.extensions import end_transaction
 from simplechat.infra.ids import new_message_id, parse_message_id
 from simplechat.infra.intake import DUPLICATE, FORBIDDEN, RATE_LIMITED, UNKNOWN, Taken, intake
 from simplechat.infra.membership import membership, valid_conversation_id
+from simplechat.infra.offload import Busy, offload
 from simplechat.infra.services import services
-from simplechat.messaging.formatting import render_html
+from simplechat.messaging.formatting import plain_html, render_html
 from simplechat.messaging.mentions import resolve_mentions
 from simplechat.messaging.payload import message_payload, reply_summary
 from simplechat.messaging.replies import find_message
@@ -86,10 +89,12 @@ def send_message(sender: Sender, conversation_id: object, text: object,
 
     ``reply_to`` names a message of the same conversation, ``attachments`` up to 10 of the
     sender's uploads to it not sent yet. Only a message that uses them pays for them: a plain
-    one is one Redis round trip."""
+    one-line message is one Redis round trip; one that needs Markdown, mentions, a reply or
+    files is two (membership and the rate limit are read first, so a stranger or a sender
+    over the limit is refused before any of that work)."""
     from simplechat.attachments.records import claim, parse_ids, release
 
-    # 1-2. Validate the payload, then membership.
+    # 1. The payload's shape and the text: no I/O.
     if not valid_conversation_id(conversation_id) or not isinstance(text, str):
         return error("invalid")
     if client_id is not None and (
@@ -112,13 +117,17 @@ def send_message(sender: Sender, conversation_id: object, text: object,
     dedupe_key = f"{sender_id}:{conversation_id}:{client_id}" if client_id else None
     content = (text, reply_id, attachment_ids or [])
     message_id = new_message_id()
+    html = plain_html(text)  # None: the Markdown parser is needed (mentions included)
     members = _Members(conversation_id)
     files: list[dict] = []
     try:
-        # What the text mentions, the message it answers and its files, read only when used
-        # (membership first: a stranger learns nothing about the conversation's messages).
-        if (reply_id or attachment_ids) and sender_id not in members():
-            return error("forbidden")
+        # 2. Membership and the rate limit before anything costly (and before a stranger
+        # learns anything about the conversation's messages).
+        if html is None or reply_id or attachment_ids:
+            refusal = _admit(conversation_id, sender_id, members)
+            if refusal:
+                return refusal
+        # 3. What the text mentions and the message it answers, read only when used.
         mentions, names = resolve_mentions(text, conversation_id, sender_id, members)
         summary = None
         if reply_id:
@@ -126,7 +135,20 @@ def send_message(sender: Sender, conversation_id: object, text: object,
             if target is None or target.get("deleted"):
                 return error("invalid")
             summary = reply_summary(target)
-        if attachment_ids:
+        end_transaction()  # no database connection held while the text waits for the pool
+    except Exception:
+        log.warning("send to conversation %s refused: storage unavailable", conversation_id,
+                    exc_info=True)
+        return error("unavailable")
+    if html is None:
+        # 4. The Markdown, on the CPU pool: the event loop serves everyone else meanwhile.
+        try:
+            html = offload(render_html, text, names)
+        except Busy:
+            return error("unavailable")
+    if attachment_ids:
+        # 5. The files, claimed last: nothing after this refuses but the intake.
+        try:
             files, code = claim(sender_id, conversation_id, attachment_ids, message_id)
             if code == "already_sent" and dedupe_key:
                 original = services().cache.lookup(dedupe_key)
@@ -134,14 +156,14 @@ def send_message(sender: Sender, conversation_id: object, text: object,
                     return _retry_answer(original, content)
             if code:
                 return error(code)
-        end_transaction()
-    except Exception:
-        log.warning("send to conversation %s refused: storage unavailable", conversation_id,
-                    exc_info=True)
-        return error("unavailable")
+            end_transaction()
+        except Exception:
+            log.warning("send to conversation %s refused: storage unavailable",
+                        conversation_id, exc_info=True)
+            return error("unavailable")
     payload = message_payload(message_id, conversation_id, None, text, client_id,
                               sender_id=sender_id, sender_name=sender_name,
-                              html=render_html(text, names), reply_to=summary,
+                              html=html, reply_to=summary,
                               mentions=mentions, attachments=files)
     ack = deliver(payload, dedupe_key, content)
     if files and not (ack["ok"] and ack["message"]["id"] == message_id):
@@ -158,7 +180,8 @@ MAX_ATTACHMENTS = 10
 
 
 class _Members:
-    """The conversation's member ids from the membership cache, read once and only if asked."""
+    """The conversation's member ids from the membership cache, read once and only if asked
+    (or handed over by the admission check, which read them already)."""
 
     def __init__(self, conversation_id: int):
         self._conversation_id = conversation_id
@@ -168,6 +191,28 @@ class _Members:
         if self._ids is None:
             self._ids = list(membership().members(self._conversation_id))
         return self._ids
+
+    def known(self, ids: list[int]) -> None:
+        self._ids = ids
+
+
+def _admit(conversation_id: int, sender_id: int, members: _Members) -> dict | None:
+    """None if ``sender_id`` is a member and the rate limit would let a send through now (one
+    round trip, nothing taken), else the refusal: ``forbidden`` or ``rate_limited``."""
+    taken = intake().admit(conversation_id, sender_id)
+    if taken.status == UNKNOWN:  # members not cached: read from SQL once (and cached)
+        ids = members()
+        if sender_id not in ids:
+            return error("forbidden")
+        if taken.wait:
+            return error("rate_limited", retry_after=round(taken.wait, 3))
+        return None
+    if taken.status == FORBIDDEN:
+        return error("forbidden")
+    if taken.status == RATE_LIMITED:
+        return error("rate_limited", retry_after=round(taken.wait, 3))
+    members.known(taken.members)
+    return None
 
 
 def tell_mentioned(payload: dict, mentioned: list[int], sender_id: int) -> None:
