@@ -135,6 +135,12 @@ class Config:
     CELERY_QUEUE = os.environ.get("CELERY_QUEUE") or "simplechat"
     # Outgoing webhooks may call loopback and private addresses (tests, a trusted LAN).
     WEBHOOK_ALLOW_PRIVATE = os.environ.get("WEBHOOK_ALLOW_PRIVATE", "0") == "1"
+    # The queue of outgoing calls (webhook deliveries), unset: CELERY_QUEUE + "-webhooks".
+    CELERY_WEBHOOK_QUEUE = os.environ.get("CELERY_WEBHOOK_QUEUE") or None
+    # Seconds one delivery try may take in all (connect, send, the whole answer); then it fails.
+    WEBHOOK_DELIVERY_DEADLINE = float(os.environ.get("WEBHOOK_DELIVERY_DEADLINE") or 10)
+    # Webhooks (outgoing and incoming together) one conversation may have.
+    WEBHOOK_MAX_PER_CONVERSATION = env_int("WEBHOOK_MAX_PER_CONVERSATION", 5)
     TESTING = False
     DEBUG = False
 

@@ -1,11 +1,13 @@
 """A conversation's settings page lists, adds and deletes its webhooks: for participants only,
-CSRF-protected, the secret shown once, bad input a form error that stores nothing."""
+CSRF-protected, the secret shown once, bad input (or one webhook too many) a form error that
+stores nothing; a hook delivers only while its maker is an active participant."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import re
+import time
 
 import pytest
 from conftest import PASSWORD, app_in_context
@@ -183,3 +185,48 @@ def test_the_conversation_page_links_to_its_settings(app, chat):
     ada, bob, cy, conversation = chat
     page = logged_in(app, ada).get(f"/chat/{conversation.id}").get_data(as_text=True)
     assert f'href="/chat/{conversation.id}/settings"' in page
+
+
+def test_a_hook_made_by_a_participant_stops_while_they_are_deactivated(
+        app, runner, client, chat, make_conversation):
+    ada, bob, cy, _ = chat
+    group = make_conversation(ada, bob, cy, title="crew")
+    cys_receiver, cli_receiver = Receiver(), Receiver()
+    try:
+        add(logged_in(app, cy), group.id, cys_receiver.url)
+        made = runner.invoke(args=["webhooks", "create", "--conversation", str(group.id),
+                                   "--url", cli_receiver.url])
+        assert made.exit_code == 0, made.output
+        cys_hook = next(h for h in hooks() if h.created_by_id == cy.id)
+        assert runner.invoke(args=["users", "deactivate", "cy"]).exit_code == 0
+
+        post(client, ada, group.id, "while cy is deactivated")
+        wait_for(lambda: cli_receiver.requests)
+        time.sleep(0.5)  # cy's hook, were it queued, would have been called by now
+        assert cys_receiver.requests == []
+        # A delivery already queued (or retrying) when cy was deactivated is dropped too.
+        payload = {"id": "x", "conversation_id": group.id, "message": "queued before"}
+        assert delivery.attempt_delivery(cys_hook.id, payload, 0, 6) == "gone"
+        assert cys_receiver.requests == []
+
+        assert runner.invoke(args=["users", "activate", "cy"]).exit_code == 0
+        post(client, ada, group.id, "cy is back")
+        headers, body = wait_for(lambda: cys_receiver.requests)[0]
+        assert b"cy is back" in body
+    finally:
+        cys_receiver.close()
+        cli_receiver.close()
+
+
+def test_a_webhook_past_the_most_a_conversation_may_have_is_a_form_error(app, chat, receiver):
+    ada, bob, cy, conversation = chat
+    http = logged_in(app, ada)
+    for n in range(5):  # WEBHOOK_MAX_PER_CONVERSATION's default
+        assert shown_secret(add(http, conversation.id, f"{receiver.url}&{n}")
+                            .get_data(as_text=True))
+    answer = add(logged_in(app, bob), conversation.id, receiver.url + "&6")
+    assert answer.status_code == 200
+    page = answer.get_data(as_text=True)
+    assert "the most it may have (5)" in (field_error(page) or ""), field_error(page)
+    assert 'id="form-errors"' in page and shown_secret(page) is None
+    assert len(hooks()) == 5

@@ -1,6 +1,7 @@
 """Webhooks against a real local HTTP receiver: signed deliveries, retries while the receiver is
-down, a recorded failure after the last try, addresses refused (server-side request forgery),
-and the incoming hook."""
+down, a recorded failure after the last try, addresses refused (server-side request forgery,
+IPv4 addresses carried in IPv6 ones included), a receiver trickling its answer cut off at the
+deadline, the most webhooks a conversation may have, and the incoming hook."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from simplechat.extensions import db
 from simplechat.models import GenericErrorLog, Message, User, Webhook
 from simplechat.webhooks import delivery
 from simplechat.webhooks.hooks import UnsafeURL, checked_addresses
+from tests.e2e.slow_receiver import TLS_ANSWER, TrickleReceiver
 
 
 class Receiver:
@@ -207,3 +209,125 @@ def test_an_incoming_hook_posts_as_its_bot(runner, client, chat):
     assert runner.invoke(args=["webhooks", "delete", str(hook_id)]).exit_code == 0
     gone = client.post(path, json={"message": "after delete"})
     assert gone.status_code == 404 and gone.get_json() == {"ok": False, "error": "not_found"}
+
+
+# --------------------------------------------------------------------------- embedded IPv4
+
+# IPv6 addresses that carry an IPv4 address, which a translator or relay then reaches.
+CARRIED = [
+    # (URL host, what it leads to, public?)
+    ("[::127.0.0.1]", "IPv4-compatible loopback", False),
+    ("[::10.0.0.1]", "IPv4-compatible private", False),
+    ("[::93.184.216.34]", "IPv4-compatible public", True),
+    ("[::ffff:127.0.0.1]", "IPv4-mapped loopback", False),
+    ("[::ffff:169.254.169.254]", "IPv4-mapped metadata service", False),
+    ("[::ffff:93.184.216.34]", "IPv4-mapped public", True),
+    ("[64:ff9b::127.0.0.1]", "NAT64 loopback", False),
+    ("[64:ff9b::a9fe:a9fe]", "NAT64 metadata service", False),
+    ("[64:ff9b::192.168.1.1]", "NAT64 private", False),
+    ("[64:ff9b::93.184.216.34]", "NAT64 public", True),
+    ("[64:ff9b:1::127.0.0.1]", "local-use NAT64 loopback", False),
+    ("[64:ff9b:1::93.184.216.34]", "local-use NAT64: the local translator decides", False),
+    ("[64:ff9b:1:7f00:1::]", "local-use NAT64 /48 form", False),
+    ("[2002:7f00:1::]", "6to4 of loopback", False),
+    ("[2002:c0a8:101::1]", "6to4 of 192.168.1.1", False),
+    ("[2002:a9fe:a9fe::1]", "6to4 of the metadata service", False),
+    ("[2002:5db8:d822::1]", "6to4 of a public address", True),
+    ("[2001:0:7f00:1::1]", "Teredo whose server is loopback", False),
+    ("[2001:0:5db8:d822::80ff:fffe]", "Teredo whose client is loopback (obfuscated)", False),
+    ("[2606:2800:220:1:248:1893:25c8:1946]", "plain global IPv6", True),
+]
+
+
+@pytest.mark.parametrize("host, leads_to, public", CARRIED, ids=[c[1] for c in CARRIED])
+def test_ipv6_addresses_are_judged_by_the_ipv4_address_they_carry(host, leads_to, public):
+    url = f"http://{host}:8080/hook"
+    if public:
+        assert checked_addresses(url, allow_private=False)[0] == host.strip("[]")
+    else:
+        with pytest.raises(UnsafeURL, match="private or local"):
+            checked_addresses(url, allow_private=False)
+    checked_addresses(url, allow_private=True)  # a trusted LAN may
+
+
+# --------------------------------------------------------------------------- deadline
+
+
+@pytest.fixture
+def trickler():
+    made = []
+
+    def make(**kwargs) -> TrickleReceiver:
+        made.append(TrickleReceiver(**kwargs))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_deadline(app, runner, client, chat,
+                                                                    trickler):
+    """One byte every 0.2 s would keep a per-read timeout waiting for ever: each try ends at
+    the deadline instead, counts as failed, and is retried with the backoff."""
+    ada, _, conversation = chat
+    slow = trickler(interval=0.2)
+    app.config["WEBHOOK_DELIVERY_DEADLINE"] = 1.0
+    outgoing(runner, conversation.id, slow.url)
+    message = post(client, ada, conversation.id, "to a slow receiver")
+    rows = wait_for(lambda: [r for r in failures() if r.error_type == "WebhookDeliveryFailed"],
+                    timeout=90)
+    assert message["id"] in rows[0].message and "TimeoutError" in rows[0].message
+    wait_for(lambda: slow.given_up == 7)
+    assert slow.connections == 7  # the first try and six retries, each given up
+    assert all(b'"to a slow receiver"' in request for request in slow.requests)
+
+
+def test_a_tls_handshake_trickled_out_is_cut_off_at_the_deadline(trickler):
+    slow = trickler(interval=0.2, scheme="https", answer=TLS_ANSWER)
+    outcome = []
+
+    def deliver():
+        try:
+            outcome.append(delivery.post_signed(slow.url, "s" * 64, b"{}", True, deadline=1.0))
+        except Exception as exc:  # noqa: BLE001  (the outcome is what the test looks at)
+            outcome.append(exc)
+
+    thread = threading.Thread(target=deliver, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert outcome and isinstance(outcome[0], TimeoutError), outcome
+    wait_for(lambda: slow.given_up == 1)
+
+
+# --------------------------------------------------------------------------- how many
+
+
+def test_a_conversation_has_at_most_the_configured_number_of_webhooks(app, runner, chat,
+                                                                      receiver, make_user,
+                                                                      make_conversation):
+    ada, bob, conversation = chat
+    app.config["WEBHOOK_MAX_PER_CONVERSATION"] = 3
+    target = receiver()
+
+    def create(conversation_id, *args):
+        return runner.invoke(args=["webhooks", "create", "--conversation",
+                                   str(conversation_id), *args])
+
+    assert create(conversation.id, "--url", target.url + "&1").exit_code == 0
+    assert create(conversation.id, "--incoming").exit_code == 0
+    assert create(conversation.id, "--url", target.url + "&2").exit_code == 0
+    for refused in (create(conversation.id, "--url", target.url + "&3"),
+                    create(conversation.id, "--incoming")):
+        assert refused.exit_code == 1
+        assert "has 3 webhooks, the most it may have (3)" in refused.output
+    db.session.rollback()
+    made = db.session.scalars(select(Webhook).where(
+        Webhook.conversation_id == conversation.id)).all()
+    assert len(made) == 3
+    bots = db.session.scalars(select(User).where(User.is_bot.is_(True))).all()
+    assert len(bots) == 1  # the refused incoming hook made no bot user
+    other = make_conversation(ada, make_user("cy"))
+    assert create(other.id, "--url", target.url + "&other").exit_code == 0
+    assert runner.invoke(args=["webhooks", "delete", str(made[0].id)]).exit_code == 0
+    assert create(conversation.id, "--url", target.url + "&4").exit_code == 0

@@ -77,7 +77,7 @@ def conversation(conversation_id: int):
 def settings(conversation_id: int):
     """A conversation's settings, for its participants: its webhooks, listed, added (the
     signing secret shown on this answer only) and deleted."""
-    from simplechat.webhooks.hooks import UnsafeURL, conversation_webhooks, create_outgoing
+    from simplechat.webhooks.hooks import WebhookRefused, conversation_webhooks, create_outgoing
 
     conversation = participant_conversation(current_user.id, conversation_id)
     if conversation is None:
@@ -87,7 +87,7 @@ def settings(conversation_id: int):
     if form.validate_on_submit():
         try:
             created = create_outgoing(conversation, form.url.data, creator=current_user)
-        except UnsafeURL as exc:
+        except WebhookRefused as exc:  # an unsafe address, or too many webhooks
             form.url.errors.append(str(exc))
         else:
             record_activity("webhook_created", current_user.id,

@@ -5,7 +5,12 @@ from __future__ import annotations
 from celery import Celery, Task
 from celery.signals import worker_ready
 from flask import Flask
+from kombu import Exchange, Queue
 from sqlalchemy.exc import OperationalError
+
+# Tasks that call out to other servers, routed to CELERY_WEBHOOK_QUEUE (by name: the task's
+# module need not be imported to route it).
+OUTGOING_TASKS = ("simplechat.deliver_webhook",)
 
 # A database that is down or restarting is retried with backoff for about half an hour.
 DATABASE_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1,
@@ -22,6 +27,8 @@ def celery_init_app(app: Flask) -> Celery:
     eager = app.config.get("CELERY_TASK_ALWAYS_EAGER")
     if eager is None:
         eager = not broker
+    queue = app.config.get("CELERY_QUEUE") or "simplechat"
+    webhook_queue = app.config.get("CELERY_WEBHOOK_QUEUE") or f"{queue}-webhooks"
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.conf.update(
         broker_url=broker or "memory://",
@@ -43,13 +50,23 @@ def celery_init_app(app: Flask) -> Celery:
         broker_connection_timeout=2,
         redis_socket_connect_timeout=2,
         redis_socket_timeout=5,
-        task_default_queue=app.config.get("CELERY_QUEUE") or "simplechat",
+        task_default_queue=queue,
+        # Outgoing calls wait on other people's servers: on a queue of their own, so that a
+        # worker for it alone (`-Q <CELERY_WEBHOOK_QUEUE>`) keeps them from ever holding up the
+        # storing of messages. A worker started with no -Q consumes both queues.
+        task_queues=(_queue(queue), _queue(webhook_queue)),
+        task_routes={name: {"queue": webhook_queue} for name in OUTGOING_TASKS},
         imports=("simplechat.messaging.tasks",),
     )
     celery.set_default()
     app.extensions["celery"] = celery
     worker_ready.connect(_flush_left_writes, dispatch_uid="simplechat.flush_left_writes")
     return celery
+
+
+def _queue(name: str) -> Queue:
+    """A queue bound to an exchange of its own name, as Celery makes its default queue."""
+    return Queue(name, Exchange(name), routing_key=name)
 
 
 def _flush_left_writes(sender=None, **_) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from simplechat.extensions import db
 from simplechat.infra.commands import fail, find_user
 from simplechat.models import Conversation, User, Webhook
-from simplechat.webhooks.hooks import INCOMING, UnsafeURL, create_incoming, create_outgoing
+from simplechat.webhooks.hooks import INCOMING, WebhookRefused, create_incoming, create_outgoing
 
 webhooks_cli = AppGroup("webhooks", help="Outgoing and incoming webhooks of conversations.")
 
@@ -42,7 +42,7 @@ def create_hook(conversation_id, url, incoming, bot_name, name):
         return
     try:
         new = create_outgoing(conversation, url)
-    except UnsafeURL as exc:
+    except WebhookRefused as exc:
         fail(str(exc))
     click.echo(f"outgoing webhook {new.webhook.id} of conversation {conversation_id} to {url}; "
                "signing secret:")

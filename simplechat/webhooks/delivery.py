@@ -3,8 +3,11 @@ conversation, signed (``X-SimpleChat-Signature: sha256=<HMAC-SHA256 of the body>
 Celery task that retries with backoff and records a final failure in GenericErrorLog.
 
 Deliveries are queued by the worker that stores messages (messaging.tasks.store_batch), once
-per newly stored message: nothing on the send path waits for them. The request goes to the
-address that was checked (webhooks.hooks.checked_addresses), checked again at each delivery.
+per newly stored message and hook whose maker is still an active participant (or that was made
+on the command line), on CELERY_WEBHOOK_QUEUE: nothing on the send path or the storing waits
+for them. The request goes to the address that was checked (webhooks.hooks.checked_addresses),
+checked again at each delivery, and one try takes at most WEBHOOK_DELIVERY_DEADLINE seconds in
+all, however slowly the receiver answers.
 """
 
 from __future__ import annotations
@@ -12,29 +15,29 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
+import io
 import json
 import logging
 import secrets
 import socket
 import ssl
+import time
 from urllib.parse import urlsplit
 
 from celery import shared_task
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from simplechat.extensions import db, socketio
-from simplechat.models import Participant, Webhook
+from simplechat.models import Participant, User, Webhook
 from simplechat.observability.activity import write_error
 from simplechat.webhooks.hooks import OUTGOING, SIGNATURE_HEADER, UnsafeURL, checked_addresses
 
 log = logging.getLogger(__name__)
 
-DELIVERY_TIMEOUT = 10  # seconds for connecting, and for the answer
 BACKOFF_FIRST = 2.0  # seconds before the first retry; doubled each time, up to BACKOFF_MAX
 BACKOFF_MAX = 60.0
 RETRY = "retry"
-
 
 
 @shared_task(name="simplechat.deliver_webhook", bind=True, max_retries=6)
@@ -50,12 +53,14 @@ def deliver_webhook(self, webhook_id: int, payload: dict) -> str:
 def attempt_delivery(webhook_id: int, payload: dict, retries: int, max_retries: int) -> str:
     """One try of a delivery: delivered, gone, refused, failed (the last try), or retry."""
     hook = db.session.get(Webhook, webhook_id)
-    if hook is None or hook.kind != OUTGOING:
+    if hook is None or hook.kind != OUTGOING or not _maker_may_read(hook):
         return "gone"
     url, secret, body = hook.url, hook.secret, delivery_body(hook, payload)
     db.session.remove()  # no database connection held while the receiver is slow
+    config = current_app.config
     try:
-        status = post_signed(url, secret, body, current_app.config["WEBHOOK_ALLOW_PRIVATE"])
+        status = post_signed(url, secret, body, config["WEBHOOK_ALLOW_PRIVATE"],
+                             config["WEBHOOK_DELIVERY_DEADLINE"])
         if 200 <= status < 300:
             return "delivered"
         problem = f"HTTP {status}"
@@ -78,35 +83,107 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+class _Deadline:
+    """The moment a delivery try ends; each wait on the network gets only what is left of it."""
+
+    def __init__(self, seconds: float):
+        self._end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        """Seconds left; TimeoutError (an OSError) once none are."""
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the delivery's deadline passed")
+        return left
+
+
+class _DeadlineSocket:
+    """A connected socket (plain or TLS) whose sends and reads all end by one deadline. A
+    socket's own timeout counts per call, so a receiver sending a byte now and then would hold
+    a plain one for ever; here each call waits only for what is left of the deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: _Deadline):
+        self._sock = sock
+        self._deadline = deadline
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            self._sock.settimeout(self._deadline.left())
+            view = view[self._sock.send(view):]
+
+    def recv_into(self, buffer, nbytes: int = 0) -> int:
+        self._sock.settimeout(self._deadline.left())
+        return self._sock.recv_into(buffer, nbytes)
+
+    def makefile(self, mode: str = "rb", *args, **kwargs) -> io.BufferedReader:
+        """What http.client reads the answer from: every refill goes through recv_into."""
+        return io.BufferedReader(_DeadlineReader(self))
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, sock: _DeadlineSocket):
+        super().__init__()
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self._sock.recv_into(buffer)
+
+
 class _PinnedHTTP(http.client.HTTPConnection):
-    """A connection to an address already checked, whatever the host's DNS answers now."""
+    """A connection to an address already checked, whatever the host's DNS answers now,
+    connecting, sending and reading the answer within one deadline."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float):
-        super().__init__(host, port, timeout=timeout)
+    def __init__(self, host: str, port: int, address: str, deadline: _Deadline):
+        super().__init__(host, port)
         self._address = address
+        self._deadline = deadline
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        sock = socket.create_connection((self._address, self.port), self._deadline.left())
+        try:
+            sock = self._secure(sock)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = _DeadlineSocket(sock, self._deadline)
+
+    def _secure(self, sock: socket.socket) -> socket.socket:
+        return sock
 
 
-class _PinnedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, address: str, timeout: float):
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self._address = address
+class _PinnedHTTPS(_PinnedHTTP):
+    default_port = http.client.HTTPS_PORT
 
-    def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+    def _secure(self, sock: socket.socket) -> socket.socket:
+        secured = ssl.create_default_context().wrap_socket(
+            sock, server_hostname=self.host, do_handshake_on_connect=False)
+        try:  # the plain socket is the TLS one's now: closing that closes both
+            secured.settimeout(self._deadline.left())  # one handshake call waits at most this
+            secured.do_handshake()
+        except BaseException:
+            secured.close()
+            raise
+        return secured
 
 
-def post_signed(url: str, secret: str, body: bytes, allow_private: bool) -> int:
+def post_signed(url: str, secret: str, body: bytes, allow_private: bool,
+                deadline: float = 10.0) -> int:
     """POST ``body`` to ``url`` with its signature; the answer's status. Redirects are not
-    followed. Raises UnsafeURL, or OSError/HTTPException when the receiver cannot be reached."""
+    followed. Connecting, sending and reading the answer take at most ``deadline`` seconds
+    together. Raises UnsafeURL, or OSError (TimeoutError past the deadline)/HTTPException when
+    the receiver cannot be reached or does not answer in time."""
     host, port, addresses = checked_addresses(url, allow_private)
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     pinned = _PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP
-    conn = pinned(host, port, addresses[0], DELIVERY_TIMEOUT)
+    conn = pinned(host, port, addresses[0], _Deadline(deadline))
     try:
         conn.request("POST", path, body=body, headers={
             "Content-Type": "application/json", "User-Agent": "SimpleChat-Webhook/1",
@@ -124,14 +201,9 @@ def queue_deliveries(payloads: list[dict]) -> int:
         return 0
     conversation_ids = {p["conversation_id"] for p in payloads}
     hooks: dict[int, list[int]] = {}
-    # A hook made by a participant (on the settings page) stops when that user leaves: it
-    # must not go on reading a conversation its maker can no longer read.
     for hook_id, cid in db.session.execute(
-        select(Webhook.id, Webhook.conversation_id)
-        .outerjoin(Participant, (Participant.conversation_id == Webhook.conversation_id)
-                   & (Participant.user_id == Webhook.created_by_id))
-        .where(Webhook.kind == OUTGOING, Webhook.conversation_id.in_(conversation_ids),
-               Webhook.created_by_id.is_(None) | Participant.user_id.is_not(None))
+        _readable_hooks(select(Webhook.id, Webhook.conversation_id))
+        .where(Webhook.kind == OUTGOING, Webhook.conversation_id.in_(conversation_ids))
     ):
         hooks.setdefault(cid, []).append(hook_id)
     queued = 0
@@ -140,6 +212,24 @@ def queue_deliveries(payloads: list[dict]) -> int:
             _queue(hook_id, payload)
             queued += 1
     return queued
+
+
+def _readable_hooks(query: Select) -> Select:
+    """``query`` of webhooks kept to those whose maker may still read the conversation: an
+    active participant. A hook made by a participant (on the settings page) stops when that
+    user leaves or is deactivated; one made on the command line (no maker) goes on."""
+    return (query
+            .outerjoin(Participant, (Participant.conversation_id == Webhook.conversation_id)
+                       & (Participant.user_id == Webhook.created_by_id))
+            .outerjoin(User, User.id == Participant.user_id)
+            .where(Webhook.created_by_id.is_(None) | User.is_active.is_(True)))
+
+
+def _maker_may_read(hook: Webhook) -> bool:
+    """Checked again at each try: a delivery queued, or retrying, when its maker left or was
+    deactivated is dropped."""
+    return hook.created_by_id is None or db.session.scalar(
+        _readable_hooks(select(Webhook.id)).where(Webhook.id == hook.id)) is not None
 
 
 def _queue(hook_id: int, payload: dict) -> None:

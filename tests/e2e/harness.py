@@ -494,11 +494,20 @@ class Stack:
         raise AssertionError("could not bind a web process to a free port")
 
     def start_worker(self, pool: str = "solo", concurrency: int = 1,
-                     env: dict[str, str] | None = None, timeout: float = 60.0) -> Process:
-        """``celery -A celery_worker.celery worker -P <pool> -Q <queue>``, ready to consume."""
+                     env: dict[str, str] | None = None, timeout: float = 60.0,
+                     queues: Iterable[str] | None = None) -> Process:
+        """``celery -A celery_worker.celery worker -P <pool> -Q <queues>``, ready to consume.
+
+        ``queues``: by default both of this stack's queues, its own (``self.queue``) and that
+        of webhook deliveries (``self.queue + "-webhooks"``, CELERY_WEBHOOK_QUEUE's default);
+        name one to start a worker on it alone; empty: no ``-Q``, the app's queues decide."""
         name = f"worker{next(self._names)}"
+        if queues is None:
+            queues = (self.queue, f"{self.queue}-webhooks")
+        queues = list(queues)
         args = [str(BIN / "celery"), "-A", "celery_worker.celery", "worker", "--loglevel=info",
-                "-P", pool, f"--concurrency={concurrency}", "-Q", self.queue,
+                "-P", pool, f"--concurrency={concurrency}",
+                *(("-Q", ",".join(queues)) if queues else ()),
                 "-n", f"{name}-{self.queue}@%h", "--without-gossip", "--without-mingle"]
         worker = Process(name, args, self._env(env), self.log_dir / f"{name}.log")
         self.processes.append(worker)
