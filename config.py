@@ -68,6 +68,8 @@ class Config:
     CHAT_REACT_RATE_LIMIT = os.environ.get("CHAT_REACT_RATE_LIMIT", "20/10s")
     # Attachment uploads (accepted or refused), per user: each one is read, decoded and stored.
     CHAT_UPLOAD_RATE_LIMIT = os.environ.get("CHAT_UPLOAD_RATE_LIMIT", "20/minute")
+    # Conversations a user starts (page and API; a reused direct one is not counted).
+    CHAT_CONVERSATION_RATE_LIMIT = os.environ.get("CHAT_CONVERSATION_RATE_LIMIT", "30/hour")
     CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 4000)
     CHAT_DEDUPE_WINDOW = env_int("CHAT_DEDUPE_WINDOW", 600)  # seconds a client_id is remembered
     CHAT_HISTORY_PAGE_MAX = env_int("CHAT_HISTORY_PAGE_MAX", 100)
@@ -97,6 +99,10 @@ class Config:
     # Failed logins allowed per account and per client IP ("0" or "off": no limit).
     LOGIN_RATE_LIMIT_ACCOUNT = os.environ.get("LOGIN_RATE_LIMIT_ACCOUNT", "5/5minute")
     LOGIN_RATE_LIMIT_IP = os.environ.get("LOGIN_RATE_LIMIT_IP", "20/5minute")
+    # Successful logins per account and per client IP: each one hashes a password (scrypt).
+    LOGIN_SUCCESS_RATE_LIMIT_ACCOUNT = os.environ.get("LOGIN_SUCCESS_RATE_LIMIT_ACCOUNT",
+                                                      "10/minute")
+    LOGIN_SUCCESS_RATE_LIMIT_IP = os.environ.get("LOGIN_SUCCESS_RATE_LIMIT_IP", "30/minute")
     # Registration attempts (successful or not) per client IP: each one can tell whether a
     # username or e-mail address is taken, so they are limited like failed logins.
     REGISTER_RATE_LIMIT = os.environ.get("REGISTER_RATE_LIMIT", "10/hour")
@@ -117,6 +123,9 @@ class Config:
     # 1: SOCKETIO_MESSAGE_QUEUE (or REDIS_URL) is a node of a Redis Cluster; channels go to
     # the primary of their key slot, with sharded pub/sub (SPUBLISH/SSUBSCRIBE).
     SOCKETIO_REDIS_CLUSTER = os.environ.get("SOCKETIO_REDIS_CLUSTER", "0") == "1"
+    # /metrics asks for "Authorization: Bearer <this>"; unset: open, but 404 in production.
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
+    METRICS_OPEN_WITHOUT_TOKEN = True  # ProductionConfig: False
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")  # plain or json
     # Where the hashed, compressed static files are written (simplechat/static_files.py);
@@ -160,11 +169,14 @@ class TestingConfig(Config):
     REDIS_KEY_PREFIX = "simplechat-test:"
     # A cheap hash keeps the suite fast; real deployments use scrypt.
     PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
+    # Tests log one user in many times; the tests of these limits turn them on.
+    LOGIN_SUCCESS_RATE_LIMIT_ACCOUNT = LOGIN_SUCCESS_RATE_LIMIT_IP = "off"
 
 
 class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "1") != "0"
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    METRICS_OPEN_WITHOUT_TOKEN = False  # /metrics is 404 unless METRICS_TOKEN is set
 
     @classmethod
     def validate(cls) -> None:

@@ -59,6 +59,8 @@ class User(UserMixin, db.Model):
     is_bot: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, server_default=NOW)
 
+    # Both hash in the calling thread: for scripts and tests. The server's routes and commands
+    # use auth/passwords.py, which hashes on the CPU pool, off the event loop.
     def set_password(self, password: str) -> None:
         method = current_app.config.get("PASSWORD_HASH_METHOD", "scrypt")
         self.password_hash = generate_password_hash(password, method=method)

@@ -4,7 +4,9 @@ likewise, and rendering runs on the CPU pool (infra.offload), off the event loop
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 
 import pytest
 from conftest import app_in_context
@@ -66,6 +68,25 @@ def emit(sio, name, payload):
     return sio.emit(name, payload, namespace="/chat", callback=True)
 
 
+@contextlib.contextmanager
+def held_pool():
+    """The app's CPU pool with one job holding a slot until the block ends: with one worker
+    and no queue (CHAT_CPU_WORKERS=1, CHAT_CPU_QUEUE=0), every other job is refused (Busy)."""
+    pool = offload_pool()
+    gate = threading.Event()
+    holder = threading.Thread(target=pool.run, args=(gate.wait, 30))
+    holder.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not pool.admitted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pool.admitted == 1
+        yield pool
+    finally:
+        gate.set()
+        holder.join(10)
+
+
 def test_sends_past_the_rate_limit_are_refused_before_rendering(
     app, make_user, make_conversation, socket_client, renders
 ):
@@ -125,26 +146,13 @@ def test_refused_sends_look_up_no_mentioned_names(
 def test_markdown_is_rendered_on_the_cpu_pool(app, make_user, make_conversation):
     ada, bob = make_user("ada"), make_user("bob")
     conversation = make_conversation(ada, bob)
-    app.config["CHAT_RATE_LIMIT"] = "off"
     app.extensions["simplechat"].limiter.rate = None
-    pool = offload_pool()
-    gate = threading.Event()
-    holder = threading.Thread(target=pool.run, args=(gate.wait, 30))
-    holder.start()
-    try:
-        for _ in range(200):
-            if pool.admitted:
-                break
-            threading.Event().wait(0.01)
-        assert pool.admitted == 1
+    with held_pool():
         # The only slot is taken and nothing may wait: a text that needs the parser is
         # refused as the pool refuses it; a plain line needs no parser and goes through.
         assert send_message(ada, conversation.id, "**bold**") == {"ok": False,
                                                                   "error": "unavailable"}
         assert send_message(ada, conversation.id, "plain words")["ok"]
-    finally:
-        gate.set()
-        holder.join(10)
     sent = send_message(ada, conversation.id, "**bold**")
     assert sent["ok"] and sent["message"]["html"] == "<p><strong>bold</strong></p>"
 
@@ -172,18 +180,7 @@ def test_an_edit_is_rendered_on_the_cpu_pool(app, make_user, make_conversation, 
     conversation = make_conversation(ada, bob)
     a = socket_client(ada)
     sent = emit(a, "send_message", {"conversation_id": conversation.id, "message": "typo"})
-    pool = offload_pool()
-    gate = threading.Event()
-    holder = threading.Thread(target=pool.run, args=(gate.wait, 30))
-    holder.start()
-    try:
-        for _ in range(200):
-            if pool.admitted:
-                break
-            threading.Event().wait(0.01)
+    with held_pool():
         ack = emit(a, "edit_message", {"conversation_id": conversation.id,
                                        "message_id": sent["message"]["id"], "message": "*fixed*"})
-        assert ack == {"ok": False, "error": "unavailable"}
-    finally:
-        gate.set()
-        holder.join(10)
+    assert ack == {"ok": False, "error": "unavailable"}

@@ -22,6 +22,7 @@ from simplechat.auth.forms import (
     USERNAME_MIN,
     USERNAME_RE,
 )
+from simplechat.auth.passwords import set_password as store_password
 from simplechat.auth.sessions import describe_agent, end_sessions, end_user_sessions, live_sessions
 from simplechat.auth.tokens import create_token, forget_user_tokens, live_tokens, revoke_tokens
 from simplechat.extensions import db
@@ -79,7 +80,7 @@ def create_user(username, email, first_name, last_name, admin, bot, password):
         user.password_hash = "!"  # matches no password
     else:
         check_password(password)
-        user.set_password(password)
+        store_password(user, password)
     db.session.add(user)
     db.session.commit()
     record_activity("user_created", user.id, {"by": "cli", "admin": admin, "bot": bot})
@@ -108,18 +109,23 @@ def list_users(inactive):
 @users_cli.command("set-password")
 @click.argument("username")
 @click.password_option(help="The new password (prompted for when not given).")
-def set_password(username, password):
-    """Set a user's password."""
+@click.option("--keep-tokens", is_flag=True,
+              help="Leave the user's API tokens working (by default they are revoked).")
+def set_password(username, password, keep_tokens):
+    """Set a user's password: their sessions end, and their API tokens are revoked."""
     user = find_user(username)
     if user.is_bot:
         fail(f"{user.username} is a bot: it signs in with tokens, not a password")
     check_password(password)
-    user.set_password(password)
+    store_password(user, password)
     db.session.commit()
     ended = end_user_sessions(user.id, "password_changed")
-    record_activity("password_reset", user.id, {"by": "cli", "sessions_ended": ended.sessions})
+    tokens = [] if keep_tokens else live_tokens(user.id)
+    revoke_tokens(tokens)
+    record_activity("password_reset", user.id, {"by": "cli", "sessions_ended": ended.sessions,
+                                                "tokens_revoked": len(tokens)})
     click.echo(f"password of {user.username} changed; {ended.sessions} session(s) signed out, "
-               f"{ended.sockets} open socket(s) closed")
+               f"{ended.sockets} open socket(s) closed, {len(tokens)} API token(s) revoked")
 
 
 @users_cli.command("deactivate")

@@ -5,16 +5,21 @@ from __future__ import annotations
 import logging
 import math
 import re
-from functools import cache
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from simplechat.auth.forms import LoginForm, RegisterForm
+from simplechat.auth.passwords import (
+    BUSY_MESSAGE,
+    Busy,
+    check_unknown,
+    password_matches,
+    set_password,
+)
 from simplechat.auth.sessions import end_current_session, start_session
 from simplechat.extensions import db
 from simplechat.infra.services import services
@@ -27,6 +32,8 @@ log = logging.getLogger(__name__)
 
 LOGIN_FAILED = "Invalid username or password."
 LOGIN_THROTTLED = "Too many failed login attempts. Try again in {seconds} seconds."
+# Past the successful logins allowed (LOGIN_SUCCESS_RATE_LIMIT_*): the password was not checked.
+LOGIN_SUCCESS_THROTTLED = "Too many logins. Try again in {seconds} seconds."
 REGISTER_THROTTLED = (
     "Too many registration attempts from your address. Try again in {seconds} seconds."
 )
@@ -55,18 +62,14 @@ def find_login_user(identifier: str) -> User | None:
     return db.session.execute(select(User).where(column == lowered)).scalar_one_or_none()
 
 
-@cache
-def _dummy_hash() -> str:
-    return generate_password_hash("not a real password")
-
-
 def authenticate(identifier: str, password: str, user: User | None = None) -> User | None:
-    """The active user with these credentials, or None; the cost is the same either way."""
+    """The active user with these credentials, or None; the cost is the same either way. The
+    hash is checked on the CPU pool: Busy when it is full."""
     user = user or find_login_user(identifier)
     if user is None:
-        check_password_hash(_dummy_hash(), password)  # so timing does not reveal unknown users
+        check_unknown(password)  # so timing does not reveal unknown users
         return None
-    if not user.check_password(password) or not user.is_active:
+    if not password_matches(user, password) or not user.is_active:
         return None
     return user
 
@@ -93,7 +96,10 @@ def register():
             last_name=form.last_name.data,
             email=form.email.data.lower(),
         )
-        user.set_password(form.password.data)
+        try:
+            set_password(user, form.password.data)
+        except Busy:
+            return render_template("auth/register.html", form=form, error=BUSY_MESSAGE), 503
         db.session.add(user)
         try:
             db.session.commit()
@@ -114,37 +120,64 @@ def login():
     if current_user.is_authenticated:
         return redirect(url_for("chat.index"))
     form = LoginForm()
-    error = None
-    status = 200
+    error, status, wait = None, 200, 0.0
     if form.validate_on_submit():
         found = find_login_user(form.username.data)
-        # Keyed on what was typed, so a refusal does not tell which names are accounts.
+        # Failures are keyed on what was typed, so a refusal does not tell which names are
+        # accounts; successes on the account (only a correct password moves them).
         account = login_key(form.username.data)
         ip = request.remote_addr or "unknown"
-        wait = _login_wait(account, ip)
+        failures, successes = _login_waits(account, ip, found)
+        wait = max(failures, successes)
         if wait:
-            # Refused before the password is checked, so guessing on cannot find it.
-            error = LOGIN_THROTTLED.format(seconds=math.ceil(wait))
+            # Refused before the password is checked, so guessing on cannot find it, and a
+            # script that knows it cannot make the server hash it without end.
+            error = (LOGIN_THROTTLED if failures else LOGIN_SUCCESS_THROTTLED).format(
+                seconds=math.ceil(wait))
             status = 429
         else:
-            user = authenticate(form.username.data, form.password.data, found)
-            if user is not None:
-                start_session(user, remember=bool(form.remember.data))
-                record_activity("login", user.id)
-                target = safe_next(form.next.data) or safe_next(request.args.get("next"))
-                return redirect(target or url_for("chat.index"))
-            _login_failed(account, ip)
-            error = LOGIN_FAILED
+            try:
+                user = authenticate(form.username.data, form.password.data, found)
+            except Busy:
+                user, error, status = None, BUSY_MESSAGE, 503
+            else:
+                if user is None:
+                    _login_failed(account, ip)
+                    error = LOGIN_FAILED
+                elif wait := _login_succeeded(user.id, ip):
+                    # Another login took the last one allowed since the check above.
+                    error = LOGIN_SUCCESS_THROTTLED.format(seconds=math.ceil(wait))
+                    status = 429
+                else:
+                    start_session(user, remember=bool(form.remember.data))
+                    record_activity("login", user.id)
+                    target = safe_next(form.next.data) or safe_next(request.args.get("next"))
+                    return redirect(target or url_for("chat.index"))
     form.next.data = safe_next(form.next.data) or safe_next(request.args.get("next")) or ""
-    return render_template("auth/login.html", form=form, error=error), status
+    response = make_response(render_template("auth/login.html", form=form, error=error), status)
+    if status in (429, 503):
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait)) if status == 429 else 1)
+    return response
 
 
-def _login_wait(account: str, ip: str) -> float:
+def _login_waits(account: str, ip: str, found: User | None) -> tuple[float, float]:
+    """The seconds to wait for the failures of this name and address, and for the successes
+    of this address and the account the name finds."""
     # A limiter that cannot be reached must not lock everyone out; it is logged instead.
+    limiter = services().login_limiter
     try:
-        return services().login_limiter.wait(account, ip)
+        return (limiter.wait(account, ip),
+                limiter.success_wait(ip, found.id if found is not None else None))
     except Exception:
         log.warning("login limiter unavailable; not limiting this attempt", exc_info=True)
+        return 0.0, 0.0
+
+
+def _login_succeeded(user_id: int, ip: str) -> float:
+    try:
+        return services().login_limiter.succeeded(user_id, ip)
+    except Exception:
+        log.warning("login limiter unavailable; success not counted", exc_info=True)
         return 0.0
 
 

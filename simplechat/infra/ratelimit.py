@@ -171,11 +171,16 @@ class LoginLimiter:
         self._ok_account = ok_per_account
         self._ok_ip = ok_per_ip
 
-    def wait(self, account: str, ip: str, user_id: int | None = None) -> float:
-        """Seconds until this name may be tried again from this address (0.0: now), taking
-        nothing: the failures of the name and the address, and the successes of the address
-        and of the account the name finds (``user_id``, None when it finds none)."""
-        waits = [self._account.wait(f"login-account:{account}"), self._ip.wait(f"login-ip:{ip}")]
+    def wait(self, account: str, ip: str) -> float:
+        """Seconds until this name may be tried again from this address for its failures
+        (0.0: now), taking nothing."""
+        return max(self._account.wait(f"login-account:{account}"),
+                   self._ip.wait(f"login-ip:{ip}"))
+
+    def success_wait(self, ip: str, user_id: int | None) -> float:
+        """Seconds until a correct password would be let in again from this address, for the
+        account a name finds (``user_id``; None: it finds none), taking nothing."""
+        waits = [0.0]
         if self._ok_ip is not None:
             waits.append(self._ok_ip.wait(f"login-ok-ip:{ip}"))
         if self._ok_account is not None and user_id is not None:

@@ -36,6 +36,7 @@ class Services:
     register_limiter: RegisterLimiter
     react_limiter: RateLimiter  # reactions (CHAT_REACT_RATE_LIMIT)
     upload_limiter: RateLimiter  # attachment uploads (CHAT_UPLOAD_RATE_LIMIT)
+    conversation_limiter: RateLimiter  # conversations started (CHAT_CONVERSATION_RATE_LIMIT)
 
     @property
     def embedded(self) -> bool:
@@ -46,11 +47,15 @@ def init_services(app: Flask) -> Services:
     size = app.config["CHAT_RECENT_MESSAGES"]
     rate = parse_rate(app.config["CHAT_RATE_LIMIT"])
     change_rate = parse_rate(app.config["CHAT_CHANGE_RATE_LIMIT"])
+    # Failures per typed name and per address, then successes per account and per address.
     login_rates = (parse_rate(app.config["LOGIN_RATE_LIMIT_ACCOUNT"]),
-                   parse_rate(app.config["LOGIN_RATE_LIMIT_IP"]))
+                   parse_rate(app.config["LOGIN_RATE_LIMIT_IP"]),
+                   parse_rate(app.config["LOGIN_SUCCESS_RATE_LIMIT_ACCOUNT"]),
+                   parse_rate(app.config["LOGIN_SUCCESS_RATE_LIMIT_IP"]))
     register_rate = parse_rate(app.config["REGISTER_RATE_LIMIT"])
     react_rate = parse_rate(app.config["CHAT_REACT_RATE_LIMIT"])
     upload_rate = parse_rate(app.config["CHAT_UPLOAD_RATE_LIMIT"])
+    conversation_rate = parse_rate(app.config["CHAT_CONVERSATION_RATE_LIMIT"])
     prefix = app.config["REDIS_KEY_PREFIX"]
     dedupe_ttl = app.config["CHAT_DEDUPE_WINDOW"]
     url = app.config.get("REDIS_URL")
@@ -68,6 +73,7 @@ def init_services(app: Flask) -> Services:
             register_limiter=RegisterLimiter(RedisRateLimiter(client, register_rate, prefix)),
             react_limiter=RedisRateLimiter(client, react_rate, prefix),
             upload_limiter=RedisRateLimiter(client, upload_rate, prefix),
+            conversation_limiter=RedisRateLimiter(client, conversation_rate, prefix),
         )
     else:
         services = Services(
@@ -80,6 +86,7 @@ def init_services(app: Flask) -> Services:
             register_limiter=RegisterLimiter(MemoryRateLimiter(register_rate)),
             react_limiter=MemoryRateLimiter(react_rate),
             upload_limiter=MemoryRateLimiter(upload_rate),
+            conversation_limiter=MemoryRateLimiter(conversation_rate),
         )
     app.extensions["simplechat"] = services
     return services

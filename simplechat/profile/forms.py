@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask_login import current_user
+from wtforms import BooleanField
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from simplechat.auth.forms import (
@@ -17,6 +18,7 @@ from simplechat.auth.forms import (
     no_control_characters,
     strip,
 )
+from simplechat.auth.passwords import BUSY_MESSAGE, Busy, password_matches
 
 
 class EditProfileForm(PostedForm):
@@ -36,11 +38,20 @@ class ChangePasswordForm(PostedForm):
         "Current password", validators=[DataRequired(), Length(max=PASSWORD_MAX)]
     )
     password, confirm = new_password_fields("New password")
+    # A token made before the change keeps working otherwise: whoever took the password may
+    # have made one.
+    revoke_tokens = BooleanField("Also revoke my API tokens", default=True)
+    busy = False  # the CPU pool could not check the password: answer 503
 
     def validate_current_password(self, field) -> None:
         if field.errors:
             return
-        if not current_user.check_password(field.data):
+        try:
+            matches = password_matches(current_user, field.data)
+        except Busy:
+            self.busy = True
+            raise ValidationError(BUSY_MESSAGE) from None
+        if not matches:
             raise ValidationError("That is not your current password.")
 
 

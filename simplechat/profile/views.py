@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from simplechat.auth.forms import USERNAME_MAX, USERNAME_RE
+from simplechat.auth.passwords import BUSY_MESSAGE, Busy, set_password
 from simplechat.auth.sessions import (
     current_session,
     describe_agent,
@@ -19,6 +20,7 @@ from simplechat.auth.sessions import (
     live_sessions,
     rotate_current_token,
 )
+from simplechat.auth.tokens import live_tokens, revoke_tokens
 from simplechat.extensions import db
 from simplechat.models import User, UserSession
 from simplechat.observability.activity import record_activity
@@ -68,20 +70,27 @@ def edit():
 @login_required
 def password():
     form = ChangePasswordForm()
+    user = current_user._get_current_object()
     if form.validate_on_submit():
-        current_user.set_password(form.password.data)
+        try:
+            set_password(user, form.password.data)
+        except Busy:
+            form.password.errors.append(BUSY_MESSAGE)
+            return render_template("profile/password.html", form=form), 503
         db.session.commit()
         # Every other login ends; this one carries on under a new token.
         here = current_session()
-        ended = end_user_sessions(current_user.id, "password_changed",
-                                  keep=here.id if here else None)
+        ended = end_user_sessions(user.id, "password_changed", keep=here.id if here else None)
         rotate_current_token()
-        record_activity("password_change", current_user.id, {"sessions_ended": ended.sessions})
+        tokens = live_tokens(user.id) if form.revoke_tokens.data else []
+        revoke_tokens(tokens)
+        record_activity("password_change", user.id, {"sessions_ended": ended.sessions,
+                                                     "tokens_revoked": len(tokens)})
         flash("Your password has been changed." + (
-            f" {ended.sessions} other session(s) were signed out." if ended.sessions else ""),
-            "success")
+            f" {ended.sessions} other session(s) were signed out." if ended.sessions else "")
+            + (f" {len(tokens)} API token(s) were revoked." if tokens else ""), "success")
         return redirect(url_for("profile.me"))
-    return render_template("profile/password.html", form=form)
+    return render_template("profile/password.html", form=form), 503 if form.busy else 200
 
 
 @bp.get("/sessions")
@@ -126,7 +135,7 @@ def sign_out_others():
 @login_required
 def tokens():
     """Personal access tokens for the JSON API: a new one is shown on this answer only."""
-    from simplechat.auth.tokens import create_token, live_tokens
+    from simplechat.auth.tokens import create_token
 
     form = NewTokenForm()
     created = None
@@ -141,7 +150,6 @@ def tokens():
 @bp.post("/tokens/<id:token_id>/revoke")
 @login_required
 def revoke_token(token_id: int):
-    from simplechat.auth.tokens import revoke_tokens
     from simplechat.models import ApiToken
 
     row = db.session.get(ApiToken, token_id)
