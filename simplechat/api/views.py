@@ -20,7 +20,7 @@ from simplechat.api.schemas import (
 )
 from simplechat.api.spec import PUBLIC, SECRET_URL, openapi_document, operation
 from simplechat.conversations.inbox import conversations_for
-from simplechat.conversations.records import participant_conversation, set_muted, start_conversation
+from simplechat.conversations.records import participant_conversation, set_muted, start_limited
 from simplechat.extensions import db
 from simplechat.messaging.send import send_message
 from simplechat.models import Participant, User
@@ -105,12 +105,14 @@ def list_conversations():
 
 @operation(bp, "/conversations", "POST", answers={200: ConversationAnswer,
                                                   201: ConversationAnswer},
-           body=NewConversation)
+           errors=(429,), body=NewConversation)
 def create_conversation(body: NewConversation):
     """Start a conversation with people (by user id).
 
     With one other person the direct conversation between you is reused (200); otherwise a new
-    one is made (201). A title names a group (three or more people).
+    one is made (201). A title names a group (three or more people). New conversations are
+    limited per user (CHAT_CONVERSATION_RATE_LIMIT, 429 with Retry-After); a reused one is not
+    counted.
     """
     me_ = current_user._get_current_object()
     wanted = [i for i in dict.fromkeys(body.participants) if i != me_.id]
@@ -119,7 +121,9 @@ def create_conversation(body: NewConversation):
     if not wanted or len(picked) != len(wanted):
         return send_answer({"ok": False, "error": "invalid"})
     title = (body.title or "").strip() or None
-    conversation, created = start_conversation(me_, picked, title)
+    conversation, created, wait = start_limited(me_, picked, title)
+    if conversation is None:
+        return send_answer({"ok": False, "error": "rate_limited", "retry_after": round(wait, 3)})
     if created:
         record_activity("conversation_created", me_.id,
                         {"conversation_id": conversation.id, "by": "api",

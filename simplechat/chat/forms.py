@@ -8,12 +8,14 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from simplechat.auth.forms import PostedForm, TextField, no_control_characters, strip
 from simplechat.conversations.records import MAX_PARTICIPANTS
+from simplechat.web.strict_numbers import MAX_ID, parse_int
 from simplechat.webhooks.hooks import URL_MAX
 
 
 class UserIdsField(SelectMultipleField):
     """User ids picked with Select2's AJAX search: any id is accepted here and checked by the
-    view against the database, since the choices are not known in advance."""
+    view against the database, since the choices are not known in advance. Each is read as the
+    ``<id:...>`` converter reads a path: ASCII digits only (``str.isdigit`` takes "٣" as 3)."""
 
     def pre_validate(self, form) -> None:
         pass
@@ -23,10 +25,11 @@ class UserIdsField(SelectMultipleField):
     def process_formdata(self, valuelist) -> None:
         ids = []
         for value in valuelist:
-            if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 18:
-                ids.append(int(value.strip()))
-            else:
+            parsed = parse_int(value, 1, MAX_ID) if isinstance(value, str) else None
+            if parsed is None:
                 self.malformed = True
+            else:
+                ids.append(parsed)
         self.data = ids
 
 

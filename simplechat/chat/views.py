@@ -3,7 +3,9 @@ settings (its webhooks)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+import math
+
+from flask import Blueprint, abort, flash, make_response, redirect, render_template, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -13,7 +15,7 @@ from simplechat.conversations.records import (
     display_title,
     participant_conversation,
     participants_of,
-    start_conversation,
+    start_limited,
 )
 from simplechat.extensions import db
 from simplechat.models import User
@@ -44,13 +46,25 @@ def new():
         ):
             form.participants.errors.append("Pick people from the list.")
         else:
-            conversation, created = start_conversation(current_user, picked, form.title.data)
+            conversation, created, wait = start_limited(current_user, picked, form.title.data)
+            if conversation is None:
+                return _too_many_conversations(form, picked, wait)
             if created:
                 record_activity("conversation_created", current_user.id,
                                 {"conversation_id": conversation.id,
                                  "participants": [u.id for u in picked]})
             return redirect(url_for("chat.conversation", conversation_id=conversation.id))
     return render_template("chat/new.html", form=form, picked=picked)
+
+
+def _too_many_conversations(form, picked: list[User], wait: float):
+    """429: the user started CHAT_CONVERSATION_RATE_LIMIT conversations lately."""
+    seconds = max(1, math.ceil(wait))
+    error = f"You have started many conversations lately. Try again in {seconds} seconds."
+    response = make_response(render_template("chat/new.html", form=form, picked=picked,
+                                             error=error), 429)
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 @bp.get("/<id:conversation_id>")

@@ -1,5 +1,5 @@
-"""Conversations: starting one, finding one a user takes part in, its members and title, and
-muting it."""
+"""Conversations: starting one (limited per user when a user asks), finding one a user takes
+part in, its members and title, and muting it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 
 from simplechat.extensions import db
 from simplechat.infra.membership import members_changed, membership_refusal
+from simplechat.infra.services import services
 from simplechat.models import Conversation, Participant, User
 from simplechat.realtime.emit import emit_to
 from simplechat.realtime.rooms import user_room
@@ -54,15 +55,44 @@ def start_conversation(
 ) -> tuple[Conversation, bool]:
     """Reuse the direct conversation with one other user, or create a direct or group one.
 
-    Returns the conversation and whether it was created.
+    Returns the conversation and whether it was created. Not limited: for the command line and
+    scripts; a user's own request goes through start_limited.
     """
+    others = _others(creator, others)
+    existing = _existing_direct(creator, others)
+    if existing is not None:
+        return existing, False
+    return _create(creator, others, title), True
+
+
+def start_limited(creator: User, others: list[User], title: str | None = None
+                  ) -> tuple[Conversation | None, bool, float]:
+    """start_conversation for a user's own request (the page, the API): reusing the direct
+    conversation is free, a new one takes one of the creator's CHAT_CONVERSATION_RATE_LIMIT.
+    Returns the conversation, whether it was created, and, when none is left, (None, False,
+    the seconds to wait)."""
+    others = _others(creator, others)
+    existing = _existing_direct(creator, others)
+    if existing is not None:
+        return existing, False, 0.0
+    wait = services().conversation_limiter.hit(f"conversation:{creator.id}")
+    if wait:
+        return None, False, wait
+    return _create(creator, others, title), True, 0.0
+
+
+def _others(creator: User, others: list[User]) -> list[User]:
     others = [u for u in {u.id: u for u in others}.values() if u.id != creator.id]
     if not others:
         raise ValueError("a conversation needs at least one other participant")
-    if len(others) == 1:
-        existing = find_direct(creator.id, others[0].id)
-        if existing is not None:
-            return existing, False
+    return others
+
+
+def _existing_direct(creator: User, others: list[User]) -> Conversation | None:
+    return find_direct(creator.id, others[0].id) if len(others) == 1 else None
+
+
+def _create(creator: User, others: list[User], title: str | None) -> Conversation:
     conversation = Conversation(
         title=(title or None) if len(others) > 1 else None, is_group=len(others) > 1
     )
@@ -71,7 +101,7 @@ def start_conversation(
     db.session.add(conversation)
     db.session.commit()
     members_changed([conversation.id], [u.id for u in members])
-    return conversation, True
+    return conversation
 
 
 def participants_of(conversation_id: int) -> list[User]:
