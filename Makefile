@@ -35,6 +35,8 @@ migrate: $(VENV)/.server
 run: migrate
 	$(BIN)/gunicorn -k eventlet -w 1 -b $(HOST):$(PORT) --timeout 120 wsgi:app
 
+# No -Q: both queues, the messages' and the webhook deliveries' (docker-compose.yml runs a
+# worker for each, so a slow webhook receiver never holds up the storing; docs/DEPLOY.md).
 worker: $(VENV)/.server
 	$(BIN)/celery -A celery_worker.celery worker --loglevel=info
 

@@ -1,5 +1,6 @@
 """Prometheus metrics: /metrics with the default HTTP metrics, the simplechat_* chat metrics after
-sends, refused sends and joins, and figures adding up across gunicorn processes."""
+sends, refused sends and joins, and figures adding up across gunicorn processes; /metrics behind
+METRICS_TOKEN, and hidden in production without one."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import app_in_context
 from e2e.harness import BIN, ROOT, Stack, TestDatabase, base_env
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from config import database_url as normalise_url
+from simplechat import create_app
+from simplechat.extensions import db
 from simplechat.infra.ids import new_message_id
 from simplechat.messaging.send import send_message
 from simplechat.messaging.tasks import store_message
@@ -136,6 +140,69 @@ def test_refused_write_counts_a_write_failure(client, database_uri, make_user):
     assert delta(before, after, "simplechat_message_write_lag_seconds_count") == 0
 
 
+# --------------------------------------------------------------------------- who may scrape
+
+METRICS_TOKEN = "metrics-" + "s3cret" * 4
+
+
+def test_metrics_need_the_bearer_token_when_one_is_set(database_uri, redis_url):
+    for app in app_in_context(database_uri, redis_url, METRICS_TOKEN=METRICS_TOKEN):
+        client = app.test_client()
+        for headers in ({}, {"Authorization": "Bearer wrong"},
+                        {"Authorization": f"Basic {METRICS_TOKEN}"},
+                        {"Authorization": f"Bearer {METRICS_TOKEN}x"},
+                        {"Authorization": METRICS_TOKEN}):
+            response = client.get("/metrics", headers=headers,
+                                  environ_base={"REMOTE_ADDR": "127.0.0.1"})
+            assert response.status_code == 401, headers
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+            assert b"simplechat_" not in response.data
+        response = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert response.status_code == 200
+        assert b"simplechat_messages_sent_total" in response.data
+
+
+@pytest.fixture
+def production_app(monkeypatch, database_uri, redis_url):
+    """``make(**overrides)``: the production configuration (ProductionConfig) on the test
+    database and Redis."""
+    made = []
+
+    def make(**overrides):
+        monkeypatch.setenv("SECRET_KEY", "production-test-" + "x" * 32)
+        settings = {"SQLALCHEMY_DATABASE_URI": database_uri, "REDIS_URL": redis_url,
+                    "REDIS_KEY_PREFIX": "simplechat-test:production-metrics:",
+                    "SOCKETIO_MESSAGE_QUEUE": None, "SOCKETIO_ASYNC_MODE": "threading"}
+        made.append(create_app("production", {**settings, **overrides}))
+        return made[-1]
+
+    yield make
+    for app in made:
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_metrics_are_hidden_in_production_without_a_token(production_app):
+    app = production_app()
+    client = app.test_client()
+    # Whatever the address: behind a proxy every scrape would come from 127.0.0.1.
+    for address in ("127.0.0.1", "10.0.0.5", "203.0.113.9"):
+        response = client.get("/metrics", environ_base={"REMOTE_ADDR": address})
+        assert response.status_code == 404, address
+        assert b"simplechat_" not in response.data
+    assert client.get("/metrics", headers={"Authorization": "Bearer anything"}
+                      ).status_code == 404
+
+
+def test_metrics_answer_the_token_in_production(production_app):
+    app = production_app(METRICS_TOKEN=METRICS_TOKEN)
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 401
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert response.status_code == 200
+    assert b"simplechat_messages_sent_total" in response.data
+
+
 @pytest.mark.parametrize("ack, outcome", [
     ({"ok": True}, "ok"),
     ({"ok": False, "error": "rate_limited", "retry_after": 1}, "rate_limited"),
@@ -153,6 +220,7 @@ def test_send_outcomes_fold_error_codes(ack, outcome):
 # --------------------------------------------------------------------------- end to end
 
 PORTS = range(18100, 18200)
+SCRAPE = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 E2E_REDIS = "redis://127.0.0.1:6379/14"
 PASSWORD = "correct horse battery"
 
@@ -182,8 +250,9 @@ def metrics_stack(tmp_path):
         "postgresql", admin.render_as_string(hide_password=False), tmp_path)
     multiproc = tmp_path / "prometheus"
     multiproc.mkdir()
+    # The stack runs the production configuration: /metrics answers only with the token.
     stack = Stack(database, tmp_path, redis_url=E2E_REDIS, ports=PORTS, label="e2e-metrics",
-                  PROMETHEUS_MULTIPROC_DIR=str(multiproc))
+                  PROMETHEUS_MULTIPROC_DIR=str(multiproc), METRICS_TOKEN=METRICS_TOKEN)
     try:
         yield stack
     finally:
@@ -270,8 +339,9 @@ def test_two_gunicorn_processes_add_up_in_metrics(e2e_env, start_gunicorn):
         for _ in range(3):
             assert requests.get(b + "/healthz", timeout=5).status_code == 200
 
-        from_a = parse(requests.get(a + "/metrics", timeout=5).text)
-        from_b = parse(requests.get(b + "/metrics", timeout=5).text)
+        assert requests.get(a + "/metrics", timeout=5).status_code == 401
+        from_a = parse(requests.get(a + "/metrics", timeout=5, headers=SCRAPE).text)
+        from_b = parse(requests.get(b + "/metrics", timeout=5, headers=SCRAPE).text)
         for samples in (from_a, from_b):
             assert value(samples, "simplechat_sockets_connected") == 2
             assert value(samples, "simplechat_joins_total", outcome="ok") == 2
@@ -288,5 +358,5 @@ def test_two_gunicorn_processes_add_up_in_metrics(e2e_env, start_gunicorn):
     finally:
         for sio in sockets:
             sio.disconnect()
-    wait_for(lambda: value(parse(requests.get(a + "/metrics", timeout=5).text),
+    wait_for(lambda: value(parse(requests.get(a + "/metrics", timeout=5, headers=SCRAPE).text),
                            "simplechat_sockets_connected") == 0, what="sockets closed")

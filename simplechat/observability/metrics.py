@@ -3,17 +3,22 @@ and the ``simplechat_*`` chat metrics, with the small hooks the chat code calls.
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set (several gunicorn workers), every process writes its
 figures to files there and ``/metrics`` adds them up; see docs/METRICS.md.
+
+``/metrics`` asks for ``Authorization: Bearer <METRICS_TOKEN>``; with no token set it is open in
+development and testing and answers 404 in production (``METRICS_OPEN_WITHOUT_TOKEN``),
+whatever the address asking: a proxy in front would make every request look local.
 """
 
 from __future__ import annotations
 
 import functools
+import hmac
 import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from flask import Flask
+from flask import Flask, Response, abort, current_app, request
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_flask_exporter import PrometheusMetrics
 
@@ -107,7 +112,27 @@ class _RecordingRegistry:
         return getattr(self.registry, name)
 
 
-metrics = ChatMetrics(group_by="url_rule", excluded_paths=["^/static/"])
+def guarded(view: Callable) -> Callable:
+    """The ``/metrics`` view behind METRICS_TOKEN (see the module's docstring)."""
+
+    @functools.wraps(view)
+    def metrics_view(*args, **kwargs):
+        token = current_app.config.get("METRICS_TOKEN")
+        if token:
+            scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                    given.strip().encode(), token.encode()):
+                return Response("unauthorized\n", 401, mimetype="text/plain",
+                                headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        elif not current_app.config.get("METRICS_OPEN_WITHOUT_TOKEN", True):
+            abort(404)
+        return view(*args, **kwargs)
+
+    return metrics_view
+
+
+metrics = ChatMetrics(group_by="url_rule", excluded_paths=["^/static/"],
+                      metrics_decorator=guarded)
 
 
 def init_metrics(app: Flask) -> None:

@@ -565,9 +565,9 @@ class Stack:
         client = redis_lib.Redis.from_url(self.redis_url)
         try:
             keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
-            keys += [self.queue, f"_kombu.binding.{self.queue}",
-                     f"_kombu.binding_permanent.{self.queue}"]
-            keys += [f"{self.queue}\x06\x16{p}" for p in range(10)]  # priority sub-queues
+            for queue in (self.queue, f"{self.queue}-webhooks"):  # start_worker's two
+                keys += [queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]
+                keys += [f"{queue}\x06\x16{p}" for p in range(10)]  # priority sub-queues
             client.delete(*keys)
         finally:
             client.close()
