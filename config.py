@@ -86,6 +86,20 @@ class Config:
     # Seconds an upload may stay unsent before `flask attachments prune` removes it (24 h).
     CHAT_ATTACHMENT_ORPHAN_AGE = env_int("CHAT_ATTACHMENT_ORPHAN_AGE", 24 * 3600)
     CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 60)  # a socket without heartbeat goes offline
+    # Open /chat sockets per user on all web processes together; one more is refused (0: no cap).
+    CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 20)
+    # Seconds an engine.io connection may stay on no Socket.IO namespace before it is closed.
+    CHAT_NAMESPACE_CONNECT_TIMEOUT = float(os.environ.get("CHAT_NAMESPACE_CONNECT_TIMEOUT") or 5)
+    # Packets a socket may leave unsent (its client not reading) before it is disconnected.
+    CHAT_SOCKET_QUEUE_MAX = env_int("CHAT_SOCKET_QUEUE_MAX", 10_000)
+    # Bytes of unsent packets a socket may hold (8 MiB) before it is disconnected.
+    CHAT_SOCKET_QUEUE_MAX_BYTES = env_int("CHAT_SOCKET_QUEUE_MAX_BYTES", 8 * 1024 * 1024)
+    # Joins per socket: a burst of 30 (a reconnect's catch-up pages), then one per 2 s.
+    CHAT_SOCKET_JOIN_RATE = os.environ.get("CHAT_SOCKET_JOIN_RATE", "30/60s")
+    # Typing events per socket: a burst of 30, then one a second (the page sends one per 3 s).
+    CHAT_SOCKET_TYPING_RATE = os.environ.get("CHAT_SOCKET_TYPING_RATE", "30/30s")
+    # Every other event per socket but sends, changes and reactions: 120 at once, then 2 a second.
+    CHAT_SOCKET_EVENT_RATE = os.environ.get("CHAT_SOCKET_EVENT_RATE", "120/60s")
     # CPU-heavy work (image decoding, Markdown, password hashes) runs on OS threads, off the
     # event loop (simplechat/infra/offload.py): this many jobs at once per process, this many
     # more waiting; a job past both is refused with "unavailable" (HTTP 503).

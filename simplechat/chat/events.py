@@ -6,7 +6,8 @@ import functools
 import logging
 from collections.abc import Callable
 
-from flask import g, request
+from flask import current_app, g, request
+from flask_socketio import ConnectionRefusedError as ConnectRefused
 from flask_socketio import join_room, leave_room
 
 from simplechat.answers import error
@@ -33,20 +34,29 @@ from simplechat.messaging.send import send_message
 from simplechat.observability.activity import record_error
 from simplechat.observability.metrics import count_join, socket_connected, socket_disconnected
 from simplechat.realtime.emit import emit_to
+from simplechat.realtime.event_limits import spend
 from simplechat.realtime.presence import presence, status_after
 from simplechat.realtime.rooms import NAMESPACE, room, user_room
-from simplechat.realtime.sockets import SocketUser, register_socket, socket_user, unregister_socket
+from simplechat.realtime.sockets import (
+    SocketUser,
+    admit_socket,
+    register_socket,
+    release_socket,
+    socket_user,
+    unregister_socket,
+)
 
 log = logging.getLogger(__name__)
 
 
-def chat_event(name: str) -> Callable:
+def chat_event(name: str, budget: str | None = "events") -> Callable:
     """Register a handler that gets the socket's user and a dict payload, and always answers.
 
     The user comes from the socket's session, checked against the shared session cache (no SQL
-    per event); a session ended since connecting gets ``unauthorized``. Any other payload shape
-    gets ``invalid``; an unexpected exception is recorded in GenericErrorLog and answered with
-    ``unavailable``.
+    per event); a session ended since connecting gets ``unauthorized``. An event past the
+    socket's ``budget`` (realtime/event_limits.py; None: the handler has a per-user limit of
+    its own) gets ``rate_limited`` and does nothing. Any other payload shape gets ``invalid``;
+    an unexpected exception is recorded in GenericErrorLog and answered with ``unavailable``.
     """
 
     def decorator(handler: Callable[[SocketUser, dict], dict]) -> Callable:
@@ -60,6 +70,8 @@ def chat_event(name: str) -> Callable:
                 return error("unavailable")
             if user is None:
                 return error("unauthorized")
+            if budget is not None and (wait := spend(user, budget)):
+                return error("rate_limited", retry_after=wait)
             if not isinstance(data, dict):
                 return error("invalid")
             g._login_user = user  # current_user, for anything the handler calls
@@ -88,9 +100,17 @@ def on_connect(auth=None):
         return False  # refused: the client gets a connect_error
     g._login_user = user  # current_user, for anything connect calls
     end_transaction()  # a database connection goes back to the pool before the Redis work
-    join_room(user_room(user.id))
-    join_room(user.room)
-    register_socket(request.sid, user)
+    if not admit_socket(request.sid, user):
+        # The client gets a connect_error whose message is the code (and does not retry).
+        raise ConnectRefused("too_many_sockets",
+                             {"max_sockets": current_app.config["CHAT_MAX_SOCKETS_PER_USER"]})
+    try:
+        join_room(user_room(user.id))
+        join_room(user.room)
+        register_socket(request.sid, user)
+    except Exception:
+        release_socket(request.sid)
+        raise
     # Later events need nothing from the cookie (the user is in the registry, the session copy
     # in Flask-SocketIO's environ): without it, Flask does not decode and verify the signed
     # session cookie again for every event.
@@ -110,7 +130,14 @@ def on_disconnect(reason=None):
 
 @socketio.on("*", namespace=NAMESPACE)
 def on_unknown_event(event, *_args):
-    """An event this server does not know: answered, when the client asked for an answer."""
+    """An event this server does not know: answered, when the client asked for an answer
+    (from the socket's budget of events, like the cheap ones it knows)."""
+    try:
+        user = socket_user(request.sid)
+    except Exception:
+        user = None  # the session cache did not answer: the answer is the same anyway
+    if user is not None and (wait := spend(user, "events")):
+        return error("rate_limited", retry_after=wait)
     return error("unknown_event")
 
 
@@ -145,12 +172,24 @@ def _presence_rooms(user_id: int) -> list[str]:
             + [user_room(uid) for uid in sorted({p for p in peers.values() if p is not None})])
 
 
-@chat_event("join")
+def _stranger_refusal(user_id: int, conversation_id: object) -> str | None:
+    """``invalid`` for a value that cannot be a conversation id, ``forbidden`` for one that is
+    not in the user's own list of conversations (the membership cache's one entry per user,
+    read at connect), else None. Asked before anything about the conversation itself: that
+    read (``membership_refusal``, ``read_markers``) fills a cache entry for the id from SQL on
+    a miss, so an id the user is not in would cost an SQL read and a Redis key each."""
+    if not valid_conversation_id(conversation_id):
+        return "invalid"
+    return None if conversation_id in membership().direct_peers(user_id) else "forbidden"
+
+
+@chat_event("join", budget="join")
 @count_join
 def on_join(user: SocketUser, data: dict) -> dict:
     conversation_id = data.get("conversation_id")
-    if not valid_conversation_id(conversation_id):
-        return error("invalid")
+    refusal = _stranger_refusal(user.id, conversation_id)
+    if refusal:
+        return error(refusal)
     markers = read_markers(conversation_id)  # the members, from the membership cache
     if user.id not in markers:
         return error("forbidden")
@@ -186,7 +225,7 @@ def on_leave(user: SocketUser, data: dict) -> dict:
     return {"ok": True}
 
 
-@chat_event("send_message")
+@chat_event("send_message", budget=None)  # CHAT_RATE_LIMIT, per user
 def on_send_message(user: SocketUser, data: dict) -> dict:
     return send_message(
         user,
@@ -209,18 +248,20 @@ def on_heartbeat(user: SocketUser, data: dict) -> dict:
 def on_presence(user: SocketUser, data: dict) -> dict:
     """Online state and last-seen time of a conversation's participants."""
     conversation_id = data.get("conversation_id")
-    refusal = membership_refusal(user.id, conversation_id)
+    refusal = (_stranger_refusal(user.id, conversation_id)
+               or membership_refusal(user.id, conversation_id))
     if refusal:
         return error(refusal)
     return {"ok": True, "presence": _presence_of(participant_ids(conversation_id))}
 
 
-@chat_event("typing")
+@chat_event("typing", budget="typing")
 def on_typing(user: SocketUser, data: dict) -> dict:
     """Relay "is typing" to the others in the room; never stored."""
     typing = data.get("typing", True)
     conversation_id = data.get("conversation_id")
-    refusal = membership_refusal(user.id, conversation_id)
+    refusal = (_stranger_refusal(user.id, conversation_id)
+               or membership_refusal(user.id, conversation_id))
     if refusal or not isinstance(typing, bool):
         return error(refusal or "invalid")
     emit_to(room(conversation_id), "typing",
@@ -234,17 +275,17 @@ def on_read(user: SocketUser, data: dict) -> dict:
     return mark_read(user, data)
 
 
-@chat_event("edit_message")
+@chat_event("edit_message", budget=None)  # CHAT_CHANGE_RATE_LIMIT, per user
 def on_edit_message(user: SocketUser, data: dict) -> dict:
     return edit_message(user, data)
 
 
-@chat_event("delete_message")
+@chat_event("delete_message", budget=None)  # CHAT_CHANGE_RATE_LIMIT, per user
 def on_delete_message(user: SocketUser, data: dict) -> dict:
     return delete_message(user, data)
 
 
-@chat_event("react")
+@chat_event("react", budget=None)  # CHAT_REACT_RATE_LIMIT, per user
 def on_react(user: SocketUser, data: dict) -> dict:
     return react(user, data)
 

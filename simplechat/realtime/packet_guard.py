@@ -56,7 +56,7 @@ def _guard(server: socketio_lib.Server, dispatch: Dispatch) -> Dispatch:
     def guarded_message(eio_sid: str, data: str | bytes) -> None:
         if is_binary_frame(data):
             _refuse(server, eio_sid, "a binary packet")
-        elif not data.startswith(_CONNECT) and not _namespace_sids(server, eio_sid):
+        elif not data.startswith(_CONNECT) and not namespace_sids(server, eio_sid):
             # A socket whose connect was refused: python-socketio would log a traceback for
             # every malformed frame from it.
             _refuse(server, eio_sid, "a packet while on no namespace")
@@ -67,7 +67,7 @@ def _guard(server: socketio_lib.Server, dispatch: Dispatch) -> Dispatch:
     return guarded_message
 
 
-def _namespace_sids(server: socketio_lib.Server, eio_sid: str) -> dict[str, str]:
+def namespace_sids(server: socketio_lib.Server, eio_sid: str) -> dict[str, str]:
     """The Socket.IO sid of this connection on each namespace it is connected to."""
     sids = {}
     for namespace in list(server.manager.get_namespaces()):
@@ -84,7 +84,7 @@ def _refuse(server: socketio_lib.Server, eio_sid: str, what: str) -> None:
         return
     log.warning("socket %s from %s sent %s; connection closed",
                 eio_sid, environ.get("REMOTE_ADDR", "?"), what)
-    for namespace, sid in _namespace_sids(server, eio_sid).items():
+    for namespace, sid in namespace_sids(server, eio_sid).items():
         # A DISCONNECT packet first, so that the client does not reconnect by itself.
         server.disconnect(sid, namespace=namespace, ignore_queue=True)
     server.eio.disconnect(eio_sid)

@@ -1,5 +1,6 @@
 """The Socket.IO server bound to the app: the fan-out between processes (a Redis message queue,
-room-scoped by default), orjson for every packet, and the guards on what a client may send."""
+room-scoped by default), orjson for every packet, the guards on what a client may send, and on
+connections that hold the worker without using it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from flask import Flask
 
 from simplechat.extensions import socketio
 from simplechat.infra import fastjson
+from simplechat.realtime.connection_guard import install_connection_guard
 from simplechat.realtime.fanout import client_manager
 from simplechat.realtime.packet_guard import JsonPacket, install_event_cap, install_packet_guard
 
@@ -38,3 +40,9 @@ def init_socketio(app: Flask) -> None:
     )
     install_packet_guard(socketio.server)
     install_event_cap(socketio.server)
+    app.extensions["simplechat.connection_guard"] = install_connection_guard(
+        socketio.server,
+        namespace_timeout=app.config["CHAT_NAMESPACE_CONNECT_TIMEOUT"],
+        queue_max=app.config["CHAT_SOCKET_QUEUE_MAX"],
+        queue_max_bytes=app.config["CHAT_SOCKET_QUEUE_MAX_BYTES"],
+    )

@@ -5,6 +5,10 @@ A socket's user and login (a session, or an API token) are read once, at connect
 feature, which hands over the login's cache and how to look the login up again. Each event
 then checks the login against that cache (no SQL) at most every SESSION_CHECK_INTERVAL seconds;
 an ended login is also pushed: its sockets get ``session_ended`` and are closed at once.
+
+A user holds at most CHAT_MAX_SOCKETS_PER_USER sockets on all processes together
+(``admit_socket`` at connect, realtime/socket_cap.py); each socket's event budgets
+(realtime/event_limits.py) live in its entry here.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from simplechat.extensions import socketio
 from simplechat.infra.liveness import LivenessStore
 from simplechat.realtime.emit import emit_to
 from simplechat.realtime.rooms import NAMESPACE
+from simplechat.realtime.socket_cap import socket_cap
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,7 @@ class SocketUser:
     checked_at: float = field(default_factory=time.monotonic)
     closed_at: float | None = None
     token_id: int | None = None  # the API token it connected with, if any
+    spent: dict[str, int] = field(default_factory=dict)  # event budgets' schedules (ms)
     is_authenticated = True
     is_active = True
     is_anonymous = False
@@ -89,6 +95,32 @@ def _sweep(registry: dict[str, SocketUser], now: float) -> None:
         registry.pop(sid, None)
 
 
+def admit_socket(sid: str, user: SocketUser) -> bool:
+    """Count a connecting socket for its user; False if the user already holds
+    CHAT_MAX_SOCKETS_PER_USER sockets (the connect is refused). When the count cannot be read
+    (Redis down), the socket is let in uncounted: an outage must not lock everyone out."""
+    cap = socket_cap()
+    if cap is None:
+        return True
+    try:
+        return cap.admit(user.id, sid)
+    except Exception:
+        log.warning("socket %s of user %s let in uncounted", sid, user.id, exc_info=True)
+        return True
+
+
+def release_socket(sid: str) -> None:
+    """Stop counting a socket for its user: it closed, or its connect failed after admission
+    (whether or not its registry entry is still there)."""
+    cap = socket_cap()
+    if cap is None:
+        return
+    try:
+        cap.release(sid)
+    except Exception:
+        log.warning("socket %s still counted for its user", sid, exc_info=True)
+
+
 def register_socket(sid: str, user: SocketUser) -> None:
     registry = _registry()
     _sweep(registry, time.monotonic())
@@ -102,6 +134,7 @@ def register_socket(sid: str, user: SocketUser) -> None:
 
 def unregister_socket(sid: str) -> SocketUser | None:
     """Forget a closed socket (its entry stays a little while for events still in flight)."""
+    release_socket(sid)
     user = _registry().get(sid)
     if user is not None and user.closed_at is None:
         user.closed_at = time.monotonic()
