@@ -11,11 +11,12 @@ import io
 import os
 import threading
 import time
+import zlib
 
 import pytest
 from PIL import Image, ImageFile
 
-from simplechat.attachments.images import jpeg_scans
+from simplechat.attachments.images import MAX_SEGMENTS, BadImage, gif_blocks, jpeg_scans, png_chunks
 from simplechat.attachments.store import attachment_store
 from simplechat.infra.offload import offload_pool
 from simplechat.models import Attachment
@@ -107,7 +108,7 @@ def test_scans_are_counted_from_the_marker_segments():
     assert jpeg_scans(baseline.getvalue(), 100) == 1
     # Counting stops one past the cap: a bomb is not walked to its end.
     assert jpeg_scans(scan_bomb(20_000), 32) == 33
-    assert jpeg_scans(scan_bomb(20_000), 100_000) == 6 + 20_000
+    assert jpeg_scans(scan_bomb(5_000), 100_000) == 6 + 5_000
     # 0xFFDA inside another segment is no scan (skipped by its length, as libjpeg does); stray
     # bytes and fill bytes between segments are passed over; nothing after EOI counts.
     fake_sos = b"\xff\xfe\x00\x06\xff\xda\x00\x02"  # a comment holding FF DA
@@ -117,6 +118,10 @@ def test_scans_are_counted_from_the_marker_segments():
     padded = honest_grey[:first_sos] + b"junk\xff\xff\xff" + honest_grey[first_sos:]
     assert jpeg_scans(padded, 100) == 6
     assert jpeg_scans(honest_grey + honest_grey, 100) == 6
+    # A file of nothing but empty segments is refused once past MAX_SEGMENTS of them.
+    comments = honest_grey[:2] + b"\xff\xfe\x00\x02" * (MAX_SEGMENTS + 1) + honest_grey[2:]
+    with pytest.raises(BadImage):
+        jpeg_scans(comments, 100)
 
 
 def test_a_jpeg_repeating_a_scan_is_refused_before_it_is_decoded(app, pair, decodes):
@@ -156,6 +161,62 @@ def test_a_truncated_progressive_jpeg_is_refused(app, pair):
     assert count(Attachment) == 0 and stored_files() == []
 
 
+def chunk(kind: bytes, data: bytes = b"") -> bytes:
+    return (len(data).to_bytes(4, "big") + kind + data
+            + zlib.crc32(kind + data).to_bytes(4, "big"))
+
+
+def chunky_png(extra_chunks: int) -> bytes:
+    """A 16 x 16 PNG with ``extra_chunks`` empty private chunks after its header: 12 bytes
+    each, and each one read by Pillow in Python."""
+    png = png_bytes((16, 16))
+    header_end = 8 + 25  # signature, IHDR
+    return png[:header_end] + chunk(b"prVt") * extra_chunks + png[header_end:]
+
+
+def chatty_gif(sub_blocks: int) -> bytes:
+    """A 16 x 16 GIF with a comment of ``sub_blocks`` one-byte sub-blocks before the picture."""
+    out = io.BytesIO()
+    Image.new("P", (16, 16)).save(out, format="GIF")
+    gif = out.getvalue()
+    start = 13 + (3 << ((gif[10] & 7) + 1) if gif[10] & 0x80 else 0)
+    return gif[:start] + b"\x21\xfe" + b"\x01x" * sub_blocks + b"\x00" + gif[start:]
+
+
+def test_chunks_and_blocks_are_counted_before_pillow_reads_them():
+    assert png_chunks(png_bytes()) == 3  # IHDR, IDAT, IEND
+    assert png_chunks(chunky_png(100)) == 103
+    with pytest.raises(BadImage):
+        png_chunks(chunky_png(MAX_SEGMENTS))
+    assert gif_blocks(chatty_gif(100)) == 101  # and the terminator
+    with pytest.raises(BadImage):
+        gif_blocks(chatty_gif(MAX_SEGMENTS))
+
+
+@pytest.mark.parametrize("name, make", [
+    ("chunky.png", lambda: chunky_png(800_000)),  # 9.6 MB of empty chunks: 6 s in Pillow
+    ("chatty.gif", lambda: chatty_gif(100_000)),
+    ("comments.jpg", lambda: (lambda j: j[:2] + b"\xff\xfe\x00\x02" * 100_000 + j[2:])(
+        progressive_jpeg())),
+])
+def test_files_of_countless_tiny_segments_are_refused_before_they_are_opened(
+        app, pair, decodes, monkeypatch, name, make):
+    ada, bob, direct, a = pair
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *args, **kw: opened.append(args) or real_open(
+        *args, **kw))
+    response = upload(login(app, ada), direct.id, make(), name)
+    assert response.get_json() == {"ok": False, "error": "invalid_image"}
+    assert opened == [] and decodes == []
+    assert count(Attachment) == 0 and stored_files() == []
+    # The same picture without the padding is taken.
+    assert upload(login(app, ada), direct.id, {"chunky.png": lambda: chunky_png(10),
+                                               "chatty.gif": lambda: chatty_gif(10),
+                                               "comments.jpg": progressive_jpeg}[name](),
+                  name).status_code == 201
+
+
 # --------------------------------------------------------------------------- decoding
 
 
@@ -193,16 +254,18 @@ def test_the_thumbnail_is_turned_as_the_camera_said(app, pair):
 
 def test_a_full_decoding_pool_answers_unavailable_and_stores_nothing(app, pair):
     ada, bob, direct, a = pair
-    app.config.update(CHAT_CPU_WORKERS=1, CHAT_CPU_QUEUE=0)
+    http = login(app, ada)  # logging in hashes a password on the same pool
     pool = offload_pool()
     gate = threading.Event()
-    holder = threading.Thread(target=pool.run, args=(gate.wait, 30))
-    holder.start()
+    holders = [threading.Thread(target=pool.run, args=(gate.wait, 30))
+               for _ in range(pool.workers + pool.queue)]
+    for holder in holders:
+        holder.start()
     try:
         deadline = time.monotonic() + 10
-        while pool.admitted < 1 and time.monotonic() < deadline:
+        while pool.admitted < len(holders) and time.monotonic() < deadline:
             time.sleep(0.01)
-        http = login(app, ada)
+        assert pool.admitted == len(holders)  # every slot running, every place in line taken
         refused = upload(http, direct.id, png_bytes((200, 200)), "p.png", "image/png")
         assert (refused.status_code, refused.get_json()) == (
             503, {"ok": False, "error": "unavailable"})
@@ -211,7 +274,8 @@ def test_a_full_decoding_pool_answers_unavailable_and_stores_nothing(app, pair):
         assert upload(http, direct.id, b"plain", "a.txt", "text/plain").status_code == 201
     finally:
         gate.set()
-        holder.join(10)
+        for holder in holders:
+            holder.join(10)
     assert upload(http, direct.id, png_bytes((200, 200)), "p.png").status_code == 201
 
 

@@ -90,12 +90,15 @@ def attachment_thumbnail(attachment_id: str):
 def _file_response(key: str, name: str, shown_as: Callable[[bytes], str | None]):
     """The stored file ``key``: inline as ``shown_as(its first bytes)``, or when that is None
     as a download of type application/octet-stream."""
+    store = attachment_store()
     try:
-        stream = attachment_store().open(key)
+        # Its first bytes from a stream of their own: gunicorn sends a file with sendfile()
+        # from the descriptor's offset, which a buffered read moves past what seek(0) restores.
+        with store.open(key) as start:
+            content_type = shown_as(start.read(HEAD_BYTES))
+        stream = store.open(key)
     except FileNotFoundError:
         return api_error("not_found", 404)
-    content_type = shown_as(stream.read(HEAD_BYTES))
-    stream.seek(0)
     response = send_file(stream, mimetype=content_type or "application/octet-stream",
                          as_attachment=content_type is None, download_name=name,
                          conditional=True, etag=False, max_age=0)

@@ -30,6 +30,11 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 HEAD_BYTES = 12  # enough of a file to tell its raster format
 _FORMAT = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP"}
 
+# Pillow reads a PNG's chunks, a JPEG's marker segments up to its first scan and a GIF's
+# blocks up to its first picture in Python, a few microseconds each: 10 MiB of empty chunks
+# held a thread (and the GIL, against the event loop) for 6 s. Real files hold at most a few
+# thousand; past this many the file is refused before Pillow opens it.
+MAX_SEGMENTS = 20_000
 # Any JPEG marker but a stuffed zero, a fill byte or a restart (RSTn sits inside scan data).
 _MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
 _SOI, _EOI, _SOS, _TEM = 0xD8, 0xD9, 0xDA, 0x01
@@ -69,8 +74,9 @@ def jpeg_scans(data: bytes, stop_after: int) -> int:
     segments as libjpeg does: a segment is skipped by its length, scan data up to the next
     marker, stray bytes between segments up to the next 0xFF. Counting stops one past
     ``stop_after``. Every scan libjpeg would decode is counted (a marker it would skip inside a
-    segment is skipped here too), so the count is never too low."""
-    scans, pos = 0, 2  # after SOI
+    segment is skipped here too), so the count is never too low. BadImage past MAX_SEGMENTS
+    marker segments."""
+    scans, segments, pos = 0, 0, 2  # after SOI
     while scans <= stop_after:
         found = _MARKER.search(data, pos)
         if found is None:
@@ -78,6 +84,9 @@ def jpeg_scans(data: bytes, stop_after: int) -> int:
         marker, pos = data[found.start() + 1], found.end()
         if marker == _EOI:
             break
+        segments += 1
+        if segments > MAX_SEGMENTS:
+            raise BadImage(f"more than {MAX_SEGMENTS} JPEG marker segments")
         if marker in (_SOI, _TEM):  # no length follows
             continue
         if marker == _SOS:
@@ -88,20 +97,66 @@ def jpeg_scans(data: bytes, stop_after: int) -> int:
     return scans
 
 
+def png_chunks(data: bytes) -> int:
+    """How many chunks a PNG holds up to IEND, each skipped by its length; BadImage past
+    MAX_SEGMENTS."""
+    chunks, pos = 0, 8  # after the signature
+    while pos + 8 <= len(data):
+        chunks += 1
+        if chunks > MAX_SEGMENTS:
+            raise BadImage(f"more than {MAX_SEGMENTS} PNG chunks")
+        if data[pos + 4:pos + 8] == b"IEND":
+            break
+        pos += 12 + int.from_bytes(data[pos:pos + 4], "big")  # length, type, data, CRC
+    return chunks
+
+
+def gif_blocks(data: bytes) -> int:
+    """How many extension blocks and sub-blocks a GIF holds before its first picture, each
+    skipped by its length; BadImage past MAX_SEGMENTS. (The picture's own data is read by
+    Pillow's decoder, in C.)"""
+    blocks, pos = 0, 13  # after the header and the logical screen descriptor
+    if len(data) > 10 and data[10] & 0x80:  # a global colour table follows
+        pos += 3 << ((data[10] & 7) + 1)
+    while pos < len(data) and data[pos] == 0x21:  # an extension: label, then sub-blocks
+        pos += 2
+        while pos < len(data):
+            blocks += 1
+            if blocks > MAX_SEGMENTS:
+                raise BadImage(f"more than {MAX_SEGMENTS} GIF blocks before the picture")
+            size = data[pos]
+            pos += 1 + size
+            if size == 0:
+                break
+    return blocks
+
+
+def _check_structure(path: str, content_type: str, max_jpeg_scans: int) -> None:
+    """Refuse, before Pillow opens it, a file whose structure alone costs more than a real
+    picture's: too many JPEG scans, or too many segments, chunks or blocks."""
+    if content_type not in ("image/jpeg", "image/png", "image/gif"):
+        return  # WebP: libwebp reads the whole file, in C
+    with open(path, "rb") as file:
+        data = file.read()
+    if content_type == "image/png":
+        png_chunks(data)
+    elif content_type == "image/gif":
+        gif_blocks(data)
+    elif jpeg_scans(data, max_jpeg_scans) > max_jpeg_scans:
+        raise BadImage(f"more than {max_jpeg_scans} JPEG scans")
+
+
 def examine_image(path: str, content_type: str, max_jpeg_scans: int) -> ImageInfo:
     """Decode the picture at ``path``, whose first bytes say ``content_type`` (see
     ``raster_type``), and make its thumbnail; BadImage if it is too large, has more than
-    ``max_jpeg_scans`` scans (a JPEG), or does not decode in full.
+    ``max_jpeg_scans`` scans (a JPEG) or MAX_SEGMENTS segments, chunks or blocks (see
+    ``_check_structure``), or does not decode in full.
 
     CPU-heavy and thread-safe: call it through ``offload``. A JPEG is decoded at the smallest
     of libjpeg's scales (1/8, 1/4, 1/2) that still gives twice the thumbnail (every scan is
     still read, so a truncated one is refused all the same); any other format is decoded once,
     then reduced by a whole factor before it is resampled."""
-    if content_type == "image/jpeg":
-        with open(path, "rb") as file:
-            scans = jpeg_scans(file.read(), max_jpeg_scans)
-        if scans > max_jpeg_scans:
-            raise BadImage(f"more than {max_jpeg_scans} JPEG scans")
+    _check_structure(path, content_type, max_jpeg_scans)
     try:
         # Past MAX_PIXELS Pillow warns (past twice that it raises): the size is checked here,
         # before any pixel is decoded, so the warning is not turned into an error with
