@@ -324,3 +324,39 @@ def test_nginx_proxies_websockets_and_static_files_to_the_web_service(services):
         version = re.match(r"FROM nginx:(\d+)\.(\d+)", stage).groups()
         assert tuple(map(int, version)) >= (1, 28)
     assert re.search(r"location = /metrics \{\s*return 404;", conf)
+
+
+def nginx_location(conf: str, head: str) -> str:
+    """The body of the server block's ``location <head> {...}``."""
+    return re.search(rf"location {re.escape(head)} \{{(.*?)\n        \}}", conf, re.S).group(1)
+
+
+def test_nginx_limits_connections_and_requests_per_address_for_sockets_and_the_app():
+    from config import Config
+
+    conf = (ROOT / "deploy/nginx/nginx.conf").read_text()
+    conn_zones = set(re.findall(r"^\s*limit_conn_zone \$binary_remote_addr zone=(\w+):\d+m;",
+                                conf, re.M))
+    req_zones = dict(re.findall(
+        r"^\s*limit_req_zone \$binary_remote_addr zone=(\w+):\d+m rate=(\d+)r/s;", conf, re.M))
+    assert "limit_conn_status 429;" in conf and "limit_req_status 429;" in conf
+    limits = {}
+    for head in ("/socket.io/", "/", "/static/", "~ ^/api/conversations/[0-9]+/attachments$"):
+        block = nginx_location(conf, head)
+        [(conn_zone, most)] = re.findall(r"^\s*limit_conn (\w+) (\d+);", block, re.M)
+        [(req_zone, burst)] = re.findall(r"^\s*limit_req zone=(\w+) burst=(\d+) nodelay;",
+                                         block, re.M)
+        assert conn_zone in conn_zones and req_zone in req_zones, head
+        assert int(most) > 0 and int(burst) > 0 and int(req_zones[req_zone]) > 0, head
+        limits[head] = (conn_zone, int(most), req_zone)
+    sockets, pages = limits["/socket.io/"], limits["/"]
+    # Websockets are counted apart from page and API requests, and one user at the app's own
+    # cap is never stopped by nginx first.
+    assert sockets[0] != pages[0] and sockets[2] != pages[2]
+    assert sockets[1] >= Config.CHAT_MAX_SOCKETS_PER_USER
+    # Every limit is explained where it is set.
+    lines = conf.splitlines()
+    for index, line in enumerate(lines):
+        if re.match(r"\s*limit_(conn|req)(_zone)? ", line):
+            assert any("#" in n for n in lines[max(index - 5, 0):index + 1]), line
+
