@@ -4,6 +4,7 @@ non-participant), and the OpenAPI document."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -238,10 +239,20 @@ def test_create_conversation_reuses_a_direct_one_and_makes_groups(client, world)
     assert body["created"] is True and body["conversation"]["is_group"] is True
     assert body["conversation"]["title"] == "Plans"
     assert {p["username"] for p in body["conversation"]["participants"]} == {"ada", "bob", "eve"}
-    for bad in ({"participants": []}, {"participants": ["2"]}, {"participants": [99999]},
-                {"participants": [world["ada"].id]}, {"participants": [bob.id], "x": 1},
-                {"title": "no people"}, [bob.id], {"participants": [bob.id], "title": 5}):
+    for bad in ({"participants": []}, {"participants": ["2"]}, {"participants": [bob.id], "x": 1},
+                {"participants": [2.5]}, {"title": "no people"}, [bob.id],
+                {"participants": [bob.id], "title": 5},
+                {"participants": [bob.id, eve.id], "title": "nul \x00 inside"}):
         assert_error(client.post("/api/conversations", headers=token, json=bad), 400, "invalid")
+    # Well formed, but naming no other active user: not found.
+    for unknown in ({"participants": [99999]}, {"participants": [world["ada"].id]},
+                    {"participants": [bob.id, 99999]}):
+        assert_error(client.post("/api/conversations", headers=token, json=unknown),
+                     404, "not_found")
+    # JSON Schema's integer takes 7.0 for 7, and so does the API.
+    again = client.post("/api/conversations", headers=token,
+                        json={"participants": [float(bob.id)]})
+    assert again.status_code == 200 and again.get_json()["created"] is False
     assert_error(client.post("/api/conversations", headers=token, data="participants=2",
                              content_type="application/x-www-form-urlencoded"), 400, "invalid")
 
@@ -352,6 +363,48 @@ def test_a_token_uploads_and_sends_a_reply_with_the_attachment(client, world):
     assert download.status_code == 200 and download.data == b"%PDF-1.4 plan"
     assert download.headers["Content-Disposition"].startswith("attachment")
     assert client.get(attachment["url"], headers=bearer(world["eve_token"])).status_code == 404
+
+
+def test_a_reply_or_attachment_naming_nothing_of_mine_is_not_found(client, world):
+    """The body matched the document: what it names is missing (404), it is not malformed; the
+    socket event answers invalid for the same, as the protocol says."""
+    from simplechat.infra.ids import new_message_id
+
+    cid = world["conversation"].id
+    messages = f"/api/conversations/{cid}/messages"
+    token = bearer(world["token"])
+    for body in ({"message": "x", "reply_to": new_message_id()},
+                 {"message": "x", "attachments": ["0" * 32]},
+                 {"message": "", "attachments": ["f" * 32]}):
+        assert_error(client.post(messages, headers=token, json=body), 404, "not_found")
+    sio = socketio.test_client(client.application, namespace="/chat",
+                               auth={"token": world["token"]})
+    ack = sio.emit("send_message", {"conversation_id": cid, "message": "x",
+                                    "reply_to": new_message_id()}, namespace="/chat",
+                   callback=True)
+    assert ack == {"ok": False, "error": "invalid"}
+    sio.disconnect("/chat")
+
+
+def test_the_document_states_the_limits_the_server_enforces(app, client):
+    app.config["CHAT_MAX_MESSAGE_LENGTH"] = 500
+    app.extensions.pop("simplechat.openapi", None)  # the document is built once per app
+    schemas = client.get("/api/openapi.json").get_json()["components"]["schemas"]
+    body = schemas["NewMessage"]
+    assert body["properties"]["message"]["maxLength"] == 500
+    assert schemas["IncomingHookMessage"]["properties"]["message"]["maxLength"] == 500
+    assert "x-setting" not in json.dumps(schemas)
+    visible = schemas["IncomingHookMessage"]["properties"]["message"]["pattern"]
+    for text, allowed in (("hi", True), (" \t\n\x1f\x7f\x85\u3000", False)):
+        assert bool(re.search(visible, text)) is allowed, text
+    # Visible text, unless the message carries files.
+    assert {"properties": {"message": {"pattern": visible}}} in body["anyOf"]
+    files = body["properties"]["attachments"]["anyOf"][0]
+    assert files["maxItems"] == 10 and files["uniqueItems"] is True
+    assert files["items"]["pattern"] == "^[0-9a-f]{32}$"
+    reply = body["properties"]["reply_to"]["anyOf"][0]["pattern"]
+    assert re.fullmatch(reply, "0193b8d2-5d6e-7c4a-9f00-0123456789ab")
+    assert not re.fullmatch(reply, "0193b8d2-5d6e-7c4a-6f00-0123456789ab")  # another variant
 
 
 # --------------------------------------------------------------------------- the document

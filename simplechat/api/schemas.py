@@ -1,5 +1,11 @@
 """The JSON API's bodies, query strings and answers as pydantic models: requests are
-validated with them, and the OpenAPI document is generated from them."""
+validated with them, and the OpenAPI document is generated from them.
+
+The document states every limit the server enforces on a request, also those the send path
+checks itself (a message's length and visible text, attachment ids): a request the document
+allows is answered 2xx, or 403/404/409/429 for what no schema can know (who takes part, what
+exists), never 400. ``x-setting`` names a configuration value the document fills in
+(api.spec)."""
 
 from __future__ import annotations
 
@@ -35,12 +41,33 @@ def _message_id(value: object) -> object:
     return parsed
 
 
-UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# Version 7 and the RFC 4122 variant (10xx): uuid.UUID gives any other variant no version.
+UUID_PATTERN = ("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-"
+                "[0-9a-fA-F]{12}$")
 MessageId = Annotated[str, BeforeValidator(_message_id),
                       WithJsonSchema({"type": "string", "format": "uuid",
                                       "pattern": UUID_PATTERN,
                                       "description": "a message id (UUIDv7)"})]
-UserId = Annotated[int, Field(ge=1, le=MAX_ID)]
+def _whole_number(value: object) -> object:
+    """JSON Schema's integer takes 7.0 as well as 7: so does the API (strict bodies refuse
+    floats otherwise)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+UserId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_whole_number)]
+# What a message must hold besides blanks and control characters (trimmed away, the rest then
+# empty), and how long it may be: CHAT_MAX_MESSAGE_LENGTH, filled in by the document.
+VISIBLE_PATTERN = r"[^\s\x00-\x1f\x7f-\x9f]"
+MessageText = Annotated[str, Field(json_schema_extra={
+    "x-setting": {"maxLength": "CHAT_MAX_MESSAGE_LENGTH"}})]
+# The same with visible text required (stated, not checked here: the send path answers empty).
+VisibleMessageText = Annotated[str, Field(json_schema_extra={
+    "x-setting": {"maxLength": "CHAT_MAX_MESSAGE_LENGTH"}, "pattern": VISIBLE_PATTERN})]
+ATTACHMENT_ID_PATTERN = "^[0-9a-f]{32}$"
+MAX_ATTACHMENTS = 10
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL stores no NUL character in text
 
 
 class Query(BaseModel):
@@ -62,8 +89,10 @@ class UserSearchQuery(Query):
 
 
 class HistoryQuery(Query):
-    before: MessageId | None = Field(None, description="messages older than this id")
-    after: MessageId | None = Field(None, description="messages newer than this id")
+    before: MessageId | None = Field(None, description="messages older than this id (not "
+                                                       "with after: 400)")
+    after: MessageId | None = Field(None, description="messages newer than this id (not with "
+                                                      "before: 400)")
     limit: Annotated[int, _ascii_int(1, MAX_ID)] = Field(
         50, ge=1, le=MAX_ID,
         description="page size, capped by CHAT_HISTORY_PAGE_MAX (default 100); with `after` "
@@ -77,21 +106,44 @@ class SearchQuery(Query):
 
 class NewConversation(Body):
     participants: Annotated[list[UserId], Field(min_length=1, max_length=MAX_PARTICIPANTS)] = (
-        Field(description="ids of the other participants (yours is added)"))
-    title: Annotated[str, Field(max_length=TITLE_MAX)] | None = Field(
+        Field(description="ids of the other participants (yours is added); an id of no other "
+                          "active user answers 404 not_found"))
+    title: Annotated[str, Field(max_length=TITLE_MAX, pattern=NO_NUL)] | None = Field(
         None, description="title of a group conversation (ignored for a direct one)")
 
 
+def _text_or_files(schema: dict) -> None:
+    """A message needs visible text unless it carries files."""
+    schema["anyOf"] = [
+        {"properties": {"message": {"pattern": VISIBLE_PATTERN}}},
+        {"required": ["attachments"],
+         "properties": {"attachments": {"type": "array", "minItems": 1}}},
+    ]
+
+
 class NewMessage(Body):
-    message: str = Field(description="the text; trimmed, at most CHAT_MAX_MESSAGE_LENGTH")
+    model_config = ConfigDict(json_schema_extra=_text_or_files)
+
+    message: MessageText = Field(
+        description="the text, at most CHAT_MAX_MESSAGE_LENGTH characters; blanks and control "
+                    "characters are trimmed, and something must be left unless the message "
+                    "carries attachments")
     client_id: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
         None, description="your id for this send: a retry with the same id is answered with "
                           "the original message, never stored twice")
-    reply_to: MessageId | None = Field(None, description="the id of the message answered")
-    attachments: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
-        None, description="ids of your uploads to this conversation "
-                          "(POST /api/conversations/{id}/attachments), not sent yet; more "
-                          "than 10 answers too_many, as the send_message event does")
+    reply_to: MessageId | None = Field(
+        None, description="the id of the message answered; 404 not_found when it is no "
+                          "message of this conversation (or deleted)")
+    attachments: Annotated[
+        list[Annotated[str, Field(pattern=ATTACHMENT_ID_PATTERN)]] | None,
+        WithJsonSchema({"anyOf": [
+            {"type": "array", "maxItems": MAX_ATTACHMENTS, "uniqueItems": True,
+             "items": {"type": "string", "pattern": ATTACHMENT_ID_PATTERN}},
+            {"type": "null"}]}),
+    ] = Field(None, description="ids of your uploads to this conversation "
+                                "(POST /api/conversations/{id}/attachments), not sent yet, "
+                                "each once, at most 10; 404 not_found when one is not yours "
+                                "to send here, 409 conflict when it was sent already")
 
 
 class MuteChange(Body):
@@ -99,7 +151,9 @@ class MuteChange(Body):
 
 
 class IncomingHookMessage(Body):
-    message: str
+    message: VisibleMessageText = Field(
+        description="the text, at most CHAT_MAX_MESSAGE_LENGTH characters, with something "
+                    "besides blanks and control characters")
     client_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 

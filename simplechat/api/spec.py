@@ -27,8 +27,9 @@ ERROR_TEXT = {
          "X-CSRFToken header); empty or too_long for a message",
     401: "unauthorized: no valid token or session",
     403: "forbidden: not a participant",
-    404: "not_found",
-    409: "conflict: the client_id was used for another text in this conversation",
+    404: "not_found: no such thing here (a conversation, a user, a message, an upload)",
+    409: "conflict: the client_id was used for another text in this conversation, or an "
+         "attachment was sent already",
     413: "too_large: the body is over MAX_CONTENT_LENGTH",
     429: "rate_limited: wait Retry-After seconds",
     503: "unavailable: a service the server needs is down; try again",
@@ -147,6 +148,19 @@ def _query_parameters(model: type[BaseModel]) -> list[dict]:
     return parameters
 
 
+def _fill_settings(schema: object, config) -> None:
+    """Replace each ``x-setting`` ({keyword: setting name}) by the keyword with the configured
+    value, in place: the document states the limits this server enforces."""
+    if isinstance(schema, dict):
+        for keyword, name in schema.pop("x-setting", {}).items():
+            schema[keyword] = config[name]
+        for value in schema.values():
+            _fill_settings(value, config)
+    elif isinstance(schema, list):
+        for value in schema:
+            _fill_settings(value, config)
+
+
 def openapi_document(app: Flask) -> dict:
     """The OpenAPI 3.1 document of every route declared with ``operation``."""
     wanted = [(Error, "serialization")]
@@ -157,6 +171,7 @@ def openapi_document(app: Flask) -> dict:
                    if m is not None and m != FILE]
     wanted = list(dict.fromkeys(wanted))
     refs, top = models_json_schema(wanted, ref_template="#/components/schemas/{model}")
+    _fill_settings(top, app.config)
     error_ref = refs[(Error, "serialization")]
     paths: dict[str, dict] = {}
     for op in OPERATIONS:

@@ -31,9 +31,9 @@ bp = ApiBlueprint("rest", __name__)
 docs_bp = Blueprint("api_docs", __name__)
 
 # The HTTP status of each error code of the send path's acknowledgement.
-SEND_STATUS = {"invalid": 400, "empty": 400, "too_long": 400, "unauthorized": 401,
-               "forbidden": 403, "not_found": 404, "conflict": 409, "rate_limited": 429,
-               "unavailable": 503}
+SEND_STATUS = {"invalid": 400, "empty": 400, "too_long": 400, "too_many": 400,
+               "unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409,
+               "already_sent": 409, "rate_limited": 429, "unavailable": 503}
 
 
 def send_answer(ack: dict) -> Response:
@@ -52,9 +52,11 @@ def send_answer(ack: dict) -> Response:
 def send_from_body(sender, conversation_id: int, body: NewMessage | IncomingHookMessage
                    ) -> Response:
     """The one call of the send path for HTTP callers (REST and incoming webhooks)."""
+    # The body matched the document: a reply_to or an attachment id that names nothing of the
+    # sender's here is a thing not found (404), not a malformed request.
     return send_answer(send_message(sender, conversation_id, body.message, body.client_id,
                                     getattr(body, "reply_to", None),
-                                    getattr(body, "attachments", None)))
+                                    getattr(body, "attachments", None), unknown="not_found"))
 
 
 # --------------------------------------------------------------------------- me, conversations
@@ -105,21 +107,22 @@ def list_conversations():
 
 @operation(bp, "/conversations", "POST", answers={200: ConversationAnswer,
                                                   201: ConversationAnswer},
-           errors=(429,), body=NewConversation)
+           errors=(404, 429), body=NewConversation)
 def create_conversation(body: NewConversation):
     """Start a conversation with people (by user id).
 
     With one other person the direct conversation between you is reused (200); otherwise a new
-    one is made (201). A title names a group (three or more people). New conversations are
-    limited per user (CHAT_CONVERSATION_RATE_LIMIT, 429 with Retry-After); a reused one is not
-    counted.
+    one is made (201). A title names a group (three or more people). An id that names no
+    other active user answers 404. New conversations are limited per user
+    (CHAT_CONVERSATION_RATE_LIMIT, 429 with Retry-After); a reused one is not counted.
     """
     me_ = current_user._get_current_object()
     wanted = [i for i in dict.fromkeys(body.participants) if i != me_.id]
     picked = list(db.session.scalars(
         select(User).where(User.id.in_(wanted), User.is_active.is_(True)))) if wanted else []
     if not wanted or len(picked) != len(wanted):
-        return send_answer({"ok": False, "error": "invalid"})
+        # An id of no active user, or only the caller's own: no one to talk to was found.
+        return send_answer({"ok": False, "error": "not_found"})
     title = (body.title or "").strip() or None
     conversation, created, wait = start_limited(me_, picked, title)
     if conversation is None:
@@ -161,14 +164,15 @@ def mute_conversation(conversation_id: int, body: MuteChange):
 
 
 @operation(bp, "/conversations/<id:conversation_id>/messages", "POST",
-           answers={200: Sent, 201: Sent}, errors=(403, 409, 429), body=NewMessage)
+           answers={200: Sent, 201: Sent}, errors=(403, 404, 409, 429), body=NewMessage)
 def post_message(conversation_id: int, body: NewMessage):
     """Send a message: the same send path as the socket's send_message event.
 
     The same validation, rate limit (CHAT_RATE_LIMIT, 429 with Retry-After), de-duplication by
     client_id (a retry answers 200 with the original and duplicate true; the same id with
     another text is 409 conflict) and fan-out to every open socket. 201 with the message; 403
-    for a conversation you are not in.
+    for a conversation you are not in; 404 for a reply_to or an attachment that names nothing
+    of yours in it.
     """
     return send_from_body(current_user, conversation_id, body)
 

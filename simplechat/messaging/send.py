@@ -84,14 +84,18 @@ def _retry_answer(original: dict, content: tuple | None) -> dict:
 @observe_send
 def send_message(sender: Sender, conversation_id: object, text: object,
                  client_id: object = None, reply_to: object = None,
-                 attachments: object = None) -> dict:
+                 attachments: object = None, *, unknown: str = "invalid") -> dict:
     """Send ``text`` from ``sender`` to a conversation; returns the acknowledgement.
 
     ``reply_to`` names a message of the same conversation, ``attachments`` up to 10 of the
-    sender's uploads to it not sent yet. Only a message that uses them pays for them: a plain
-    one-line message is one Redis round trip; one that needs Markdown, mentions, a reply or
-    files is two (membership and the rate limit are read first, so a stranger or a sender
-    over the limit is refused before any of that work)."""
+    sender's uploads to it not sent yet; ``unknown`` is the error code when either names
+    nothing the sender may use there (the socket protocol's ``invalid``; the REST routes,
+    whose bodies were checked against the document already, pass ``not_found``).
+
+    Only a message that uses them pays for them: a plain one-line message is one Redis round
+    trip; one that needs Markdown, mentions, a reply or files is two (membership and the rate
+    limit are read first, so a stranger or a sender over the limit is refused before any of
+    that work)."""
     from simplechat.attachments.records import claim, parse_ids, release
 
     # 1. The payload's shape and the text: no I/O.
@@ -133,7 +137,7 @@ def send_message(sender: Sender, conversation_id: object, text: object,
         if reply_id:
             target = find_message(conversation_id, reply_id)
             if target is None or target.get("deleted"):
-                return error("invalid")
+                return error(unknown)
             summary = reply_summary(target)
         end_transaction()  # no database connection held while the text waits for the pool
     except Exception:
@@ -155,7 +159,7 @@ def send_message(sender: Sender, conversation_id: object, text: object,
                 if original is not None:  # a retry of a send that took them
                     return _retry_answer(original, content)
             if code:
-                return error(code)
+                return error(unknown if code == "invalid" else code)
             end_transaction()
         except Exception:
             log.warning("send to conversation %s refused: storage unavailable",
