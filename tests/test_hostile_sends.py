@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from conftest import app_in_context
@@ -104,6 +105,51 @@ def test_sends_past_the_rate_limit_are_refused_before_rendering(
     assert len(renders) == 1
     # The REST route is the same path.
     assert send_message(ada, conversation.id, "**again**")["error"] == "rate_limited"
+    assert len(renders) == 1
+
+
+def test_a_burst_of_costly_sends_in_flight_together_renders_once(app, make_user,
+                                                                   make_conversation, renders):
+    """Eight sends at once, past a limit of one: the first takes the token and waits for the
+    CPU pool (held); the other seven are refused at once, unrendered (a look at the limit that
+    took nothing let them all through to the renderer)."""
+    ada, bob = make_user("ada"), make_user("bob")
+    conversation_id = make_conversation(ada, bob).id
+    sender = SimpleNamespace(id=ada.id, full_name=ada.full_name)
+    acks: list[dict] = []
+
+    def send(i: int) -> None:
+        with app.app_context():
+            acks.append(send_message(sender, conversation_id, PATHOLOGICAL, f"burst-{i}"))
+
+    with held_pool():
+        pool = offload_pool()
+        pool.queue = 8
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(acks) < 7 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        refused = list(acks)
+    for thread in threads:
+        thread.join(30)
+    assert [a.get("error") for a in refused] == ["rate_limited"] * 7, refused
+    assert sorted(a["ok"] for a in acks) == [False] * 7 + [True]
+    assert renders == [PATHOLOGICAL]
+
+
+def test_a_retry_of_a_formatted_message_is_answered_without_rendering(
+    app, make_user, make_conversation, renders
+):
+    ada, bob = make_user("ada"), make_user("bob")
+    conversation = make_conversation(ada, bob)
+    first = send_message(ada, conversation.id, "**once**", "retry-1")
+    assert first["ok"] and len(renders) == 1
+    again = send_message(ada, conversation.id, "**once**", "retry-1")
+    assert again == {"ok": True, "message": first["message"], "duplicate": True}
+    assert send_message(ada, conversation.id, "**other**", "retry-1") == {
+        "ok": False, "error": "conflict"}
     assert len(renders) == 1
 
 

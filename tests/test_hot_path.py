@@ -142,10 +142,11 @@ def test_a_send_is_one_redis_round_trip(app, chatting):
 
 
 def test_a_formatted_send_is_two_round_trips_and_a_mention_no_more(app, chatting):
-    """A message that needs the Markdown parser is admitted first (membership and the rate
-    limit, read in one round trip, nothing taken) so that a stranger or a flooder over the limit
-    makes the server render nothing; then the intake takes it. The admission hands the members
-    over, so a mention reads them no more, and no SQL once the name is known to this process."""
+    """A message that needs the Markdown parser is admitted first (membership, a retry's
+    original and the rate limit, taken, in one round trip) so that a stranger or a flooder over
+    the limit makes the server render nothing; then the intake takes it in. The admission hands
+    the members over, so a mention reads them no more, and no SQL once the name is known to
+    this process."""
     if app.extensions["simplechat"].redis is None:
         pytest.skip("the embedded default has no Redis to count")
     ada, bob, conversation, a, b = chatting

@@ -1,9 +1,10 @@
 """The send path: validate, limit, assign id and time, cache, queue the SQL write, fan out.
 
 One plain function, called by the Socket.IO handler, the REST route, incoming webhooks and the
-tests alike. The cheap checks come first: the payload's shape, then membership and the rate
-limit (read, not taken) before anything costly (mentions, a reply, files, Markdown rendering on
-the CPU pool); the intake takes the limit atomically at the end.
+tests alike. The cheap checks come first: the payload's shape, then, for a message with costly
+work ahead (mentions, a reply, files, Markdown rendering on the CPU pool), membership, a retry's
+original and the rate limit, taken in one round trip before any of that work
+(infra.intake.admit); a plain line has all three taken by the intake itself.
 """
 
 from __future__ import annotations
@@ -93,9 +94,8 @@ def send_message(sender: Sender, conversation_id: object, text: object,
     whose bodies were checked against the document already, pass ``not_found``).
 
     Only a message that uses them pays for them: a plain one-line message is one Redis round
-    trip; one that needs Markdown, mentions, a reply or files is two (membership and the rate
-    limit are read first, so a stranger or a sender over the limit is refused before any of
-    that work)."""
+    trip; one that needs Markdown, mentions, a reply or files is two (it is admitted first, so
+    a stranger, a retry or a sender over the limit is answered before any of that work)."""
     from simplechat.attachments.records import claim, parse_ids, release
 
     # 1. The payload's shape and the text: no I/O.
@@ -124,13 +124,14 @@ def send_message(sender: Sender, conversation_id: object, text: object,
     html = plain_html(text)  # None: the Markdown parser is needed (mentions included)
     members = _Members(conversation_id)
     files: list[dict] = []
+    admitted = html is None or bool(reply_id or attachment_ids)
     try:
-        # 2. Membership and the rate limit before anything costly (and before a stranger
-        # learns anything about the conversation's messages).
-        if html is None or reply_id or attachment_ids:
-            refusal = _admit(conversation_id, sender_id, members)
-            if refusal:
-                return refusal
+        # 2. Membership, a retry's original and the rate limit (taken) before anything costly,
+        # and before a stranger learns anything about the conversation's messages.
+        if admitted:
+            answer = _admit(conversation_id, sender_id, dedupe_key, content, members)
+            if answer is not None:
+                return answer
         # 3. What the text mentions and the message it answers, read only when used.
         mentions, names = resolve_mentions(text, conversation_id, sender_id, members)
         summary = None
@@ -169,7 +170,8 @@ def send_message(sender: Sender, conversation_id: object, text: object,
                               sender_id=sender_id, sender_name=sender_name,
                               html=html, reply_to=summary,
                               mentions=mentions, attachments=files)
-    ack = deliver(payload, dedupe_key, content)
+    # An admitted send has taken its token already.
+    ack = deliver(payload, dedupe_key, content, limited=not admitted)
     if files and not (ack["ok"] and ack["message"]["id"] == message_id):
         try:
             release(message_id)
@@ -200,19 +202,21 @@ class _Members:
         self._ids = ids
 
 
-def _admit(conversation_id: int, sender_id: int, members: _Members) -> dict | None:
-    """None if ``sender_id`` is a member and the rate limit would let a send through now (one
-    round trip, nothing taken), else the refusal: ``forbidden`` or ``rate_limited``."""
-    taken = intake().admit(conversation_id, sender_id)
+def _admit(conversation_id: int, sender_id: int, dedupe_key: str | None, content: tuple,
+           members: _Members) -> dict | None:
+    """None when the send may go on to its costly steps, its rate limit taken (one round trip;
+    a second, after SQL, when the members were not cached); else the answer: ``forbidden``, a
+    retry's original (or ``conflict``), or ``rate_limited``."""
+    gate = intake()
+    taken = gate.admit(conversation_id, sender_id, dedupe_key)
     if taken.status == UNKNOWN:  # members not cached: read from SQL once (and cached)
-        ids = members()
-        if sender_id not in ids:
+        if sender_id not in members():
             return error("forbidden")
-        if taken.wait:
-            return error("rate_limited", retry_after=round(taken.wait, 3))
-        return None
+        taken = gate.admit(conversation_id, sender_id, dedupe_key, members=members())
     if taken.status == FORBIDDEN:
         return error("forbidden")
+    if taken.status == DUPLICATE:
+        return _retry_answer(taken.original, content)
     if taken.status == RATE_LIMITED:
         return error("rate_limited", retry_after=round(taken.wait, 3))
     members.known(taken.members)
@@ -234,7 +238,7 @@ def deliver(payload: dict, dedupe_key: str | None = None, content: tuple | None 
     """Steps 3-6 for a payload made: take it in, queue its SQL write, fan it out, answer.
 
     ``members`` (from SQL) skips the cached membership check; ``limited=False`` skips the rate
-    limit (a system line is not the actor's to spend)."""
+    limit (a system line is not the actor's to spend; an admitted send took its token)."""
     conversation_id = payload["conversation_id"]
     try:
         # 3-4. Membership, a retry's original, the rate limit, the recent list and the queued
