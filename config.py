@@ -92,14 +92,14 @@ class Config:
     CHAT_NAMESPACE_CONNECT_TIMEOUT = float(os.environ.get("CHAT_NAMESPACE_CONNECT_TIMEOUT") or 5)
     # Packets a socket may leave unsent (its client not reading) before it is disconnected.
     CHAT_SOCKET_QUEUE_MAX = env_int("CHAT_SOCKET_QUEUE_MAX", 10_000)
-    # Bytes of unsent packets a socket may hold (8 MiB) before it is disconnected.
-    CHAT_SOCKET_QUEUE_MAX_BYTES = env_int("CHAT_SOCKET_QUEUE_MAX_BYTES", 8 * 1024 * 1024)
-    # Joins per socket: a burst of 30 (a reconnect's catch-up pages), then one per 2 s.
+    # Bytes of unsent packets a socket may hold (4 MiB) before it is disconnected.
+    CHAT_SOCKET_QUEUE_MAX_BYTES = env_int("CHAT_SOCKET_QUEUE_MAX_BYTES", 4 * 1024 * 1024)
+    # Joins per user on each web process: a burst of 30 (tabs reconnecting), then one per 2 s.
     CHAT_SOCKET_JOIN_RATE = os.environ.get("CHAT_SOCKET_JOIN_RATE", "30/60s")
-    # Typing events per socket: a burst of 30, then one a second (the page sends one per 3 s).
+    # Typing events per user on each web process: 30 at once, then one a second.
     CHAT_SOCKET_TYPING_RATE = os.environ.get("CHAT_SOCKET_TYPING_RATE", "30/30s")
-    # Every other event per socket but sends, changes and reactions: 120 at once, then 2 a second.
-    CHAT_SOCKET_EVENT_RATE = os.environ.get("CHAT_SOCKET_EVENT_RATE", "120/60s")
+    # Other socket events per user and web process (not sends, changes, reactions): 300, then 5/s.
+    CHAT_SOCKET_EVENT_RATE = os.environ.get("CHAT_SOCKET_EVENT_RATE", "300/60s")
     # CPU-heavy work (image decoding, Markdown, password hashes) runs on OS threads, off the
     # event loop (simplechat/infra/offload.py): this many jobs at once per process, this many
     # more waiting; a job past both is refused with "unavailable" (HTTP 503).

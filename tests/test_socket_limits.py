@@ -315,7 +315,7 @@ def test_two_processes_admitting_at_once_never_pass_the_cap_and_a_dead_ones_age_
 
 @pytest.mark.settings(CHAT_SOCKET_JOIN_RATE="3/60s", CHAT_SOCKET_TYPING_RATE="2/60s",
                       CHAT_SOCKET_EVENT_RATE="5/60s", CHAT_RATE_LIMIT="off")
-def test_cheap_events_past_their_socket_budget_are_refused_and_do_nothing(
+def test_cheap_events_past_the_users_budget_are_refused_and_do_nothing(
         app, make_user, make_conversation):
     ada, bob = make_user(), make_user()
     conversation = make_conversation(ada, bob)
@@ -332,6 +332,7 @@ def test_cheap_events_past_their_socket_budget_are_refused_and_do_nothing(
         refused = joins[3]
         assert set(refused) == {"ok", "error", "retry_after"} and refused["error"] == "rate_limited"
         assert refused["retry_after"] == int(refused["retry_after"]) >= 1  # whole seconds
+        assert "messages" not in refused
 
         typing = [call(a, "typing", {"conversation_id": cid, "typing": True}) for _ in range(3)]
         assert [t.get("error") for t in typing] == [None, None, "rate_limited"]
@@ -341,11 +342,42 @@ def test_cheap_events_past_their_socket_budget_are_refused_and_do_nothing(
         beats = [call(a, "heartbeat", {}) for _ in range(6)]
         assert [t.get("error") for t in beats] == [None] * 5 + ["rate_limited"]
         assert call(a, "no_such_event", {})["error"] == "rate_limited"  # the same budget
-        # Sends have their own (per-user) limit; another socket has its own budgets.
+        # Sends have their own limit; the user's next socket (a reconnect) starts with no fresh
+        # budget; another user has budgets of their own.
         assert call(a, "send_message", {"conversation_id": cid, "message": "still"})["ok"]
-        other = connect(base, ada_cookie)
-        assert call(other, "heartbeat", {}) == {"ok": True}
-        assert call(other, "join", {"conversation_id": cid})["ok"]
+        again = connect(base, ada_cookie)
+        assert call(again, "heartbeat", {})["error"] == "rate_limited"
+        assert call(again, "join", {"conversation_id": cid})["error"] == "rate_limited"
+        assert call(b, "heartbeat", {}) == {"ok": True}
+
+
+@pytest.mark.settings(CHAT_SOCKET_JOIN_RATE="off", CHAT_RATE_LIMIT="off")
+def test_a_socket_runs_one_join_at_a_time(app, make_user, make_conversation):
+    ada, bob = make_user(), make_user()
+    conversation = make_conversation(ada, bob)
+    for n in range(100):  # a join that takes a while to answer
+        assert send_message(ada, conversation.id, f"{n} {LONG_TEXT}")["ok"]
+    with serving(app) as base:
+        ws = raw_socket(base, cookie(base, ada))
+        assert connect_chat(ws).startswith(f"40{NAMESPACE},")
+        for n in range(5):  # all at once, as a page never sends them
+            ws.send(f'42{NAMESPACE},{n}["join",{{"conversation_id":{conversation.id}}}]')
+        answers = {}
+        while len(answers) < 5:
+            frame = ws.recv()
+            if frame.startswith(f"43{NAMESPACE},"):
+                body = frame[len(f"43{NAMESPACE},"):]
+                digits = len(body) - len(body.lstrip("0123456789"))
+                answers[int(body[:digits])] = json.loads(body[digits:])[0]
+        outcomes = [a.get("error", "ok") for _, a in sorted(answers.items())]
+        assert "ok" in outcomes and "rate_limited" in outcomes, outcomes
+        assert all(a == {"ok": False, "error": "rate_limited", "retry_after": 1.0}
+                   for a in answers.values() if not a["ok"])
+        # Once answered, the next join runs.
+        ws.send(f'42{NAMESPACE},9["join",{{"conversation_id":{conversation.id}}}]')
+        while not (frame := ws.recv()).startswith(f"43{NAMESPACE},9"):
+            pass
+        assert json.loads(frame[len(f"43{NAMESPACE},9"):])[0]["ok"] is True
 
 
 # --------------------------------------------------------------------------- strangers' ids

@@ -49,14 +49,16 @@ from simplechat.realtime.sockets import (
 log = logging.getLogger(__name__)
 
 
-def chat_event(name: str, budget: str | None = "events") -> Callable:
+def chat_event(name: str, budget: str | None = "events", one_at_a_time: bool = False
+               ) -> Callable:
     """Register a handler that gets the socket's user and a dict payload, and always answers.
 
     The user comes from the socket's session, checked against the shared session cache (no SQL
     per event); a session ended since connecting gets ``unauthorized``. An event past the
-    socket's ``budget`` (realtime/event_limits.py; None: the handler has a per-user limit of
-    its own) gets ``rate_limited`` and does nothing. Any other payload shape gets ``invalid``;
-    an unexpected exception is recorded in GenericErrorLog and answered with ``unavailable``.
+    user's ``budget`` (realtime/event_limits.py; None: the handler has a per-user limit of its
+    own), or, ``one_at_a_time``, sent while the socket's previous one still runs, gets
+    ``rate_limited`` and does nothing. Any other payload shape gets ``invalid``; an unexpected
+    exception is recorded in GenericErrorLog and answered with ``unavailable``.
     """
 
     def decorator(handler: Callable[[SocketUser, dict], dict]) -> Callable:
@@ -70,7 +72,18 @@ def chat_event(name: str, budget: str | None = "events") -> Callable:
                 return error("unavailable")
             if user is None:
                 return error("unauthorized")
-            if budget is not None and (wait := spend(user, budget)):
+            if one_at_a_time:
+                if name in user.running:
+                    return error("rate_limited", retry_after=1.0)
+                user.running.add(name)
+            try:
+                return run(user, data)
+            finally:
+                if one_at_a_time:
+                    user.running.discard(name)
+
+        def run(user: SocketUser, data) -> dict:
+            if budget is not None and (wait := spend(user.id, budget)):
                 return error("rate_limited", retry_after=wait)
             if not isinstance(data, dict):
                 return error("invalid")
@@ -131,12 +144,12 @@ def on_disconnect(reason=None):
 @socketio.on("*", namespace=NAMESPACE)
 def on_unknown_event(event, *_args):
     """An event this server does not know: answered, when the client asked for an answer
-    (from the socket's budget of events, like the cheap ones it knows)."""
+    (from the user's budget of events, like the cheap ones it knows)."""
     try:
         user = socket_user(request.sid)
     except Exception:
         user = None  # the session cache did not answer: the answer is the same anyway
-    if user is not None and (wait := spend(user, "events")):
+    if user is not None and (wait := spend(user.id, "events")):
         return error("rate_limited", retry_after=wait)
     return error("unknown_event")
 
@@ -183,7 +196,9 @@ def _stranger_refusal(user_id: int, conversation_id: object) -> str | None:
     return None if conversation_id in membership().direct_peers(user_id) else "forbidden"
 
 
-@chat_event("join", budget="join")
+# A join's answer holds up to CHAT_RECENT_MESSAGES messages: a socket runs one at a time (the
+# page waits for each answer), so a user's sockets cannot pile up hundreds of them at once.
+@chat_event("join", budget="join", one_at_a_time=True)
 @count_join
 def on_join(user: SocketUser, data: dict) -> dict:
     conversation_id = data.get("conversation_id")

@@ -7,8 +7,7 @@ then checks the login against that cache (no SQL) at most every SESSION_CHECK_IN
 an ended login is also pushed: its sockets get ``session_ended`` and are closed at once.
 
 A user holds at most CHAT_MAX_SOCKETS_PER_USER sockets on all processes together
-(``admit_socket`` at connect, realtime/socket_cap.py); each socket's event budgets
-(realtime/event_limits.py) live in its entry here.
+(``admit_socket`` at connect, realtime/socket_cap.py).
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ class SocketUser:
     checked_at: float = field(default_factory=time.monotonic)
     closed_at: float | None = None
     token_id: int | None = None  # the API token it connected with, if any
-    spent: dict[str, int] = field(default_factory=dict)  # event budgets' schedules (ms)
+    running: set[str] = field(default_factory=set)  # its events that run one at a time
     is_authenticated = True
     is_active = True
     is_anonymous = False
