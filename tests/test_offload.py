@@ -36,10 +36,10 @@ def test_no_more_than_the_workers_run_at_once_and_a_job_past_the_queue_is_refuse
     callers = [threading.Thread(target=lambda: results.append(pool.run(job))) for _ in range(3)]
     for caller in callers:
         caller.start()
-    deadline = time.monotonic() + 5
-    while pool.admitted < 3 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 10
+    while (pool.admitted < 3 or running[0] < 2) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert pool.admitted == 3  # two running, one waiting for a slot
+    assert pool.admitted == 3 and running[0] == 2  # two running, one waiting for a slot
     with pytest.raises(Busy):
         pool.run(job)
     gate.set()
