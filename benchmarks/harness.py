@@ -80,6 +80,11 @@ def app_env(database_url: str, prefix: str, **extra: str) -> dict[str, str]:
         "REDIS_KEY_PREFIX": prefix,
         "CELERY_QUEUE": queue_name(prefix),
         "CHAT_RATE_LIMIT": "off",
+        # Every benchmark user logs in from 127.0.0.1 and may start many conversations: the
+        # limits meant for one hostile address or account would throttle the load itself.
+        "LOGIN_SUCCESS_RATE_LIMIT_IP": "off",
+        "LOGIN_SUCCESS_RATE_LIMIT_ACCOUNT": "off",
+        "CHAT_CONVERSATION_RATE_LIMIT": "off",
         "LOG_LEVEL": "WARNING",
     })
     env.update(extra)
