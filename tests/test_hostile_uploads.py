@@ -374,3 +374,26 @@ def test_a_picture_is_served_inline_only_while_its_bytes_are_one(app, pair):
     got = http.get(attachment["url"])
     assert got.headers["Content-Type"] == "application/octet-stream"
     assert got.headers["Content-Disposition"].startswith("attachment")
+
+
+def test_an_unsent_upload_withdrawn_by_its_uploader_frees_its_place_and_its_files(app, pair):
+    ada, bob, direct, a = pair
+    app.config["CHAT_MAX_UNSENT_UPLOADS"] = 1
+    http = login(app, ada)
+    first = upload(http, direct.id, png_bytes((64, 48)), "a.png", "image/png").get_json()
+    assert first["ok"] and len(stored_files()) == 2  # the file and its thumbnail
+    assert upload(http, direct.id, b"more", "b.txt").status_code == 429
+    url = first["attachment"]["url"]
+    # Nobody else may withdraw it, and an unknown or malformed id is not found either.
+    for other, path in ((login(app, bob), url), (http, "/api/attachments/" + "0" * 32),
+                        (http, "/api/attachments/..%2F..")):
+        answer = other.delete(path)
+        assert (answer.status_code, answer.get_json()["error"]) == (404, "not_found")
+    assert count(Attachment) == 1
+    assert http.delete(url).get_json() == {"ok": True}
+    assert count(Attachment) == 0 and stored_files() == []
+    assert http.get(url).status_code == 404 and http.delete(url).status_code == 404
+    # Its place is free again; a sent upload cannot be withdrawn.
+    second = upload(http, direct.id, b"kept", "c.txt").get_json()["attachment"]
+    assert send(a, direct.id, "", attachments=[second["id"]])["ok"]
+    assert http.delete(second["url"]).status_code == 404 and count(Attachment) == 1

@@ -11,7 +11,7 @@ from flask_login import current_user
 from simplechat.api.schemas import Uploaded
 from simplechat.api.spec import FILE, describe
 from simplechat.attachments.images import HEAD_BYTES, raster_type
-from simplechat.attachments.records import Refusal, inline_type, servable, upload
+from simplechat.attachments.records import Refusal, inline_type, servable, upload, withdraw
 from simplechat.attachments.store import attachment_store
 from simplechat.web.errors import api_error
 from simplechat.web.routing import ApiBlueprint
@@ -78,6 +78,14 @@ def attachment_file(attachment_id: str):
                           lambda head: inline_type(attachment, head))
 
 
+@bp.delete("/attachments/<attachment_id>")
+def withdraw_attachment(attachment_id: str):
+    """Delete one's own upload that was not sent: ``{"ok": true}``, else 404."""
+    if not withdraw(current_user.id, attachment_id):
+        return api_error("not_found", 404)
+    return jsonify({"ok": True})
+
+
 @bp.get("/attachments/<attachment_id>/thumbnail")
 def attachment_thumbnail(attachment_id: str):
     attachment = servable(current_user.id, attachment_id)
@@ -121,5 +129,9 @@ describe("attachments.upload", "POST", upload="file", answers={201: Uploaded},
 describe("attachments.attachment_file", answers={200: FILE}, errors=(404,), tag="attachments",
          summary="The file, to participants only: inline for a PNG, JPEG, GIF or WebP (by its "
                  "bytes), else a download of type application/octet-stream")
+describe("attachments.withdraw_attachment", "DELETE", answers={200: None}, errors=(404,),
+         tag="attachments",
+         summary="Delete your own upload that was not sent (it stops counting against the "
+                 "unsent quota): 404 for a sent one, another user's, or none")
 describe("attachments.attachment_thumbnail", answers={200: FILE}, errors=(404,),
          tag="attachments", summary="An image's thumbnail (WebP), to participants only")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from werkzeug.datastructures import FileStorage
 
 from simplechat.attachments.images import (
@@ -297,6 +297,23 @@ def inline_type(attachment: Attachment, head: bytes) -> str | None:
     return attachment.content_type if raster_type(head) == attachment.content_type else None
 
 
+def withdraw(user_id: int, attachment_id: str) -> bool:
+    """Delete an upload its uploader has not sent (removed from the composer): the row and its
+    files, so it stops counting against the unsent quota. False for anything else: another
+    user's, a sent one, or no such upload (a send that claims it first wins)."""
+    if not ATTACHMENT_ID.match(attachment_id):
+        return False
+    gone = db.session.execute(
+        delete(Attachment).where(Attachment.id == attachment_id,
+                                 Attachment.uploader_id == user_id,
+                                 Attachment.message_id.is_(None))
+        .execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    if gone:
+        remove_files(attachment_id)
+    return bool(gone)
+
+
 def remove_files_of(message_id: str) -> None:
     """Remove the stored files of a deleted message's attachments."""
     for attachment_id in db.session.scalars(
@@ -316,4 +333,4 @@ def remove_files(attachment_id: str) -> None:
 
 __all__ = ["MAX_PER_MESSAGE", "attachment_payload", "attachments_for", "claim", "clean_name",
            "inline_type", "parse_ids", "release", "remove_files", "remove_files_of", "servable",
-           "unsent_usage", "upload"]
+           "unsent_usage", "upload", "withdraw"]

@@ -384,10 +384,22 @@
   }
 
   // ---- joining and catching up -----------------------------------------------------------
-  function join(after) {
+  // A join the server asks to wait for (rate_limited: many tabs catching up at once) is sent
+  // again after retry_after, a few times; a newer join (a reconnect) replaces a waiting one.
+  var JOIN_RETRIES = 5;
+  var joinRetry = null;
+  function join(after, attempt) {
+    attempt = attempt || 0;
+    if (joinRetry) { clearTimeout(joinRetry); joinRetry = null; }
     var payload = { conversation_id: conversationId };
     if (after) { payload.after = after; }
     socket.emit("join", payload, function (ack) {
+      if (ack && ack.error === "rate_limited" && attempt < JOIN_RETRIES) {
+        var wait = Math.min(Math.max(Number(ack.retry_after) || 1, 0.5), 30);
+        setStatus("Busy: opening this conversation again in a moment…", "muted");
+        joinRetry = setTimeout(function () { joinRetry = null; join(after, attempt + 1); }, wait * 1000);
+        return;
+      }
       if (!ack || !ack.ok) {
         setStatus("Could not open this conversation (" + ((ack && ack.error) || "no answer") + ").", "danger");
         return;

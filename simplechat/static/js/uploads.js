@@ -11,7 +11,8 @@
     empty: "is empty.", invalid: "could not be uploaded.", forbidden: "cannot be sent here.",
     rate_limited: "was refused: too many uploads; try again in a moment.",
     unavailable: "could not be stored; try again.", not_found: "cannot be sent here.",
-    invalid_image: "is not a readable image."
+    invalid_image: "is not a readable image.",
+    too_many: "was refused: too many files waiting to be sent; send or remove some first."
   };
 
   // opts: {url, chips (ul), input (file input), button, dropZone, pasteTarget, onStatus(text, kind)}
@@ -27,6 +28,16 @@
       if (at !== -1) { items.splice(at, 1); }
       item.chip.remove();
       render();
+    }
+
+    // An uploaded file taken out of the composer is deleted on the server too, so it stops
+    // counting against the unsent-uploads quota (a file already sent is refused there: 404).
+    function withdraw(item) {
+      if (!item.attachment || !item.attachment.url) { return; }
+      var xhr = new XMLHttpRequest();
+      xhr.open("DELETE", item.attachment.url);
+      xhr.setRequestHeader("X-CSRFToken", window.SimpleChat.csrfToken());
+      xhr.send();
     }
 
     function add(file) {
@@ -51,7 +62,7 @@
       x.type = "button";
       x.className = "btn-close attachment-remove";
       x.setAttribute("aria-label", "Remove " + (file.name || "pasted image"));
-      x.addEventListener("click", function () { remove(item); opts.button.focus(); });
+      x.addEventListener("click", function () { withdraw(item); remove(item); opts.button.focus(); });
       chip.appendChild(name);
       chip.appendChild(size);
       chip.appendChild(bar);
