@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps
 
 MAX_PIXELS = 40_000_000  # an 8000 x 5000 picture; more is refused
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# examine_image checks the size itself, from the header, before any pixel is decoded. Pillow's
+# own check would warn (through the process-wide warnings machinery, which cannot be caught
+# safely on a thread) between its limit and twice it: it is off, replaced by ours.
+Image.MAX_IMAGE_PIXELS = None
 THUMBNAIL_SIZE = (320, 320)
 REDUCING_GAP = 2.0  # decode and reduce to twice the thumbnail, then resample from there
 # Pillow's format names; MPO is a camera's JPEG with a second picture after the first.
@@ -158,9 +161,7 @@ def examine_image(path: str, content_type: str, max_jpeg_scans: int) -> ImageInf
     then reduced by a whole factor before it is resampled."""
     _check_structure(path, content_type, max_jpeg_scans)
     try:
-        # Past MAX_PIXELS Pillow warns (past twice that it raises): the size is checked here,
-        # before any pixel is decoded, so the warning is not turned into an error with
-        # warnings.catch_warnings, which is process-wide and unsafe on a thread.
+        # The size is checked here, from the header, before any pixel is decoded.
         with Image.open(path, formats=[_FORMAT[content_type]]) as image:
             kind = RASTER.get(image.format or "")
             if kind != content_type:
