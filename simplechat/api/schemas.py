@@ -143,7 +143,7 @@ class NewMessage(Body):
     ] = Field(None, description="ids of your uploads to this conversation "
                                 "(POST /api/conversations/{id}/attachments), not sent yet, "
                                 "each once, at most 10; 404 not_found when one is not yours "
-                                "to send here, 409 conflict when it was sent already")
+                                "to send here, 409 already_sent when it was sent already")
 
 
 class MuteChange(Body):
