@@ -210,11 +210,12 @@ def drive(plans: list[loadtest.WorkerPlan], config: dict, during=None) -> dict:
     ctx = mp.get_context("fork")
     progress = ctx.Array("q", len(plans) * 3, lock=False)
     lineup, go, results = ctx.Barrier(len(plans)), ctx.Event(), ctx.Queue()
+    sending = ctx.Array("b", [1] * len(plans), lock=False)
     readies, workers = [], []
     for plan in plans:
         ready = ctx.Event()
         proc = ctx.Process(target=loadtest._worker_main, daemon=True,
-                           args=(plan, progress, lineup, ready, go, results))
+                           args=(plan, progress, lineup, ready, go, sending, results))
         proc.start()
         readies.append(ready)
         workers.append(proc)

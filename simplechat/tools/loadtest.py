@@ -213,7 +213,7 @@ def record_delivery(result: WorkerResult, seen: set[str], data: object, start_ns
     return True
 
 
-async def _run_worker(plan: WorkerPlan, progress, lineup, ready, go) -> WorkerResult:
+async def _run_worker(plan: WorkerPlan, progress, lineup, ready, go, sending) -> WorkerResult:
     import socketio
 
     result = WorkerResult()
@@ -318,14 +318,17 @@ async def _run_worker(plan: WorkerPlan, progress, lineup, ready, go) -> WorkerRe
             if slots is None and seq % 64 == 0:
                 await asyncio.sleep(0)  # let deliveries in even when behind schedule
 
-    # Let the last acks and deliveries arrive: stop once nothing changed for a while.
+    sending[plan.index] = 0
+    # Let the last acks and deliveries arrive: stop once nothing changed for a while after every
+    # process has sent its share (a process that only receives must not stop while a loaded
+    # sender is still behind its schedule).
     deadline = time.monotonic() + plan.drain
     last, quiet_since = -1, time.monotonic()
     while time.monotonic() < deadline:
         seen = len(result.latencies) + len(result.ack_latencies)
         if seen != last:
             last, quiet_since = seen, time.monotonic()
-        elif not pending and time.monotonic() - quiet_since > 0.5:
+        elif not pending and not any(sending) and time.monotonic() - quiet_since > 0.5:
             break
         await asyncio.sleep(0.1)
     result.send_ended = time.monotonic()
@@ -335,10 +338,12 @@ async def _run_worker(plan: WorkerPlan, progress, lineup, ready, go) -> WorkerRe
     return result
 
 
-def _worker_main(plan: WorkerPlan, progress, lineup, ready, go, results) -> None:
+def _worker_main(plan: WorkerPlan, progress, lineup, ready, go, sending, results) -> None:
     try:
-        results.put((plan.index, asyncio.run(_run_worker(plan, progress, lineup, ready, go))))
+        results.put((plan.index, asyncio.run(
+            _run_worker(plan, progress, lineup, ready, go, sending))))
     except BaseException as exc:  # reported by the parent, which waits for every worker
+        sending[plan.index] = 0
         lineup.abort()
         results.put((plan.index, exc))
         ready.set()
@@ -512,6 +517,7 @@ def run(args: argparse.Namespace) -> dict:
     progress = ctx.Array("q", processes * 3, lock=False)
     lineup = ctx.Barrier(processes)
     go = ctx.Event()
+    sending = ctx.Array("b", [1] * processes, lock=False)  # processes still sending
     results_queue = ctx.Queue()
     workers, readies = [], []
     for p in range(processes):
@@ -524,7 +530,8 @@ def run(args: argparse.Namespace) -> dict:
             [:args.size], connect_concurrency=args.concurrency)
         ready = ctx.Event()
         proc = ctx.Process(target=_worker_main,
-                           args=(plan, progress, lineup, ready, go, results_queue), daemon=True)
+                           args=(plan, progress, lineup, ready, go, sending, results_queue),
+                           daemon=True)
         proc.start()
         workers.append(proc)
         readies.append(ready)
