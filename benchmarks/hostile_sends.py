@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -87,7 +88,9 @@ def people(env: dict[str, str], tree: str, tag: str) -> tuple[dict[str, str], in
 
 
 async def _flood(base: str, cookie: str, conversation_id: int, seconds: float, sockets: int,
-                 inflight: int) -> Counter:
+                 inflight: int, on_connected: Callable[[], None] | None = None) -> Counter:
+    """Connect ``sockets`` sockets, then keep ``inflight`` sends unanswered on each for
+    ``seconds``; the answers by code (``on_connected`` is called once all are connected)."""
     answers: Counter = Counter()
     clients = []
     for _ in range(sockets):
@@ -95,6 +98,8 @@ async def _flood(base: str, cookie: str, conversation_id: int, seconds: float, s
         await sio.connect(base, namespaces=["/chat"], transports=["websocket"],
                           headers={"Cookie": cookie}, wait_timeout=30)
         clients.append(sio)
+    if on_connected is not None:
+        on_connected()
     end = time.monotonic() + seconds
 
     async def sender(sio) -> None:
@@ -123,15 +128,20 @@ def _flood_process(args: tuple, out) -> None:
 
 class Bystander:
     """Heartbeats on its own socket and polls /healthz, each in a thread of its own, one after
-    the other with --pause between; keeps (sent at, latency) of each."""
+    the other with --pause between (``poll_pause`` between polls if given); keeps (sent at,
+    latency) of each, and (sent at, answer) in beat_answers and poll_answers: "ok" or the
+    heartbeat's error code, the HTTP status of /healthz, or the exception's name."""
 
-    def __init__(self, base: str, cookie: str, pause: float):
+    def __init__(self, base: str, cookie: str, pause: float, poll_pause: float | None = None):
         self.base, self.pause = base, pause
+        self.poll_pause = pause if poll_pause is None else poll_pause
         self.sio = socketio.Client(reconnection=False)
         self.sio.connect(base, namespaces=["/chat"], transports=["websocket"],
                          headers={"Cookie": cookie}, wait_timeout=30)
         self.beats: list[tuple[float, float]] = []
         self.polls: list[tuple[float, float]] = []
+        self.beat_answers: list[tuple[float, str]] = []
+        self.poll_answers: list[tuple[float, str]] = []
         self.failures = 0
         self.stopping = threading.Event()
         self.threads = [threading.Thread(target=self._beat, daemon=True),
@@ -143,10 +153,13 @@ class Bystander:
         while not self.stopping.is_set():
             sent = time.monotonic()
             try:
-                ok = self.sio.call("heartbeat", {}, namespace="/chat", timeout=120).get("ok")
-            except Exception:
-                ok = False
+                ack = self.sio.call("heartbeat", {}, namespace="/chat", timeout=120)
+                ok = bool(ack.get("ok"))
+                answer = "ok" if ok else str(ack.get("error", "?"))
+            except Exception as exc:
+                ok, answer = False, type(exc).__name__
             self.beats.append((sent, time.monotonic() - sent))
+            self.beat_answers.append((sent, answer))
             self.failures += not ok
             time.sleep(self.pause)
 
@@ -155,12 +168,14 @@ class Bystander:
             while not self.stopping.is_set():
                 sent = time.monotonic()
                 try:
-                    ok = http.get(self.base + "/healthz", timeout=120).status_code == 200
-                except requests.RequestException:
-                    ok = False
+                    status = http.get(self.base + "/healthz", timeout=120).status_code
+                    ok, answer = status == 200, str(status)
+                except requests.RequestException as exc:
+                    ok, answer = False, type(exc).__name__
                 self.polls.append((sent, time.monotonic() - sent))
+                self.poll_answers.append((sent, answer))
                 self.failures += not ok
-                time.sleep(self.pause)
+                time.sleep(self.poll_pause)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -109,7 +111,10 @@ class Attack:
         self.idle_count = idle
         self.stop = threading.Event()
         self.lock = threading.Lock()
-        self.stats = {"admitted": 0, "refused": 0, "cut": 0, "frames": 0, "open_now": 0}
+        # failed: a connection or its namespace connect that failed (not an answer)
+        self.stats = {"admitted": 0, "refused": 0, "cut": 0, "frames": 0, "open_now": 0,
+                      "failed": 0}
+        self.refusals: Counter = Counter()  # the CONNECT_ERROR messages of refused sockets
         self.idle: list[websocket.WebSocket] = []
         self.threads: list[threading.Thread] = []
 
@@ -133,10 +138,13 @@ class Attack:
                 while not answer.startswith((f"40{NAMESPACE},", f"44{NAMESPACE},")):
                     answer = ws.recv()
             except (OSError, websocket.WebSocketException):
+                self._count("failed")
                 self.stop.wait(0.5)
                 continue
             if answer.startswith(f"44{NAMESPACE},"):
                 self._count("refused")
+                with self.lock:
+                    self.refusals[refusal_message(answer)] += 1
                 ws.close()
                 self.stop.wait(0.5)
                 continue
@@ -194,6 +202,15 @@ class Attack:
             ws.close()
 
 
+def refusal_message(packet: str) -> str:
+    """The message of a CONNECT_ERROR packet ``44/chat,{"message": ...}``."""
+    try:
+        data = json.loads(packet.split(",", 1)[1])
+    except (IndexError, ValueError):
+        return packet[:60]
+    return str(data.get("message", data)) if isinstance(data, dict) else str(data)
+
+
 def ms(value: float) -> str:
     return f"{value * 1000:7.1f}"
 
@@ -208,6 +225,22 @@ def report(label: str, phase: str, figures: dict, rss_mib: float) -> None:
           f"{figures['beat_failures']})  /healthz p50 {ms(percentile(health, 0.5))} "
           f"p99 {ms(percentile(health, 0.99))} ms (n={len(health)}, failed "
           f"{figures['health_failures']})  worker RSS {rss_mib:7.1f} MiB")
+
+
+def seed_long_conversation(url: str, cookie: str, conversation_id: int, count: int = 100
+                           ) -> None:
+    """``count`` messages of 4,000 characters into the conversation, one after the other (the
+    server must not rate-limit them: CHAT_RATE_LIMIT off), so that a join answers ~1.7 MB."""
+    writer = socketio.Client(reconnection=False)
+    writer.connect(url, headers={"Cookie": cookie}, transports=["websocket"],
+                   namespaces=[NAMESPACE], wait_timeout=30)
+    for n in range(count):
+        ack = writer.call("send_message", {"conversation_id": conversation_id,
+                                           "message": f"{n} {LONG_TEXT}"},
+                          namespace=NAMESPACE, timeout=30)
+        if not ack.get("ok"):
+            raise RuntimeError(f"seeding refused: {ack}")
+    writer.disconnect()
 
 
 def run(label: str, code_dir: str, workdir: str, args: argparse.Namespace) -> None:
@@ -233,16 +266,7 @@ def run(label: str, code_dir: str, workdir: str, args: argparse.Namespace) -> No
             pid = harness.worker_pid(master)
             (bob, eve), (conversation_id, _) = asyncio.run(
                 prepare_full(url, ["hs00000", "hs00001"], PASSWORD, 1, False, 2))
-            writer = socketio.Client(reconnection=False)
-            writer.connect(url, headers={"Cookie": eve}, transports=["websocket"],
-                           namespaces=[NAMESPACE], wait_timeout=30)
-            for n in range(100):
-                ack = writer.call("send_message", {"conversation_id": conversation_id,
-                                                   "message": f"{n} {LONG_TEXT}"},
-                                  namespace=NAMESPACE, timeout=30)
-                if not ack.get("ok"):
-                    raise RuntimeError(f"seeding refused: {ack}")
-            writer.disconnect()
+            seed_long_conversation(url, eve, conversation_id)
 
             bystander = Bystander(url, bob)
             report(label, "quiet", bystander.run(args.seconds), harness.rss_kib(pid) / 1024)

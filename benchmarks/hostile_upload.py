@@ -179,22 +179,42 @@ def report(phase: Phase) -> None:
 # --------------------------------------------------------------------------- one server
 
 
-def uploader(base: str, cookie: str, conversation_id: int, name: str, data: bytes,
-             content_type: str):
+def poster(base: str, cookie: str, conversation_id: int, name: str, data: bytes,
+           content_type: str) -> Callable[[], tuple[int | None, str, str]]:
+    """A function that uploads the file once (on a session of its own) and returns the HTTP
+    status (None when the request failed), the answer's code ("ok", the error's code, or
+    "failed: <exception>") and the answer's text."""
     session = requests.Session()
     session.headers["Cookie"] = cookie
     page = session.get(base + "/chat/", timeout=30).text
     token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page)[1]
     url = f"{base}/api/conversations/{conversation_id}/attachments"
 
-    def upload() -> str:
-        began = time.monotonic()
+    def post() -> tuple[int | None, str, str]:
         try:
             response = session.post(url, files={"file": (name, data, content_type)},
                                     headers={"X-CSRFToken": token}, timeout=300)
-            answer = f"{response.status_code} {response.text[:80].strip()}"
         except requests.RequestException as exc:
-            answer = f"failed: {type(exc).__name__}"
+            return None, f"failed: {type(exc).__name__}", ""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        code = (("ok" if body.get("ok") else str(body.get("error", "?")))
+                if isinstance(body, dict) else "?")
+        return response.status_code, code, response.text
+
+    return post
+
+
+def uploader(base: str, cookie: str, conversation_id: int, name: str, data: bytes,
+             content_type: str):
+    post = poster(base, cookie, conversation_id, name, data, content_type)
+
+    def upload() -> str:
+        began = time.monotonic()
+        status, code, text = post()
+        answer = code if status is None else f"{status} {text[:80].strip()}"
         return f"{name}: {answer} ({time.monotonic() - began:.2f} s)"
 
     return upload
