@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import tempfile
+import threading
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,10 +30,20 @@ from simplechat.attachments.store import attachment_store
 from simplechat.extensions import db, end_transaction
 from simplechat.infra.membership import is_participant
 from simplechat.infra.offload import Busy, offload
-from simplechat.infra.services import services
+from simplechat.infra.services import built_once, services
 from simplechat.models import Attachment, Message, User
 
 log = logging.getLogger(__name__)
+
+# One picture decoded at a time on each web process: an 8000 x 5000 PNG decodes into 160 MB
+# (Pillow keeps RGB in 4 bytes a pixel), and CHAT_CPU_WORKERS of them at once hold that many
+# times it. An upload waits at most DECODE_WAIT seconds for its turn, then answers unavailable.
+DECODE_WAIT = 30.0
+
+
+def _decode_gate() -> threading.BoundedSemaphore:
+    # Made on first use, after the server's monkey patching: a green semaphore under eventlet.
+    return built_once("simplechat.image_decodes", lambda app: threading.BoundedSemaphore(1))
 
 ATTACHMENT_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_PER_MESSAGE = 10
@@ -157,9 +168,15 @@ def upload(user_id: int, conversation_id: int, read_file: Callable[[], FileStora
         kind = raster_type(local.read(HEAD_BYTES))
         image = None
         if kind is not None:
+            gate = _decode_gate()
             try:
-                image = offload(examine_image, local.name, kind,
-                                current_app.config["CHAT_MAX_JPEG_SCANS"])
+                if not gate.acquire(timeout=DECODE_WAIT):
+                    raise Busy
+                try:
+                    image = offload(examine_image, local.name, kind,
+                                    current_app.config["CHAT_MAX_JPEG_SCANS"])
+                finally:
+                    gate.release()
             except Busy:
                 log.warning("upload of %r refused: the offload pool is full", name)
                 return None, Refusal("unavailable", 503)

@@ -13,6 +13,7 @@ from simplechat.infra import fastjson
 from simplechat.realtime.connection_guard import install_connection_guard
 from simplechat.realtime.fanout import client_manager
 from simplechat.realtime.packet_guard import JsonPacket, install_event_cap, install_packet_guard
+from simplechat.realtime.ws_mask import install_fast_mask
 
 
 def init_socketio(app: Flask) -> None:
@@ -38,6 +39,8 @@ def init_socketio(app: Flask) -> None:
         logger=False,
         engineio_logger=False,
     )
+    if socketio.server.async_mode == "eventlet":
+        install_fast_mask()
     install_packet_guard(socketio.server)
     install_event_cap(socketio.server)
     app.extensions["simplechat.connection_guard"] = install_connection_guard(
