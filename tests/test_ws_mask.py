@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import pytest
-from eventlet.websocket import RFC6455WebSocket
+
+with warnings.catch_warnings():  # eventlet says it is in bug-fix mode on import; we know
+    warnings.simplefilter("ignore")
+    from eventlet.websocket import RFC6455WebSocket
 
 from simplechat.realtime.ws_mask import apply_mask
 
