@@ -134,6 +134,16 @@ def app_in_context(database_uri: str, redis_url: str | None, **overrides):
     _drop_redis_keys(app)
 
 
+@pytest.fixture(params=["redis", "embedded"])
+def backend(request, redis_url) -> str | None:
+    """The Redis URL, or None for the embedded stand-ins: a test that takes it runs on both."""
+    if request.param == "embedded":
+        return None
+    if not redis_url:
+        pytest.skip("TEST_REDIS_URL not set")
+    return redis_url
+
+
 @pytest.fixture
 def app(database_uri, redis_url):
     yield from app_in_context(database_uri, redis_url)

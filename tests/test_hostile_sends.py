@@ -22,15 +22,6 @@ from simplechat.messaging.send import send_message
 PATHOLOGICAL = "[" * 4000  # some 70 ms of markdown-it-py, the audit's flood
 
 
-@pytest.fixture(params=["redis", "embedded"])
-def backend(request, redis_url) -> str | None:
-    if request.param == "embedded":
-        return None
-    if not redis_url:
-        pytest.skip("TEST_REDIS_URL not set")
-    return redis_url
-
-
 @pytest.fixture
 def app(database_uri, backend):
     """One send and one change per 10 s, one CPU slot and no queue: the conftest helpers

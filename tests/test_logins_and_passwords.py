@@ -23,15 +23,6 @@ NEW_PASSWORD = "a brand new passphrase"
 BUSY = "The server is busy. Try again in a moment."
 
 
-@pytest.fixture(params=["redis", "embedded"])
-def backend(request, redis_url) -> str | None:
-    if request.param == "embedded":
-        return None
-    if not redis_url:
-        pytest.skip("TEST_REDIS_URL not set")
-    return redis_url
-
-
 @pytest.fixture
 def app(database_uri, backend):
     """Three successful logins per account and five per address an hour; one CPU slot, no

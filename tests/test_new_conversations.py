@@ -19,15 +19,6 @@ LIMIT = 3
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
 
-@pytest.fixture(params=["redis", "embedded"])
-def backend(request, redis_url) -> str | None:
-    if request.param == "embedded":
-        return None
-    if not redis_url:
-        pytest.skip("TEST_REDIS_URL not set")
-    return redis_url
-
-
 @pytest.fixture
 def app(database_uri, backend):
     yield from app_in_context(database_uri, backend,
