@@ -390,6 +390,13 @@ def test_an_unsent_upload_withdrawn_by_its_uploader_frees_its_place_and_its_file
         answer = other.delete(path)
         assert (answer.status_code, answer.get_json()["error"]) == (404, "not_found")
     assert count(Attachment) == 1
+    logged_out = app.test_client().delete(url)
+    assert (logged_out.status_code, logged_out.get_json()["error"]) == (401, "unauthorized")
+    assert count(Attachment) == 1
+    app.config["WTF_CSRF_ENABLED"] = True  # a cookie's write needs the X-CSRFToken header
+    no_token = http.delete(url)
+    assert no_token.status_code == 400 and count(Attachment) == 1
+    app.config["WTF_CSRF_ENABLED"] = False
     assert http.delete(url).get_json() == {"ok": True}
     assert count(Attachment) == 0 and stored_files() == []
     assert http.get(url).status_code == 404 and http.delete(url).status_code == 404
