@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 3
 
-.PHONY: run test test-fast e2e lint format migrate worker clean
+.PHONY: run test test-fast e2e lint format migrate worker beat clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ run: migrate
 # worker for each, so a slow webhook receiver never holds up the storing; docs/DEPLOY.md).
 worker: $(VENV)/.server
 	$(BIN)/celery -A celery_worker.celery worker --loglevel=info
+
+# Periodic tasks (the missed-message digest sweep every minute, clean-ups), beside `make worker`;
+# one per deployment. The embedded default needs none: `make run` sweeps in the web process.
+beat: $(VENV)/.server
+	$(BIN)/celery -A celery_worker.celery beat --loglevel=info --schedule $(VENV)/celerybeat-schedule
 
 test: $(VENV)/.installed
 	TEST_DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \

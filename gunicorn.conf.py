@@ -11,6 +11,7 @@ port then and pin clients to a port at the load balancer (see docs/DEPLOY.md).
 """
 
 import os
+import signal
 
 
 def _int(name: str, default: int) -> int:
@@ -30,9 +31,11 @@ worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 1000)
 # Async workers notify the master from their own loop, so a long-lived websocket never looks
 # like a hung worker; the timeout only catches a blocked loop.
 timeout = _int("GUNICORN_TIMEOUT", 60)
-# On SIGTERM a worker stops accepting, lets requests in flight finish, then closes websockets;
-# clients reconnect to another worker and catch up with `join` + `after`.
-graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 20)
+# On SIGTERM (a stop, or the old workers of a graceful reload on HUP) a worker stops accepting,
+# tells each client when to reconnect (spread over CHAT_RESTART_WINDOW_MS), lets events and
+# requests in flight finish, closes its websockets and exits once they are gone; clients
+# reconnect to another worker and catch up with `join` + `after` (post_worker_init below).
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 15)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
 
 # Headers from the reverse proxy (nginx, a load balancer) are trusted only from these addresses.
@@ -60,6 +63,29 @@ def when_ready(server):
         if address.startswith("http"):
             server.log.info("Simple Chat is ready: open %s/auth/register to create an account "
                             "(or %s/auth/login)", address, address)
+
+
+def post_worker_init(worker):
+    """SIGTERM drains the worker's sockets (simplechat/realtime/restart.py) as well as stopping
+    its accepting, as gunicorn's own handler does; its Socket.IO sockets would otherwise hold it
+    until graceful_timeout and then be cut off all at once."""
+    drain = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("simplechat.drain")
+    if drain is None:
+        return
+
+    def stop(signum, frame):
+        worker.alive = False  # gunicorn's handle_exit: the run loop stops accepting within 1 s
+        drain.begin(worker.cfg.graceful_timeout)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def worker_exit(server, worker):
+    """In the worker, once its run loop has returned (its last connection ended): the drain
+    that SIGTERM began finishes its last round and reports before the process goes."""
+    drain = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("simplechat.drain")
+    if drain is not None:
+        drain.finish()
 
 
 def child_exit(server, worker):

@@ -3,8 +3,8 @@
 Every feature imports this module; it imports nothing of Simple Chat. Error codes are short
 stable strings that clients switch on (docs/PROTOCOL.md lists them): ``invalid``,
 ``forbidden``, ``not_found``, ``empty``, ``too_long``, ``too_many``, ``rate_limited``,
-``unavailable``, ``conflict``, ``unauthorized``, ``not_group``, ``edit_window_closed``,
-``already_sent``, ``unknown_event``, ``internal``.
+``unavailable``, ``conflict``, ``unauthorized``, ``not_group``, ``not_allowed``,
+``archived``, ``edit_window_closed``, ``already_sent``, ``unknown_event``, ``internal``.
 """
 
 from __future__ import annotations

@@ -12,21 +12,26 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import config as config_classes
 from simplechat import (
+    admin,
     api,
     auth,
     chat,
+    digests,
     models,  # noqa: F401  (the models register with SQLAlchemy)
     profile,
 )
 from simplechat.api.attachments import ChatRequest
 from simplechat.auth.sessions import init_login
 from simplechat.cli import register_cli
-from simplechat.extensions import csrf, db, migrate
+from simplechat.conversations.drafts import init_drafts
+from simplechat.extensions import csrf, db, mail, migrate
 from simplechat.infra.celery_app import celery_init_app
 from simplechat.infra.services import init_services
+from simplechat.notifications import init_notifications
 from simplechat.observability.logging_setup import configure_logging
 from simplechat.observability.metrics import init_metrics
 from simplechat.realtime.server import init_socketio
+from simplechat.threads import init_threads
 from simplechat.web.errors import init_http_errors
 from simplechat.web.health import init_health
 from simplechat.web.manifest import init_web_app
@@ -86,10 +91,16 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, render_as_batch=True)
     csrf.init_app(app)
+    mail.init_app(app)
     init_login(app)
     init_services(app)
     celery_init_app(app)
     init_socketio(app)
+    # Features above the messages' storage keep their own rows in step with it.
+    init_threads(app)
+    init_drafts(app)
+    digests.init_digests(app)
+    init_notifications(app)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -98,6 +109,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth.bp, url_prefix="/auth")
     app.register_blueprint(profile.bp, url_prefix="/profile")
     app.register_blueprint(chat.bp, url_prefix="/chat")
+    app.register_blueprint(digests.bp, url_prefix="/mail")
+    app.register_blueprint(admin.bp, url_prefix="/admin")
     api.init_api(app)
     app.add_url_rule("/", "index", lambda: redirect(url_for("chat.index")))
 

@@ -1,6 +1,8 @@
 """Flask extensions, created unbound here and bound to the app in ``create_app``."""
 
+from flask import current_app, request
 from flask_login import LoginManager
+from flask_mailman import Mail
 from flask_migrate import Migrate
 from flask_socketio import SocketIO
 from flask_sqlalchemy import SQLAlchemy
@@ -15,7 +17,25 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
-csrf = CSRFProtect()
+mail = Mail()  # outgoing mail; sent only by Celery tasks (mail/sending.py)
+
+
+class HeaderFirstCSRF(CSRFProtect):
+    """CSRF protection that takes the token from a header (X-CSRFToken) before the form.
+
+    Flask-WTF looks in the form first, and reading ``request.form`` parses the whole body: an
+    upload of 25 MiB was read and parsed before anything could refuse it (the upload rate limit,
+    the quota, a stranger). With the token in a header, as the page's scripts and programs send
+    it, the body is left alone until the route decides to read it. Forms still carry theirs."""
+
+    def _get_csrf_token(self):
+        for header_name in current_app.config["WTF_CSRF_HEADERS"]:
+            if token := request.headers.get(header_name):
+                return token
+        return super()._get_csrf_token()
+
+
+csrf = HeaderFirstCSRF()
 socketio = SocketIO()
 
 

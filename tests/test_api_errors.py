@@ -255,7 +255,7 @@ def test_exception_in_a_page_answers_the_html_500_page_and_is_recorded(
     def broken(*_args):
         raise LookupError("members vanished")
 
-    monkeypatch.setattr("simplechat.chat.views.participants_of", broken)
+    monkeypatch.setattr("simplechat.chat.views.listed_members", broken)
     auth.login(ada.username)
     response = client.get(f"/chat/{conversation.id}")
     assert response.status_code == 500 and response.mimetype == "text/html"
@@ -292,7 +292,9 @@ def test_database_down_answers_json_503_unavailable(client, auth, chat, down_app
     http.set_cookie("session", client.get_cookie("session").value)
     for path in ("/api/search?q=hello", "/api/users?q=a",
                  f"/api/conversations/{conversation.id}/messages"):
-        assert_json_error(http.get(path), 503, "unavailable")
+        response = http.get(path)
+        assert_json_error(response, 503, "unavailable")
+        assert response.headers["Retry-After"] == "5"
     rows = error_rows()  # the user could not be loaded: no user id
     assert [(r.error_type, r.user_id) for r in rows] == [("OperationalError", None)] * 3
     # Without a session nothing needs the database: still the plain 401.

@@ -62,6 +62,7 @@ def routes(conversation_id: int) -> list[tuple[str, str, dict | None]]:
         ("post", "/api/conversations", {"participants": [1]}),
         ("get", f"/api/conversations/{conversation_id}", None),
         ("get", f"/api/conversations/{conversation_id}/messages", None),
+        ("get", f"/api/conversations/{conversation_id}/members", None),
         ("post", f"/api/conversations/{conversation_id}/messages", {"message": "hi"}),
         ("post", f"/api/conversations/{conversation_id}/mute", {"muted": True}),
         ("get", "/api/users?q=b", None),
@@ -136,6 +137,35 @@ def test_cookie_writes_need_the_csrf_header_token_writes_do_not(app, client, aut
         "with header", "token"]
 
 
+def test_every_cookie_write_of_every_api_blueprint_needs_the_csrf_header(app, client, world):
+    """Walks the URL map: each POST, PUT, PATCH and DELETE route of an API blueprint (but the
+    few that authenticate by a secret in their URL) refuses a logged-in browser's request
+    without the X-CSRFToken header, before it looks at anything else."""
+    from simplechat.api.auth import SECRET_URL_ENDPOINTS
+    from simplechat.web.routing import ApiBlueprint
+
+    app.config["WTF_CSRF_ENABLED"] = True
+    auth_page = client.get("/auth/login").get_data(as_text=True)
+    form_token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', auth_page).group(1)
+    client.post("/auth/login", data={"username": "ada", "password": PASSWORD,
+                                     "csrf_token": form_token})
+    checked = []
+    for rule in app.url_map.iter_rules():
+        blueprint = app.blueprints.get(rule.endpoint.rpartition(".")[0])
+        if not isinstance(blueprint, ApiBlueprint) or rule.endpoint in SECRET_URL_ENDPOINTS:
+            continue
+        path = rule.rule
+        for argument in rule.arguments:
+            path = re.sub(rf"<[^>]*{argument}>", "1", path)
+        for method in sorted(rule.methods - {"GET", "HEAD", "OPTIONS"}):
+            answer = client.open(path, method=method, json={})
+            assert (answer.status_code, answer.get_json()) == (
+                400, {"ok": False, "error": "csrf"}), (method, path)
+            checked.append((method, rule.endpoint))
+    blueprints = {endpoint.partition(".")[0] for _method, endpoint in checked}
+    assert {"rest", "channels", "threads", "notifications", "moderation", "exports"} <= blueprints
+
+
 def test_a_non_participant_sees_nothing_of_a_conversation(client, world):
     conversation_id = world["conversation"].id
     eve = bearer(world["eve_token"])
@@ -146,7 +176,7 @@ def test_a_non_participant_sees_nothing_of_a_conversation(client, world):
     assert_error(client.post(f"/api/conversations/{conversation_id}/messages", headers=eve,
                              json={"message": "let me in"}), 403, "forbidden")
     assert client.get("/api/conversations", headers=eve).get_json() == {
-        "ok": True, "conversations": []}
+        "ok": True, "conversations": [], "next_before": None}
     assert db.session.scalars(select(Message)).all() == []
 
 
@@ -425,7 +455,8 @@ def test_openapi_document_describes_every_api_route(app, client):
     assert set(post["responses"]) >= {"201", "400", "401", "403", "409", "413", "429", "503"}
     assert "Retry-After" in post["responses"]["429"]["headers"]
     body = document["components"]["schemas"]["NewMessage"]
-    assert set(body["properties"]) == {"message", "client_id", "reply_to", "attachments"}
+    assert set(body["properties"]) == {"message", "client_id", "reply_to", "attachments",
+                                       "thread_id", "also_to_conversation"}
 
 
 def test_api_docs_page_is_generated_from_the_document(client):

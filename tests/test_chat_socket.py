@@ -47,7 +47,8 @@ def test_two_users_exchange_messages(pair, socket_client):
     assert TIMESTAMP.match(message["timestamp"])
     assert set(message) == {"message", "sender", "timestamp", "id", "conversation_id",
                             "sender_name", "client_id", "kind", "html", "reply_to", "mentions",
-                            "reactions", "attachments"}
+                            "reactions", "attachments", "thread_id", "thread"}
+    assert (message["thread_id"], message["thread"]) == (None, None)  # the main flow
     assert (message["kind"], message["html"], message["reply_to"], message["mentions"],
             message["reactions"], message["attachments"]) == (
         "text", "<p>hello bob</p>", None, [], {}, [])

@@ -169,11 +169,32 @@ def test_redis_keeps_the_broker_queue_across_restarts(services):
 def test_prometheus_is_optional_and_scrapes_the_web_service(services):
     prometheus = services["prometheus"]
     assert prometheus["profiles"], "Prometheus starts only when its profile is asked for"
-    assert all(not s.get("profiles") for n, s in services.items() if n != "prometheus")
+    optional = {"prometheus", *SENTINEL_SERVICES}
+    assert all(not s.get("profiles") for n, s in services.items() if n not in optional)
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     targets = [t for job in config["scrape_configs"]
                for sc in job.get("static_configs", []) for t in sc["targets"]]
     assert "web:8000" in targets
+
+
+SENTINEL_SERVICES = ("redis-replica1", "redis-replica2", "sentinel1", "sentinel2", "sentinel3")
+
+
+def test_the_sentinel_profile_adds_two_replicas_and_three_sentinels_of_redis(services):
+    for name in SENTINEL_SERVICES:
+        assert services[name]["profiles"] == ["sentinel"], name
+        assert services[name]["healthcheck"]["test"], name
+    for name in ("redis-replica1", "redis-replica2"):
+        command = services[name]["command"]
+        assert command[command.index("--replicaof") + 1:][:2] == ["redis", "6379"]
+        assert command[command.index("--appendonly") + 1] == "yes"
+    script = services["sentinel1"]["command"][-1]
+    assert "sentinel monitor mymaster redis 6379 2" in script
+    assert script.rstrip().endswith("exec redis-server /data/sentinel.conf --sentinel")
+    # Off by default: the app asks no sentinel and waits for no replica unless .env says so.
+    web = service_env(services["web"])
+    assert web["REDIS_SENTINELS"] == "" and web["CHAT_ACK_REPLICAS"] == "0"
+    assert web["REDIS_SENTINEL_MASTER"] == "mymaster"
 
 
 def test_only_nginx_publishes_the_chat_to_the_host_and_web_can_scale(services):
@@ -232,6 +253,22 @@ def test_worker_command_names_the_celery_app_and_its_queue(services):
         f"assert conf.task_default_queue == {queue!r}, conf.task_default_queue\n"
         "celery_worker.celery.loader.import_default_modules()  # as the worker does\n"
         "assert 'simplechat.store_message' in celery_worker.celery.tasks\n"
+    ))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_one_beat_schedules_the_digest_sweep_for_the_workers(services):
+    beat = services["beat"]
+    command = beat["command"]
+    assert command[:4] == ["celery", "-A", "celery_worker.celery", "beat"]
+    assert "deploy" not in beat  # one beat: a replica more would queue every task twice
+    result = run_in_service_env(beat, (
+        "import celery_worker\n"
+        "conf = celery_worker.celery.conf\n"
+        "assert not conf.task_always_eager\n"
+        "entry = conf.beat_schedule['simplechat.sweep_digests']\n"
+        "assert entry == {'task': 'simplechat.sweep_digests', 'schedule': 60.0}, entry\n"
+        "assert 'simplechat.send_digest' in celery_worker.celery.tasks\n"
     ))
     assert result.returncode == 0, result.stderr[-3000:]
 

@@ -73,3 +73,49 @@ def test_embedded_default_counts_as_up(tmp_path):
     status, body = get_health(app)
     assert status == 200
     assert body["checks"] == {"database": "ok", "redis": "embedded", "broker": "embedded"}
+
+
+def test_a_write_buffer_that_does_not_drain_is_reported_degraded(database_uri, redis_url):
+    """No worker consumes the queue (its broker is in this process's memory): the message
+    waits in the write buffer, and /healthz says so, still 200; a flush makes it ok again."""
+    if not redis_url:
+        pytest.skip("needs TEST_REDIS_URL")
+    from conftest import _drop_redis_keys
+
+    from simplechat.conversations.records import start_conversation
+    from simplechat.infra.write_buffer import write_buffer
+    from simplechat.messaging.send import send_message
+    from simplechat.messaging.tasks import store_batch
+    from simplechat.models import User
+
+    app = make_app(database_uri, redis_url, CELERY_TASK_ALWAYS_EAGER=False,
+                   CELERY_BROKER_URL="memory://", WRITE_BUFFER_STUCK_SECONDS=0)
+    try:
+        with app.app_context():
+            if database_uri.startswith("sqlite"):
+                db.create_all()
+            users = [User(username=f"h{n}", first_name="H", last_name=str(n),
+                          email=f"h{n}@example.com") for n in (1, 2)]
+            for user in users:
+                user.set_password("x" * 12)
+                db.session.add(user)
+            db.session.commit()
+            conversation, _ = start_conversation(users[0], [users[1]], None)
+            assert send_message(users[0], conversation.id, "waiting for a worker")["ok"]
+            db.session.remove()
+        status, body = get_health(app)
+        assert status == 200 and body["status"] == "degraded" and "down" not in body
+        assert body["writes"]["status"] == "stuck" and body["writes"]["waiting"] == 1
+        with app.app_context():
+            assert write_buffer().flush(store_batch).stored == 1
+            db.session.remove()
+        status, body = get_health(app)
+        assert status == 200 and body["status"] == "ok"
+        assert body["writes"] == {"status": "ok", "waiting": 0, "oldest_seconds": 0.0}
+    finally:
+        with app.app_context():
+            for table in reversed(db.metadata.sorted_tables):
+                db.session.execute(table.delete())
+            db.session.commit()
+            db.engine.dispose()
+        _drop_redis_keys(app)

@@ -1,6 +1,7 @@
 """Issue 27, uploads: a hostile file cannot take the server down. A JPEG that repeats a scan
-thousands of times is refused before Pillow decodes a pixel; pictures are decoded once, off the
-caller's thread, at a reduced scale where the format allows; a full decoding pool answers 503;
+thousands of times is refused before Pillow decodes a pixel; pictures are decoded once, in a
+child process with a time and a memory limit, at a reduced scale where the format allows; a
+full decoding pool answers 503;
 unsent uploads have a quota per user; only PNG, JPEG, GIF and WebP (by their bytes) are served
 inline, everything else as application/octet-stream downloads. Real PostgreSQL and Redis when
 TEST_DATABASE_URL and TEST_REDIS_URL are set."""
@@ -8,6 +9,8 @@ TEST_DATABASE_URL and TEST_REDIS_URL are set."""
 from __future__ import annotations
 
 import io
+import json
+import logging
 import os
 import threading
 import time
@@ -16,7 +19,16 @@ import zlib
 import pytest
 from PIL import Image, ImageFile
 
-from simplechat.attachments.images import MAX_SEGMENTS, BadImage, gif_blocks, jpeg_scans, png_chunks
+from simplechat.attachments import decoding
+from simplechat.attachments.decoding import examine_in_child
+from simplechat.attachments.images import (
+    MAX_SEGMENTS,
+    BadImage,
+    examine_image,
+    gif_blocks,
+    jpeg_scans,
+    png_chunks,
+)
 from simplechat.attachments.store import attachment_store
 from simplechat.infra.offload import offload_pool
 from simplechat.models import Attachment
@@ -45,8 +57,9 @@ def stored_files() -> list[str]:
 
 @pytest.fixture
 def decodes(monkeypatch) -> list[tuple[int, tuple[int, int]]]:
-    """Every decode Pillow runs from here on, as (thread id, size decoded at): a spy on
-    ``ImageFile.load`` that calls the real one."""
+    """Every decode Pillow runs in this process from here on, as (thread id, size decoded at):
+    a spy on ``ImageFile.load`` that calls the real one. (The server decodes in a child
+    process, which the spy does not see: it watches ``examine_image`` called here.)"""
     seen: list[tuple[int, tuple[int, int]]] = []
     real_load = ImageFile.ImageFile.load
 
@@ -124,19 +137,22 @@ def test_scans_are_counted_from_the_marker_segments():
         jpeg_scans(comments, 100)
 
 
-def test_a_jpeg_repeating_a_scan_is_refused_before_it_is_decoded(app, pair, decodes):
+def test_a_jpeg_repeating_a_scan_is_refused_before_it_is_decoded(app, pair, decodes, tmp_path):
     ada, bob, direct, a = pair
     assert app.config["CHAT_MAX_JPEG_SCANS"] == 32
     bomb = scan_bomb(2_000)
     assert len(bomb) < 30_000  # 2,006 scans in a few KB
+    (tmp_path / "bomb.jpg").write_bytes(bomb)
+    with pytest.raises(BadImage, match="more than 32 JPEG scans"):
+        examine_image(str(tmp_path / "bomb.jpg"), "image/jpeg", 32)
+    assert decodes == []  # refused from its markers: Pillow never decoded it
     response = upload(login(app, ada), direct.id, bomb, "bomb.jpg", "image/jpeg")
     assert (response.status_code, response.get_json()) == (
         400, {"ok": False, "error": "invalid_image"})
-    assert decodes == []  # refused from its markers: Pillow never decoded it
     assert count(Attachment) == 0 and stored_files() == []
     # Named and declared as anything else, its bytes still say JPEG: refused all the same.
     response = upload(login(app, ada), direct.id, bomb, "notes.bin", "application/pdf")
-    assert response.status_code == 400 and decodes == [] and count(Attachment) == 0
+    assert response.status_code == 400 and count(Attachment) == 0
 
 
 def test_the_scan_cap_is_a_setting_and_honest_progressive_jpegs_pass(app, pair, decodes):
@@ -200,15 +216,20 @@ def test_chunks_and_blocks_are_counted_before_pillow_reads_them():
         progressive_jpeg())),
 ])
 def test_files_of_countless_tiny_segments_are_refused_before_they_are_opened(
-        app, pair, decodes, monkeypatch, name, make):
+        app, pair, decodes, monkeypatch, tmp_path, name, make):
     ada, bob, direct, a = pair
     opened = []
     real_open = Image.open
     monkeypatch.setattr(Image, "open", lambda *args, **kw: opened.append(args) or real_open(
         *args, **kw))
-    response = upload(login(app, ada), direct.id, make(), name)
-    assert response.get_json() == {"ok": False, "error": "invalid_image"}
+    padded = make()
+    (tmp_path / name).write_bytes(padded)
+    kind = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg"}[name[-4:]]
+    with pytest.raises(BadImage, match=f"more than {MAX_SEGMENTS}"):
+        examine_image(str(tmp_path / name), kind, 32)
     assert opened == [] and decodes == []
+    response = upload(login(app, ada), direct.id, padded, name)
+    assert response.get_json() == {"ok": False, "error": "invalid_image"}
     assert count(Attachment) == 0 and stored_files() == []
     # The same picture without the padding is taken.
     assert upload(login(app, ada), direct.id, {"chunky.png": lambda: chunky_png(10),
@@ -220,23 +241,140 @@ def test_files_of_countless_tiny_segments_are_refused_before_they_are_opened(
 # --------------------------------------------------------------------------- decoding
 
 
-def test_pictures_are_decoded_once_off_the_callers_thread_a_jpeg_at_reduced_scale(
-        app, pair, decodes):
-    ada, bob, direct, a = pair
-    http = login(app, ada)
-    caller = threading.get_ident()  # the test client runs the request on this thread
-    png = upload(http, direct.id, png_bytes((2000, 1500)), "big.png", "image/png")
-    assert png.status_code == 201, png.get_json()
-    assert decodes and caller not in {thread for thread, _ in decodes}
+def test_pictures_are_decoded_once_a_jpeg_at_reduced_scale(decodes, tmp_path):
+    (tmp_path / "big.png").write_bytes(png_bytes((2000, 1500)))
+    png = examine_image(str(tmp_path / "big.png"), "image/png", 32)
+    assert (png.width, png.height) == (2000, 1500)
     assert [size for _, size in decodes] == [(2000, 1500)]  # once: not to check, then to shrink
-    jpeg = upload(http, direct.id, progressive_jpeg((4000, 3000), "RGB"), "big.jpg")
-    assert jpeg.status_code == 201, jpeg.get_json()
-    assert jpeg.get_json()["attachment"]["width"] == 4000
+    (tmp_path / "big.jpg").write_bytes(progressive_jpeg((4000, 3000), "RGB"))
+    jpeg = examine_image(str(tmp_path / "big.jpg"), "image/jpeg", 32)
+    assert (jpeg.width, jpeg.height) == (4000, 3000)
     # libjpeg's 1/4 scale: 1000 x 750, at least twice the 320 x 240 thumbnail.
     assert [size for _, size in decodes] == [(2000, 1500), (1000, 750)]
-    assert caller not in {thread for thread, _ in decodes}
-    thumb = http.get(jpeg.get_json()["attachment"]["thumbnail_url"])
-    assert Image.open(io.BytesIO(thumb.data)).size == (320, 240)
+    assert Image.open(io.BytesIO(jpeg.thumbnail)).size == (320, 240)
+
+
+def picture(kind: str, size: tuple[int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.linear_gradient("L").resize(size).convert("RGB").save(out, format=kind)
+    return out.getvalue()
+
+
+def ramp_png(size=(8000, 5000)) -> bytes:
+    """A picture of 40 million pixels (the limit) in about 130 KB: cheap to send, 160 MB and
+    the best part of a second to decode."""
+    ramp = Image.linear_gradient("L").resize(size)
+    out = io.BytesIO()
+    Image.merge("RGB", (ramp, ramp.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+                        ramp.transpose(Image.Transpose.FLIP_TOP_BOTTOM))
+                ).save(out, format="PNG", compress_level=9)
+    return out.getvalue()
+
+
+def decoding_children() -> list[int]:
+    """Processes of this one running the picture decoder, zombies included."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = open(f"/proc/{entry.name}/status").read()
+            command = open(f"/proc/{entry.name}/cmdline", "rb").read()
+        except OSError:
+            continue  # ended in between
+        parent = next(line for line in status.splitlines() if line.startswith("PPid:"))
+        if int(parent.split()[1]) == os.getpid() and (
+                b"images.py" in command or "State:\tZ" in status):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("kind, content_type, size, thumb", [
+    ("PNG", "image/png", (1000, 600), (320, 192)),
+    ("JPEG", "image/jpeg", (600, 1000), (192, 320)),
+    ("GIF", "image/gif", (640, 640), (320, 320)),
+    ("WEBP", "image/webp", (200, 100), (200, 100)),
+])
+def test_pictures_are_decoded_in_a_child_process_never_in_this_one(
+        app, pair, decodes, kind, content_type, size, thumb):
+    ada, bob, direct, a = pair
+    http = login(app, ada)
+    response = upload(http, direct.id, picture(kind, size), "p.bin")
+    assert response.status_code == 201, response.get_json()
+    attachment = response.get_json()["attachment"]
+    assert (attachment["content_type"], attachment["width"], attachment["height"]) == (
+        content_type, *size)
+    thumbnail = Image.open(io.BytesIO(http.get(attachment["thumbnail_url"]).data))
+    assert (thumbnail.format, thumbnail.size) == ("WEBP", thumb)
+    assert decodes == []  # the web process ran no decode of its own
+    assert decoding_children() == []
+
+
+def test_a_decode_past_the_time_limit_is_refused_and_its_child_killed(app, pair, caplog):
+    ada, bob, direct, a = pair
+    http = login(app, ada)
+    big = ramp_png()
+    app.config["CHAT_IMAGE_DECODE_SECONDS"] = 0.2  # Python and Pillow take about half of it
+    with caplog.at_level(logging.WARNING, logger=decoding.__name__):
+        refused = upload(http, direct.id, big, "big.png", "image/png")
+    assert (refused.status_code, refused.get_json()) == (
+        400, {"ok": False, "error": "invalid_image"})
+    assert "took over 0.2 s" in caplog.text
+    assert decoding_children() == []  # killed and reaped, not left decoding
+    assert count(Attachment) == 0 and stored_files() == []
+    app.config["CHAT_IMAGE_DECODE_SECONDS"] = 60
+    accepted = upload(http, direct.id, big, "big.png", "image/png")
+    assert accepted.status_code == 201, accepted.get_json()
+    assert accepted.get_json()["attachment"]["width"] == 8000
+
+
+def test_a_decode_past_the_memory_limit_is_refused(app, pair):
+    ada, bob, direct, a = pair
+    http = login(app, ada)
+    app.config["CHAT_IMAGE_DECODE_MEMORY_MB"] = 100  # the 8000 x 5000 picture needs 160 more
+    refused = upload(http, direct.id, ramp_png(), "big.png", "image/png")
+    assert (refused.status_code, refused.get_json()) == (
+        400, {"ok": False, "error": "invalid_image"})
+    assert count(Attachment) == 0 and stored_files() == []
+    # A small picture fits in the same limit.
+    assert upload(http, direct.id, png_bytes((400, 300)), "small.png").status_code == 201
+    assert decoding_children() == []
+
+
+def test_a_decoder_that_crashes_is_refused(tmp_path, caplog):
+    (tmp_path / "p.png").write_bytes(png_bytes())
+    # A type the decoder has no format for: it fails with a traceback, not an answer.
+    with caplog.at_level(logging.WARNING, logger=decoding.__name__), pytest.raises(
+            BadImage, match="the decoder failed"):
+        examine_in_child(str(tmp_path / "p.png"), "image/x-unknown", 32, 10, 1024)
+    assert "KeyError" in caplog.text
+    assert decoding_children() == []
+
+
+def test_a_decoders_answer_is_believed_only_when_well_formed():
+    good = picture("WEBP", (20, 10))
+
+    def answer(thumbnail: bytes = good, **changes) -> bytes:
+        header = {"content_type": "image/png", "width": 20, "height": 10,
+                  "thumbnail": len(good)} | changes
+        return json.dumps(header).encode() + b"\n" + thumbnail
+
+    info = decoding._read_answer(answer(), "image/png")
+    assert (info.content_type, info.width, info.height, info.thumbnail) == (
+        "image/png", 20, 10, good)
+    with pytest.raises(BadImage, match="too big"):
+        decoding._read_answer(b'{"refused": "too big"}\n', "image/png")
+    for garbage in [
+        b"", b"Traceback (most recent call last):", answer(b""),
+        answer(good[:-1]),  # shorter than it says
+        answer(b"GIF89a" + good[6:]),  # not a WebP
+        answer(content_type="image/gif"),  # not the type asked for
+        answer(width=-20), answer(width="20"), answer(height=None), answer(width=True),
+        answer(width=8001, height=5000),  # past MAX_PIXELS
+        b'["image/png", 20, 10]\n' + good,
+    ]:
+        with pytest.raises(BadImage, match="garbage"):
+            decoding._read_answer(garbage, "image/png")
 
 
 def test_the_thumbnail_is_turned_as_the_camera_said(app, pair):
@@ -269,6 +407,7 @@ def test_a_full_decoding_pool_answers_unavailable_and_stores_nothing(app, pair):
         refused = upload(http, direct.id, png_bytes((200, 200)), "p.png", "image/png")
         assert (refused.status_code, refused.get_json()) == (
             503, {"ok": False, "error": "unavailable"})
+        assert refused.headers["Retry-After"] == "5"  # back off, do not retry at once
         assert count(Attachment) == 0 and stored_files() == []
         # A file that is no picture needs no decoding, and is taken.
         assert upload(http, direct.id, b"plain", "a.txt", "text/plain").status_code == 201
@@ -404,3 +543,39 @@ def test_an_unsent_upload_withdrawn_by_its_uploader_frees_its_place_and_its_file
     second = upload(http, direct.id, b"kept", "c.txt").get_json()["attachment"]
     assert send(a, direct.id, "", attachments=[second["id"]])["ok"]
     assert http.delete(second["url"]).status_code == 404 and count(Attachment) == 1
+
+
+def test_the_decoding_child_runs_below_the_servers_cpu_priority(app, pair):
+    """The child yields the cores to the web process: its niceness is the server's plus
+    DECODE_NICENESS, read from /proc while it decodes a big picture."""
+    import threading
+
+    from simplechat.attachments.images import DECODE_NICENESS
+
+    ada, bob, direct, a = pair
+    http = login(app, ada)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def watch():  # from its start (before it lowers itself) to its end
+        while not done.is_set():
+            for pid in decoding_children():
+                try:
+                    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                seen.append(int(fields[16]))  # nice: the 19th field of stat
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for _ in range(3):  # the child may be quick: a few tries to catch it decoding
+            assert upload(http, direct.id, ramp_png(), "big.png", "image/png").status_code == 201
+            if max(seen, default=0) > 0:
+                break
+    finally:
+        done.set()
+        watcher.join()
+    assert seen, "no decoding child was seen"
+    assert max(seen) == min(19, os.nice(0) + DECODE_NICENESS)

@@ -15,6 +15,7 @@ from simplechat.conversations.records import start_conversation
 from simplechat.extensions import db, socketio
 from simplechat.infra.membership import MemoryMembership, RedisMembership, membership
 from simplechat.infra.ratelimit import Rate
+from simplechat.infra.redis_client import redis_from_url
 from simplechat.infra.write_buffer import write_buffer
 from simplechat.models import Message, Participant
 
@@ -118,6 +119,102 @@ def test_connect_and_disconnect_run_no_sql_once_warm(app, chatting, socket_clien
     assert counts["sql"] == 0, counts
     presence = [p["args"][0] for p in b.get_received("/chat") if p["name"] == "presence"]
     assert [p["online"] for p in presence] == [False]
+
+
+def logged_in_warm(app, user):
+    """A logged-in client whose session's identity and hint are cached (one socket came and
+    went)."""
+    http = app.test_client()
+    assert http.post("/auth/login", data={"username": user.username,
+                                          "password": PASSWORD}).status_code == 302
+    socketio.test_client(app, namespace="/chat", flask_test_client=http).disconnect("/chat")
+    return http
+
+
+def test_a_warm_connect_join_and_disconnect_take_few_redis_round_trips(app, chatting):
+    """With every cache warm: a connect is three round trips (the session's identity by its
+    token; the socket counted, recorded and its user's audience read, together; presence), a
+    join three (the user's conversations with the members' markers; the recent messages; the
+    members' presence), a disconnect two (uncounted, forgotten and the audience, together;
+    presence). None reads SQL. The embedded default asks nothing of Redis."""
+    ada, bob, conversation, a, b = chatting
+    http = logged_in_warm(app, ada)
+    trips = (lambda n: {"redis": n}) if app.extensions["simplechat"].redis else (lambda n: {})
+    for _ in range(2):  # the same again: nothing left behind makes the next one cost more
+        with counting(app) as connect:
+            tab = socketio.test_client(app, namespace="/chat", flask_test_client=http)
+            assert tab.is_connected("/chat")
+        with counting(app) as join:
+            answer = emit(tab, "join", {"conversation_id": conversation.id})
+        assert answer["ok"] is True and set(answer["presence"]) == {str(ada.id), str(bob.id)}
+        with counting(app) as disconnect:
+            tab.disconnect("/chat")
+        assert (connect, join, disconnect) == (trips(3), trips(3), trips(2))
+
+
+def test_a_connect_and_a_join_refill_a_dropped_cache_in_two_more_round_trips(app, chatting):
+    """A conversation just started drops its members' cached lists, and a burst of connects
+    then fills one each. The connect's own batch found the user's list gone, so the fill reads
+    the list (filled meanwhile?) and its generation together, then writes it: two round trips
+    more than a warm connect and one SQL read, no more. A join that finds the members' hash
+    gone likewise."""
+    if app.extensions["simplechat"].redis is None:
+        pytest.skip("the embedded default has no Redis to count")
+    ada, bob, conversation, a, b = chatting
+    http = logged_in_warm(app, ada)
+    with app.app_context():
+        membership().changed([], [ada.id])
+    with counting(app) as connect:
+        tab = socketio.test_client(app, namespace="/chat", flask_test_client=http)
+        assert tab.is_connected("/chat")
+    with app.app_context():
+        membership().changed([conversation.id], [])
+    with counting(app) as join:
+        answer = emit(tab, "join", {"conversation_id": conversation.id})
+    assert answer["ok"] is True and set(answer["read"]) == {str(ada.id), str(bob.id)}
+    assert (connect, join) == ({"redis": 5, "sql": 1}, {"redis": 5, "sql": 1})
+    with counting(app) as again:
+        assert emit(tab, "join", {"conversation_id": conversation.id})["ok"] is True
+    assert again == {"redis": 3}  # both filled
+
+
+def test_a_new_redis_connection_opens_without_naming_its_library(redis_url):
+    """No CLIENT SETINFO (two more round trips, and a look-up of redis-py's version in the
+    installed packages' metadata) and no CLIENT MAINT_NOTIFICATIONS (a third) on each new
+    connection."""
+    if not redis_url:
+        pytest.skip("TEST_REDIS_URL not set")
+    client = redis_from_url(redis_url)
+    connection = client.connection_pool.make_connection()
+    sent: list[str] = []
+    send = connection.send_command
+
+    def recorded(*args, **kwargs):
+        sent.append(" ".join(str(a) for a in args[:2]))
+        return send(*args, **kwargs)
+
+    connection.send_command = recorded
+    try:
+        connection.connect()
+        assert not [command for command in sent if command.startswith("CLIENT")], sent
+    finally:
+        connection.disconnect()
+        client.close()
+
+
+def test_a_join_of_a_conversation_one_is_not_in_reads_one_round_trip(app, chatting, make_user):
+    """The stranger's check and the members' view go together; neither fills a members hash for
+    a conversation the user is not in."""
+    ada, bob, conversation, a, b = chatting
+    cy = make_user("cy")
+    with app.app_context():
+        other = start_conversation(db.session.merge(bob), [db.session.merge(cy)], None)[0].id
+    trips = {"redis": 1} if app.extensions["simplechat"].redis else {}
+    for cid in (other, 10**9):
+        with counting(app) as counts:
+            assert emit(a, "join", {"conversation_id": cid}) == {"ok": False,
+                                                                  "error": "forbidden"}
+        assert counts == trips, (cid, counts)
 
 
 def test_a_send_is_one_redis_round_trip(app, chatting):

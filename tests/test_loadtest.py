@@ -4,6 +4,8 @@ against a real gunicorn-eventlet server, that what it sends it sees delivered.""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -167,6 +169,45 @@ def test_pairs_make_direct_conversations_where_only_the_first_member_sends(stack
     senders = stack.database.rows("SELECT DISTINCT u.username FROM messages m "
                                   "JOIN users u ON u.id = m.sender_id ORDER BY 1")
     assert senders == [("lt00000",), ("lt00001",)]  # the first member of each pair
+
+
+@pytest.mark.e2e
+def test_load_test_clients_follow_a_graceful_reload_and_miss_nothing(tmp_path):
+    """A HUP reload of the server in the middle of a run: each client is told server_restart,
+    waits, reconnects to the new worker and catches up with join + after."""
+    database = TestDatabase.create_migrated("postgresql", log_dir=tmp_path)
+    stack = Stack(database, tmp_path, CHAT_RATE_LIMIT="off", CHAT_RESTART_WINDOW_MS="2000")
+    try:
+        web = stack.start_web(graceful_timeout=15)
+        stack.start_worker()
+        env = base_env(stack.env)
+        seeded = subprocess.run(
+            [sys.executable, "-m", "simplechat.tools.loadtest", "--prefix", "lt",
+             "--seed-users", "6"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert seeded.returncode == 0, seeded.stderr
+        report_path = tmp_path / "report.json"
+        run = subprocess.Popen(
+            [sys.executable, "-m", "simplechat.tools.loadtest", "--url", web.url, "--users", "6",
+             "--conversations", "2", "--rate", "20", "--duration", "8", "--drain", "15",
+             "--prefix", "lt", "--json", str(report_path), "--no-progress"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: database.scalar("SELECT count(*) FROM messages") >= 20, 60, 0.2,
+                   "the run to be sending")
+        os.kill(web.pid, signal.SIGHUP)  # the master alone: gunicorn's graceful reload
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+        report = json.loads(report_path.read_text())
+        assert report["restarts"] == 6, out
+        assert report["acks_ok"] > 20 and report["refusals"] == {}
+        assert report["deliveries_missing"] == 0 and report["deliveries_duplicate"] == 0, out
+        # Sends made while a client was away are not sent (the tool counts them, nothing else).
+        assert set(report["errors"]) <= {"send:BadNamespaceError", "reconnect:ConnectionError",
+                                         "no_ack"}, report["errors"]
+    finally:
+        try:
+            stack.close()
+        finally:
+            database.drop()
 
 
 def _wait_rows(database, count: int) -> int:

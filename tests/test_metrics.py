@@ -134,7 +134,7 @@ def test_refused_write_counts_a_write_failure(client, database_uri, make_user):
     before = scrape(client)
     payload = {"id": new_message_id(), "conversation_id": 999_999, "sender": ada.id,
                "message": "to nowhere", "timestamp": "2026-01-01 00:00:00"}
-    assert store_message.apply(args=[payload]).get() == 0
+    assert store_message.apply(args=[payload]).get(disable_sync_subtasks=False) == 0
     after = scrape(client)
     assert delta(before, after, "simplechat_message_write_failures_total", reason="refused") == 1
     assert delta(before, after, "simplechat_message_write_lag_seconds_count") == 0

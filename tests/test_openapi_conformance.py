@@ -5,6 +5,8 @@ allows is never refused as malformed (400): the document states the limits the s
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 import schemathesis
 from conftest import app_in_context
@@ -23,12 +25,28 @@ from simplechat.auth.tokens import create_token
 
 def _known_gap(case) -> bool:
     """Requests the document allows but cannot refuse, as OpenAPI has no words for them:
-    ``before`` with ``after`` (query parameters cannot exclude each other), and an upload whose
-    bytes are not the picture its name says (only decoding tells)."""
+    ``before`` with ``after`` (query parameters cannot exclude each other), an upload whose
+    bytes are not the picture its name says (only decoding tells), and a day the calendar
+    lacks in a notification time."""
     query = case.query or {}
     if case.operation.path.endswith("/messages") and "before" in query and "after" in query:
         return True
+    if case.operation.path.endswith(("/notifications", "/me/settings")):
+        return _impossible_date(case.body)
     return case.operation.path.endswith("/attachments")
+
+
+def _impossible_date(body) -> bool:
+    """A UTC time whose day the calendar lacks (31 February): a pattern cannot refuse it."""
+    if not isinstance(body, dict):
+        return False
+    for value in (body.get("muted_until"), body.get("dnd_until")):
+        if isinstance(value, str):
+            try:
+                datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
+            except ValueError:
+                return True
+    return False
 
 
 @schemathesis.check

@@ -94,8 +94,9 @@ def test_a_well_formed_id_of_a_foreign_conversation_is_forbidden(make_user, make
         "ok": False, "error": "forbidden"}
 
 
-def test_adding_more_than_fifty_people_at_once_is_too_many(make_user, make_conversation,
-                                                           socket_client):
+def test_adding_more_than_the_member_limit_at_once_is_too_many(app, make_user,
+                                                               make_conversation, socket_client):
+    app.config["CHAT_MAX_MEMBERS"] = 50
     ada, bob, carol = make_user(), make_user(), make_user()
     group = make_conversation(ada, bob, carol, title="Crowd")
     answer = ask(socket_client(ada), "add_participants",

@@ -5,8 +5,11 @@ nothing."""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
+from flask import request, request_finished
+from prometheus_client import REGISTRY
 
 from simplechat.attachments.store import attachment_store
 from simplechat.models import Attachment, Reaction
@@ -68,11 +71,17 @@ def test_a_refused_react_does_not_use_up_the_send_or_change_limits(app, pair):
                                     "message": "still editing"})["ok"]
 
 
+def refusals_counted(limit: str) -> float:
+    return REGISTRY.get_sample_value("simplechat_limit_refusals_total", {"limit": limit}) or 0.0
+
+
 def test_uploads_past_the_limit_are_429_with_retry_after_and_store_nothing(app, pair):
     ada, bob, direct, a, b = pair
     http = login(app, ada)
+    counted = refusals_counted("upload_rate_limited")
     answers = [upload(http, direct.id, f"file {n}".encode(), f"{n}.txt")
                for n in range(UPLOADS + 1)]
+    assert refusals_counted("upload_rate_limited") == counted + 1  # the limit's own metric
     assert [r.status_code for r in answers] == [201] * UPLOADS + [429]
     refused = answers[-1]
     body = refused.get_json()
@@ -96,3 +105,30 @@ def test_a_non_participant_does_not_use_up_the_upload_limit(app, pair, make_user
         assert upload(http, theirs.id, b"x", "x.txt").status_code == 404
     assert upload(http, direct.id, b"mine", "m.txt").status_code == 201
 
+
+
+def test_an_upload_past_the_limit_is_refused_before_its_body_is_parsed(app, pair):
+    """The CSRF token comes from the X-CSRFToken header before the form: an upload refused by
+    the rate limit costs no multipart parsing of its (up to 25 MiB) body; without a token
+    anywhere it is still a 400 csrf."""
+    ada, bob, direct, a, b = pair
+    http = login(app, ada)
+    token = re.search(r'name="csrf-token" content="([^"]+)"',
+                      http.get("/chat/").get_data(as_text=True)).group(1)
+    parsed: list[bool] = []
+
+    def record(sender, response, **extra):
+        parsed.append("form" in request.__dict__ or "files" in request.__dict__)
+
+    app.config["WTF_CSRF_ENABLED"] = True
+    request_finished.connect(record, app)
+    try:
+        assert upload(http, direct.id, b"no token", "n.txt").status_code == 400
+        parsed.clear()
+        answers = [upload(http, direct.id, b"x" * 100_000, f"{n}.txt",
+                          headers={"X-CSRFToken": token}) for n in range(UPLOADS + 1)]
+    finally:
+        app.config["WTF_CSRF_ENABLED"] = False
+        request_finished.disconnect(record, app)
+    assert [r.status_code for r in answers] == [201] * UPLOADS + [429]
+    assert parsed == [True] * UPLOADS + [False]  # the refused one was never parsed

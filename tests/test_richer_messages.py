@@ -22,7 +22,7 @@ from simplechat.infra.services import services
 from simplechat.infra.write_buffer import write_buffer
 from simplechat.messaging.formatting import render_html
 from simplechat.messaging.payload import message_payload
-from simplechat.models import Attachment, Message, Reaction
+from simplechat.models import Attachment, Message, Participant, Reaction
 
 NS = "/chat"
 
@@ -559,7 +559,11 @@ def test_a_refused_send_gives_its_attachments_back(app, trio):
 def test_group_changes_are_system_lines_live_and_in_history(app, trio, make_conversation):
     ada, bob, cy, direct, a, b, c = trio
     group = make_conversation(ada, bob, title="g")
-    group.is_group = True
+    group.is_group, group.visibility = True, "private"
+    # Only owners and admins rename: ada made it, so she owns it.
+    db.session.execute(db.update(Participant).where(Participant.conversation_id == group.id,
+                                                    Participant.user_id == ada.id)
+                       .values(role="owner"))
     db.session.commit()
     assert emit(b, "join", {"conversation_id": group.id})["ok"]
     b.get_received(NS)

@@ -19,7 +19,12 @@ from config import Config
 from simplechat.extensions import socketio as app_socketio
 from simplechat.infra import fastjson
 from simplechat.realtime import fanout as socket_fanout
-from simplechat.realtime.fanout import RecentIds, RoomFanoutManager, client_manager
+from simplechat.realtime.fanout import (
+    RecentIds,
+    ResyncingRedisManager,
+    RoomFanoutManager,
+    client_manager,
+)
 
 NS = "/chat"
 OWN_SERVER_PORTS = range(18000, 18100)  # redis-servers of a test's own (e2e/harness.py free_port)
@@ -82,6 +87,7 @@ class Process:
         self.manager = RoomFanoutManager(urls, channel=channel)
         self.sio = socketio.Server(client_manager=self.manager, async_mode="threading")
         self.sio.on("join", self._join, namespace=NS)
+        self.sio.on("join_many", self._join_many, namespace=NS)
         self.sio.on("leave", self._leave, namespace=NS)
         self.sio.on("emit", self._emit, namespace=NS)
         self.sio.on("ask", self._ask, namespace=NS)
@@ -92,6 +98,10 @@ class Process:
 
     def _join(self, sid, room):
         self.sio.enter_room(sid, room, namespace=NS)
+        return "joined"
+
+    def _join_many(self, sid, rooms):
+        self.manager.enter_rooms(sid, NS, rooms)
         return "joined"
 
     def _leave(self, sid, room):
@@ -119,8 +129,10 @@ class Process:
 class Client:
     def __init__(self, url):
         self.notes: list = []
+        self.resyncs: list = []
         self.sio = socketio.Client(reconnection=False)
         self.sio.on("note", self.notes.append, namespace=NS)
+        self.sio.on("resync", self.resyncs.append, namespace=NS)
         self.sio.on("question", lambda q: f"answer to {q}", namespace=NS)
         self.sio.connect(url, namespaces=[NS], transports=["websocket"], wait_timeout=10)
         self.sid = self.sio.get_sid(NS)
@@ -177,6 +189,30 @@ def test_a_process_subscribes_to_a_room_only_while_a_local_socket_is_in_it(
     wait_until(lambda: subscribers(redis_client, room) == 0, message="unsubscribe on disconnect")
     wait_until(lambda: subscribers(redis_client, own) == 0, message="sid room unsubscribed")
     assert a.manager.router.shard_of(room).held().get(room) is None
+
+
+def test_rooms_entered_together_are_all_subscribed_before_a_confirmation_is_awaited(
+        processes):
+    """A connect puts its socket in its user's room and its login's: both SUBSCRIBEs go out
+    before the first confirmation is awaited (one wait, not one per room), and both rooms
+    then get what another process emits to them."""
+    here, there = processes(2)
+    joined, sender = processes.connect(here), processes.connect(there)
+    shard = here.manager.router.shards()[0]
+    held_at_first_wait: list[set] = []
+    confirmed = shard.confirmed
+
+    def recording(channel, ready):
+        if not held_at_first_wait:
+            held_at_first_wait.append(set(shard.held()))
+        return confirmed(channel, ready)
+
+    shard.confirmed = recording
+    assert joined.call("join_many", ["user:1", "session:1"]) == "joined"
+    assert {here.channel_of("user:1"), here.channel_of("session:1")} <= held_at_first_wait[0]
+    for room in ("user:1", "session:1"):
+        assert sender.call("emit", {"to": room, "note": room}) == "sent"
+    wait_until(lambda: sorted(joined.notes) == ["session:1", "user:1"], message="both notes")
 
 
 def test_a_socket_in_several_named_rooms_on_another_process_gets_one_copy(processes):
@@ -449,9 +485,11 @@ def test_a_server_that_is_down_is_tried_once_and_the_others_still_get_their_copi
     wait_until(lambda: member.notes == ["one server down"], message="the live server's copy")
 
 
-def test_a_killed_subscriber_connection_resubscribes_every_channel(processes, redis_client):
+def test_a_killed_subscriber_connection_resubscribes_every_channel_then_says_resync(
+        processes, redis_client):
     a, b = processes(2)
     sender, bob = processes.connect(a), processes.connect(b)
+    bob_too = processes.connect(b)
     assert bob.call("join", "conversation:8") == "joined"
     room = b.channel_of("conversation:8")
     listener = [c for c in redis_client.client_list() if c["name"] == b.manager.subscriber_name]
@@ -461,11 +499,38 @@ def test_a_killed_subscriber_connection_resubscribes_every_channel(processes, re
                            and c["id"] != listener[0]["id"]
                            for c in redis_client.client_list()), message="a new connection")
     wait_until(lambda: subscribers(redis_client, room) == 1, message="the room resubscribed")
+    # What was published meanwhile is lost: every socket of b (in the room or not) hears
+    # resync once b listens again, and no socket of a, whose listener never stopped.
+    wait_until(lambda: bob.resyncs and bob_too.resyncs, message="resync on b's sockets")
+    assert bob.resyncs == [{}] and bob_too.resyncs == [{}] and sender.resyncs == []
     assert sender.call("emit", {"note": "after", "to": "conversation:8"}) == "sent"
     wait_until(lambda: bob.notes, message="delivery after the reconnect")
     assert bob.notes == ["after"]
     assert a.sio.call("question", "again", to=bob.sid, namespace=NS, timeout=10) == (
         "answer to again")
+
+
+def test_the_broadcast_manager_says_resync_after_its_listener_subscribes_again(
+        own_redis_client, channel):
+    """SOCKETIO_FANOUT=broadcast: python-socketio's own listener, on a redis-server of the
+    test's own (every pub/sub connection on it is killed)."""
+    manager = ResyncingRedisManager(url_of(own_redis_client), channel=channel)
+    sio = socketio.Server(client_manager=manager, async_mode="threading")
+    sio.on("connect", lambda sid, environ: True, namespace=NS)
+    http = make_server("127.0.0.1", 0, socketio.WSGIApp(sio), threaded=True)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    client = Client(f"http://127.0.0.1:{http.server_port}")
+    try:
+        wait_until(lambda: own_redis_client.pubsub_numsub(channel)[0][1] == 1,
+                   message="the listener's subscription")
+        assert client.resyncs == []  # its first subscription says nothing
+        for found in own_redis_client.client_list(_type="pubsub"):
+            own_redis_client.client_kill_filter(_id=found["id"])
+        wait_until(lambda: client.resyncs, 15, "resync after the listener subscribed again")
+        assert client.resyncs == [{}]
+    finally:
+        client.close()
+        http.shutdown()
 
 
 def listener_of(redis_client, process):
@@ -629,7 +694,8 @@ def test_the_modes_pick_their_managers():
                       RoomFanoutManager)
     stock = client_manager({"REDIS_KEY_PREFIX": "x:", "SOCKETIO_FANOUT": "broadcast"},
                            "redis://h/0")
-    assert type(stock) is socketio.RedisManager and stock.channel == "x:socketio"
+    assert type(stock) is ResyncingRedisManager and stock.channel == "x:socketio"
+    assert isinstance(stock, socketio.RedisManager)
     assert client_manager({"REDIS_KEY_PREFIX": "x:"}, "amqp://h//") is None
 
 
@@ -639,7 +705,7 @@ def test_the_modes_pick_their_managers():
 
 
 @pytest.mark.parametrize("mode, manager_class", [("rooms", RoomFanoutManager),
-                                                 ("broadcast", socketio.RedisManager)])
+                                                 ("broadcast", ResyncingRedisManager)])
 def test_the_app_builds_the_manager_of_its_mode_on_its_prefix(
         database_uri, queue_url, mode, manager_class):
     from conftest import make_app
@@ -658,3 +724,55 @@ def test_the_app_builds_the_manager_of_its_mode_on_its_prefix(
 
 def test_the_default_mode_is_rooms():
     assert Config.SOCKETIO_FANOUT == "rooms"
+
+
+def publishes(client) -> int:
+    """PUBLISH commands run, those of scripts included (tests of other modules may publish on
+    the same server meanwhile: only an upper bound is asserted)."""
+    return client.info("commandstats").get("cmdstat_publish", {}).get("calls", 0)
+
+
+def test_an_emit_to_many_rooms_is_one_copy_per_process_on_the_namespace_channel(
+        processes, redis_client):
+    """Past WIDE_EMIT_ROOMS rooms, an emit is published once, on the namespace's channel: a
+    process delivers it once to each of its sockets in any of the rooms named, and to none
+    other; the emitting process's own sockets get it once too."""
+    a, b = processes(2)
+    sender, both, one, neither = (processes.connect(p) for p in (a, b, b, b))
+    rooms = [f"user:{n}" for n in range(socket_fanout.WIDE_EMIT_ROOMS + 6)]
+    for room in ("conversation:9", rooms[3], rooms[-1]):
+        assert both.call("join", room) == "joined"
+    assert one.call("join", rooms[5]) == "joined"
+    assert sender.call("join", rooms[0]) == "joined"
+    before = publishes(redis_client)
+    for n in range(3):
+        a.manager.emit("note", n, namespace=NS, room=["conversation:9", *rooms])
+    assert publishes(redis_client) - before < 3 * len(rooms)  # one each, not one per room
+    a.manager.emit("note", "last", namespace=NS, room=rooms[5])
+    wait_until(lambda: "last" in one.notes and len(both.notes) == 3 and len(sender.notes) == 3,
+               message="every copy")
+    time.sleep(0.3)  # a late second copy would show
+    assert Counter(both.notes) == {0: 1, 1: 1, 2: 1}
+    assert Counter(one.notes) == {0: 1, 1: 1, 2: 1, "last": 1}
+    assert Counter(sender.notes) == {0: 1, 1: 1, 2: 1}
+    assert neither.notes == []
+
+
+def test_a_listener_that_subscribes_again_closes_its_idle_publishing_connections(
+        processes, redis_client):
+    """After a failover the publishing connections may be on a replica, where a PUBLISH is
+    answered and lost: once the listener had to connect again they are closed, and the next
+    publish connects afresh (and is delivered)."""
+    a, b = processes(2)
+    alice, bob = processes.connect(a), processes.connect(b)
+    assert alice.call("join", "conversation:4") == "joined"
+    b.manager.emit("note", "before", namespace=NS, room="conversation:4")
+    wait_until(lambda: alice.notes == ["before"], message="the first note")
+    pool = b.manager.router.shards()[0].client.connection_pool
+    idle = list(pool._available_connections)
+    assert idle and all(c._sock is not None for c in idle)
+    redis_client.client_kill_filter(_id=listener_of(redis_client, b)["id"])
+    wait_until(lambda: bob.resyncs, message="b listening again")
+    assert all(c._sock is None for c in idle)
+    b.manager.emit("note", "after", namespace=NS, room="conversation:4")
+    wait_until(lambda: alice.notes == ["before", "after"], message="the note after")

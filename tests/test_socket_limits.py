@@ -387,7 +387,7 @@ def test_typing_presence_and_join_on_a_conversation_one_is_not_in_cost_no_sql_or
         app, make_user, make_conversation, redis_url):
     ada, bob, eve = make_user(), make_user(), make_user()
     mine = make_conversation(ada, bob)
-    theirs = make_conversation(bob, eve)
+    theirs = make_conversation(bob, eve).id  # read now: the object expires before the loop
     statements: list[str] = []
 
     def seen(conn, cursor, statement, *args):
@@ -399,7 +399,7 @@ def test_typing_presence_and_join_on_a_conversation_one_is_not_in_cost_no_sql_or
         keys_before = _keys(app, redis_url)
         event.listen(db.engine, "before_cursor_execute", seen)
         try:
-            for cid in [theirs.id, *range(10**9, 10**9 + 8)]:
+            for cid in [theirs, *range(10**9, 10**9 + 8)]:
                 for name, payload in (("typing", {"typing": True}), ("presence", {}),
                                       ("join", {})):
                     answer = call(a, name, {"conversation_id": cid, **payload})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -298,6 +299,23 @@ def test_a_tls_handshake_trickled_out_is_cut_off_at_the_deadline(trickler):
     thread.join(60)
     assert outcome and isinstance(outcome[0], TimeoutError), outcome
     wait_for(lambda: slow.given_up == 1)
+
+
+def test_a_name_that_takes_long_to_resolve_is_cut_off_at_the_deadline(monkeypatch):
+    """The lookup is inside the deadline: a resolver that hangs (no answer, retries) cannot
+    hold the delivery's worker past it. The stand-in resolver blocks until the test ends."""
+    released = threading.Event()
+
+    def hanging(*args, **kwargs):
+        released.wait(30)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    try:
+        with pytest.raises(TimeoutError):
+            delivery.post_signed("http://hangs.example/", "s" * 64, b"{}", False, deadline=0.5)
+    finally:
+        released.set()
 
 
 # --------------------------------------------------------------------------- how many

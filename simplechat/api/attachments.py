@@ -13,6 +13,7 @@ from simplechat.api.spec import FILE, describe
 from simplechat.attachments.images import HEAD_BYTES, raster_type
 from simplechat.attachments.records import Refusal, inline_type, servable, upload, withdraw
 from simplechat.attachments.store import attachment_store
+from simplechat.observability.metrics import count_refusal
 from simplechat.web.errors import api_error
 from simplechat.web.routing import ApiBlueprint
 
@@ -60,6 +61,8 @@ def upload_attachment(conversation_id: int):
 
 
 def _refused(refusal: Refusal):
+    if refusal.status in (429, 503):
+        count_refusal(f"upload_{refusal.code}")
     if refusal.limits:  # too_many: which limits, so a client can say it
         response = jsonify({"ok": False, "error": refusal.code, **refusal.limits})
         response.status_code = refusal.status

@@ -16,7 +16,7 @@ from simplechat.api.schemas import (
     UserSearchQuery,
 )
 from simplechat.api.spec import operation
-from simplechat.conversations.records import participant_conversation
+from simplechat.conversations.channels import readable_conversation
 from simplechat.conversations.search import MAX_QUERY, search_messages
 from simplechat.extensions import db
 from simplechat.messaging.history import messages_after, messages_before
@@ -76,9 +76,10 @@ def conversation_messages(conversation_id: int, query: HistoryQuery):
 
     Without `before` or `after`: the newest page. `before`: the page older than that message
     (walk back while has_more). `after`: the messages newer than that one (catching up).
-    Participants only: anyone else gets 404.
+    Participants only, but for a public channel, which anyone signed in may read (a preview:
+    posting still needs joining); anyone else gets 404.
     """
-    if participant_conversation(current_user.id, conversation_id) is None:
+    if readable_conversation(current_user.id, conversation_id) is None:
         return api_error("not_found", 404)
     if query.before is not None and query.after is not None:
         return api_error("invalid", 400)

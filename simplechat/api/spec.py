@@ -21,15 +21,18 @@ from simplechat.web.strict_numbers import MAX_ID
 # Who may call: a user (token or cookie), anyone, or whoever holds the secret in the path.
 USER, PUBLIC, SECRET_URL = "user", "public", "secret_url"
 FILE = "file"  # an answer that is a file itself, of the type it was uploaded as
+TEXT = "text"  # an answer of plain text: "ok" (as Slack answers its webhooks)
 
 ERROR_TEXT = {
     400: "invalid: a parameter or body field is wrong (or csrf: a cookie write without a valid "
          "X-CSRFToken header); empty or too_long for a message",
     401: "unauthorized: no valid token or session",
-    403: "forbidden: not a participant",
+    403: "forbidden: not a participant (or joining anything but a public channel); not_allowed: "
+         "a member lacking the role (owner or admin)",
     404: "not_found: no such thing here (a conversation, a user, a message, an upload)",
     409: "conflict: the client_id was used for another text in this conversation, or an "
-         "attachment was sent already",
+         "attachment was sent already; archived: the conversation is read-only; not_group: "
+         "a direct conversation; too_many: the channel is full",
     413: "too_large: the body is over MAX_CONTENT_LENGTH",
     429: "rate_limited: wait Retry-After seconds",
     503: "unavailable: a service the server needs is down; try again",
@@ -51,6 +54,9 @@ class Operation:
     errors: tuple[int, ...] = field(default=())
     path_schemas: dict[str, dict] = field(default_factory=dict)
     upload: str | None = None  # a multipart body with one file in this field
+    # A body the view reads itself: JSON of this model, or the same JSON in a form field.
+    raw_body: type[BaseModel] | None = None
+    form_field: str | None = None
 
 
 OPERATIONS: list[Operation] = []
@@ -60,11 +66,14 @@ _PATH_ARG = re.compile(r"<(?:(\w+):)?(\w+)>")
 def operation(bp: Blueprint, rule: str, method: str = "GET", *,
               answers: dict[int, type[BaseModel] | None], errors: tuple[int, ...] = (),
               query: type[BaseModel] | None = None, body: type[BaseModel] | None = None,
-              auth: str = USER, tag: str = "chat") -> Callable:
+              auth: str = USER, tag: str = "chat", raw_body: type[BaseModel] | None = None,
+              form_field: str | None = None) -> Callable:
     """Register ``view`` on ``bp`` for ``method rule``; it gets ``query=``/``body=`` as models.
 
     A caller that is not logged in gets 401 on a USER route; a query or body the models refuse
-    gets 400 ``invalid`` (a body must be a JSON object)."""
+    gets 400 ``invalid`` (a body must be a JSON object). ``raw_body`` is a body the view reads
+    and checks itself, documented as that model's JSON (and, with ``form_field``, as a form
+    whose field holds the same JSON)."""
 
     def decorator(view: Callable) -> Callable:
         summary, _, description = (view.__doc__ or "").strip().partition("\n")
@@ -92,14 +101,15 @@ def operation(bp: Blueprint, rule: str, method: str = "GET", *,
         implied = {400} if (query or body or "<" in rule) else set()
         if auth == USER:
             implied.add(401)
-        if body is not None:
+        if body is not None or raw_body is not None:
             implied.add(413)
         implied.add(503)
         OPERATIONS.append(Operation(
             rule=rule, method=method.lower(), endpoint=f"{bp.name}.{view.__name__}",
             summary=summary.strip(), description=" ".join(description.split()), tag=tag,
             auth=auth, query=query, body=body, answers=answers,
-            errors=tuple(sorted(implied | set(errors)))))
+            errors=tuple(sorted(implied | set(errors))), raw_body=raw_body,
+            form_field=form_field))
         return wrapper
 
     return decorator
@@ -165,10 +175,11 @@ def openapi_document(app: Flask) -> dict:
     """The OpenAPI 3.1 document of every route declared with ``operation``."""
     wanted = [(Error, "serialization")]
     for op in OPERATIONS:
-        if op.body is not None:
-            wanted.append((op.body, "validation"))
+        for documented in (op.body, op.raw_body):
+            if documented is not None:
+                wanted.append((documented, "validation"))
         wanted += [(m, "serialization") for m in op.answers.values()
-                   if m is not None and m != FILE]
+                   if m is not None and m not in (FILE, TEXT)]
     wanted = list(dict.fromkeys(wanted))
     refs, top = models_json_schema(wanted, ref_template="#/components/schemas/{model}")
     _fill_settings(top, app.config)
@@ -184,6 +195,10 @@ def openapi_document(app: Flask) -> dict:
             if model == FILE:
                 responses[str(status)] = {"description": "the file", "content": {
                     "*/*": {"schema": {"type": "string", "format": "binary"}}}}
+                continue
+            if model == TEXT:
+                responses[str(status)] = {"description": "ok, as plain text", "content": {
+                    "text/plain": {"schema": {"type": "string", "const": "ok"}}}}
                 continue
             schema = refs[(model, "serialization")] if model else {"type": "object"}
             responses[str(status)] = {"description": description,
@@ -203,6 +218,13 @@ def openapi_document(app: Flask) -> dict:
         if op.body is not None:
             entry["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": refs[(op.body, "validation")]}}}
+        if op.raw_body is not None:
+            content = {"application/json": {"schema": refs[(op.raw_body, "validation")]}}
+            if op.form_field:
+                content["application/x-www-form-urlencoded"] = {"schema": {
+                    "type": "object", "required": [op.form_field], "properties": {
+                        op.form_field: {"type": "string", "description": "the same JSON"}}}}
+            entry["requestBody"] = {"required": True, "content": content}
         if op.upload is not None:
             entry["requestBody"] = {"required": True, "content": {"multipart/form-data": {
                 "schema": {"type": "object", "required": [op.upload], "properties": {

@@ -1,8 +1,12 @@
 """Raster images: what a file is (by its first bytes, not its name or declared type), and its
 check and thumbnail, with Pillow, in one decode at the smallest scale that serves.
 
-``examine_image`` is the whole of the CPU work and runs off the event loop
-(``infra/offload.py``): it takes a path and plain numbers and returns plain values. Before
+``examine_image`` is the whole of the decoding, and runs in a short-lived child process started
+for each upload (``attachments/decoding.py`` starts it, as ``python -I images.py``; ``main``
+below is the child's side): an 8000 x 5000 PNG needs 160 MB of pixels, which the web process
+would hold at its peak and partly keep afterwards, and the child can be given a memory limit and
+killed when it runs too long. So this module imports only Pillow and the standard library, and
+the child never imports the ``simplechat`` package (whose import builds the whole app). Before
 Pillow decodes a pixel, a JPEG's scans are counted from its marker segments (a progressive file
 can repeat a scan thousands of times in a few bytes each, and every one is decoded over the
 whole picture) and a picture over ``MAX_PIXELS`` is refused. A truncated or otherwise broken
@@ -12,13 +16,18 @@ image fails to decode and is refused too (``ImageFile.LOAD_TRUNCATED_IMAGES`` st
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
+import resource
 import struct
+import sys
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
 MAX_PIXELS = 40_000_000  # an 8000 x 5000 picture; more is refused
+DECODE_NICENESS = 10  # the decoding child's CPU priority, below the server's (see ``main``)
 # examine_image checks the size itself, from the header, before any pixel is decoded. Pillow's
 # own check would warn (through the process-wide warnings machinery, which cannot be caught
 # safely on a thread) between its limit and twice it: it is off, replaced by ours.
@@ -155,10 +164,10 @@ def examine_image(path: str, content_type: str, max_jpeg_scans: int) -> ImageInf
     ``max_jpeg_scans`` scans (a JPEG) or MAX_SEGMENTS segments, chunks or blocks (see
     ``_check_structure``), or does not decode in full.
 
-    CPU-heavy and thread-safe: call it through ``offload``. A JPEG is decoded at the smallest
-    of libjpeg's scales (1/8, 1/4, 1/2) that still gives twice the thumbnail (every scan is
-    still read, so a truncated one is refused all the same); any other format is decoded once,
-    then reduced by a whole factor before it is resampled."""
+    CPU-heavy and memory-hungry: the server runs it in a child process (``main``). A JPEG is
+    decoded at the smallest of libjpeg's scales (1/8, 1/4, 1/2) that still gives twice the
+    thumbnail (every scan is still read, so a truncated one is refused all the same); any other
+    format is decoded once, then reduced by a whole factor before it is resampled."""
     _check_structure(path, content_type, max_jpeg_scans)
     try:
         # The size is checked here, from the header, before any pixel is decoded.
@@ -192,3 +201,36 @@ def _thumbnail(image: Image.Image) -> bytes:
     out = io.BytesIO()
     thumb.save(out, format="WEBP", quality=80)
     return out.getvalue()
+
+
+def main(argv: list[str]) -> int:
+    """The child's side of ``decoding.examine_in_child``: ``images.py PATH CONTENT_TYPE
+    MAX_JPEG_SCANS MEMORY_MB CPU_SECONDS`` examines one picture under those limits and writes
+    its answer to stdout, a JSON header line and then the thumbnail's bytes: ``{"content_type",
+    "width", "height", "thumbnail"}`` (the thumbnail's length) or ``{"refused": reason}``."""
+    path, content_type, max_jpeg_scans, memory_mb, cpu_seconds = argv
+    # Below the web process on the machine's cores: its loop serves everyone, this one upload.
+    os.nice(DECODE_NICENESS)
+    # The address space, not only the heap: whatever Pillow maps for pixels counts.
+    memory = int(memory_mb) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    # The parent kills the child at its wall-clock limit; this ends one the parent left behind.
+    cpu = int(cpu_seconds)
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    try:
+        info = examine_image(path, content_type, int(max_jpeg_scans))
+    except BadImage as exc:
+        header, body = {"refused": str(exc)}, b""
+    except MemoryError:
+        header, body = {"refused": f"more than {memory_mb} MB to decode"}, b""
+    else:
+        header = {"content_type": info.content_type, "width": info.width,
+                  "height": info.height, "thumbnail": len(info.thumbnail)}
+        body = info.thumbnail
+    sys.stdout.buffer.write(json.dumps(header).encode() + b"\n" + body)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

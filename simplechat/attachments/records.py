@@ -18,12 +18,12 @@ from flask import current_app
 from sqlalchemy import delete, func, select, update
 from werkzeug.datastructures import FileStorage
 
+from simplechat.attachments.decoding import examine_in_child
 from simplechat.attachments.images import (
     HEAD_BYTES,
     IMAGE_EXTENSIONS,
     RASTER,
     BadImage,
-    examine_image,
     raster_type,
 )
 from simplechat.attachments.store import attachment_store
@@ -36,8 +36,9 @@ from simplechat.models import Attachment, Message, User
 log = logging.getLogger(__name__)
 
 # One picture decoded at a time on each web process: an 8000 x 5000 PNG decodes into 160 MB
-# (Pillow keeps RGB in 4 bytes a pixel), and CHAT_CPU_WORKERS of them at once hold that many
-# times it. An upload waits at most DECODE_WAIT seconds for its turn, then answers unavailable.
+# (Pillow keeps RGB in 4 bytes a pixel), held by its decoding child process (decoding.py), and
+# CHAT_CPU_WORKERS children at once would hold that many times it on the machine. An upload
+# waits at most DECODE_WAIT seconds for its turn, then answers unavailable.
 DECODE_WAIT = 30.0
 
 
@@ -134,9 +135,11 @@ def upload(user_id: int, conversation_id: int, read_file: Callable[[], FileStora
 
     The file is read to a local temporary file first: its size is checked as it streams. A
     file whose first bytes are a PNG's, JPEG's, GIF's or WebP's is decoded in full and
-    thumbnailed on the offload pool, off the event loop (``images.examine_image``: a JPEG with
-    too many scans, a truncated picture or a decompression bomb is refused); a full pool is
-    ``unavailable`` (503). Nothing reaches the store or SQL before every check has passed."""
+    thumbnailed in a child process, waited for on the offload pool, off the event loop
+    (``decoding.examine_in_child``: a JPEG with too many scans, a truncated picture, a
+    decompression bomb or a picture past the child's time or memory limit is refused); a full
+    pool is ``unavailable`` (503). Nothing reaches the store or SQL before every check has
+    passed."""
     if not is_participant(user_id, conversation_id):
         return None, Refusal("not_found", 404)
     # Counted before the body is read: every upload, kept or refused, is read, decoded and
@@ -173,8 +176,11 @@ def upload(user_id: int, conversation_id: int, read_file: Callable[[], FileStora
                 if not gate.acquire(timeout=DECODE_WAIT):
                     raise Busy
                 try:
-                    image = offload(examine_image, local.name, kind,
-                                    current_app.config["CHAT_MAX_JPEG_SCANS"])
+                    config = current_app.config
+                    image = offload(examine_in_child, local.name, kind,
+                                    config["CHAT_MAX_JPEG_SCANS"],
+                                    config["CHAT_IMAGE_DECODE_SECONDS"],
+                                    config["CHAT_IMAGE_DECODE_MEMORY_MB"])
                 finally:
                     gate.release()
             except Busy:

@@ -10,7 +10,8 @@ import shutil
 import tempfile
 from typing import BinaryIO, Protocol
 
-KEY = re.compile(r"^[0-9a-f]{32}(\.thumb)?$")
+# An attachment, its thumbnail, or a user's data export (profile/export.py).
+KEY = re.compile(r"^[0-9a-f]{32}(\.thumb|\.zip)?$")
 
 
 class AttachmentStore(Protocol):

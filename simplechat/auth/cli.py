@@ -8,23 +8,25 @@ non-zero with a message on stderr when it cannot do what was asked.
 from __future__ import annotations
 
 import click
-from email_validator import EmailNotValidError, validate_email
 from flask import Flask
 from flask.cli import AppGroup
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from simplechat.auth.forms import (
-    NAME_MAX,
-    PASSWORD_MAX,
-    PASSWORD_MIN,
-    RESERVED_USERNAMES,
-    USERNAME_MAX,
-    USERNAME_MIN,
-    USERNAME_RE,
+from simplechat.auth.accounts import (
+    AccountError,
+    activate_account,
+    create_account,
+    deactivate_account,
+    password_problem,
+    record_account_action,
+    revoke_token,
+    set_site_admin,
+    sign_out_everywhere,
 )
+from simplechat.auth.forms import PASSWORD_MIN
 from simplechat.auth.passwords import set_password as store_password
 from simplechat.auth.sessions import describe_agent, end_sessions, end_user_sessions, live_sessions
-from simplechat.auth.tokens import create_token, forget_user_tokens, live_tokens, revoke_tokens
+from simplechat.auth.tokens import create_token, live_tokens, revoke_tokens
 from simplechat.extensions import db
 from simplechat.infra.commands import fail, find_user
 from simplechat.models import ApiToken, User, UserSession
@@ -35,8 +37,8 @@ tokens_cli = AppGroup("tokens", help="Personal access tokens for the JSON API.")
 
 
 def check_password(password: str) -> None:
-    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        fail(f"the password must have {PASSWORD_MIN} to {PASSWORD_MAX} characters")
+    if problem := password_problem(password):
+        fail(problem)
 
 
 @users_cli.command("create")
@@ -50,40 +52,18 @@ def check_password(password: str) -> None:
 @click.option("--password", help="The password (prompted for when not given; not for bots).")
 def create_user(username, email, first_name, last_name, admin, bot, password):
     """Create a user account."""
-    if not (USERNAME_MIN <= len(username) <= USERNAME_MAX and USERNAME_RE.match(username)):
-        fail(f"a username has {USERNAME_MIN} to {USERNAME_MAX} characters: letters, digits, "
-             "'.', '_' or '-'")
-    if username.lower() in RESERVED_USERNAMES:
-        fail(f"the username {username!r} is reserved")
-    if bot and (admin or password is not None):
-        fail("a bot has no password and is not an administrator")
-    if email is None:
-        if not bot:
-            raise click.UsageError("Missing option '--email' (required unless --bot).")
-        email = f"{username.lower()}@bots.invalid"
-    else:
-        try:
-            email = validate_email(email.strip(), check_deliverability=False).normalized.lower()
-        except EmailNotValidError as exc:
-            fail(f"invalid e-mail address: {exc}")
-    if len(first_name) > NAME_MAX or len(last_name) > NAME_MAX:
-        fail(f"a name has at most {NAME_MAX} characters")
-    if db.session.scalar(select(User).where(func.lower(User.username) == username.lower())):
-        fail(f"username {username!r} is taken")
-    if db.session.scalar(select(User).where(User.email == email)):
-        fail(f"e-mail {email!r} is taken")
-    if not bot and password is None:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    user = User(username=username, email=email, first_name=first_name or username,
-                last_name=last_name, is_admin=admin, is_bot=bot)
-    if bot:
-        user.password_hash = "!"  # matches no password
-    else:
-        check_password(password)
-        store_password(user, password)
-    db.session.add(user)
-    db.session.commit()
-    record_activity("user_created", user.id, {"by": "cli", "admin": admin, "bot": bot})
+    if email is None and not bot:
+        raise click.UsageError("Missing option '--email' (required unless --bot).")
+    try:
+        # Every check but the password's first, so a refused name is not prompted for.
+        create_account(username, email, first_name, last_name, "x" * PASSWORD_MIN if not bot
+                       else None, admin=admin, bot=bot, dry_run=True)
+        if not bot and password is None:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        user = create_account(username, email, first_name, last_name, password, admin=admin,
+                              bot=bot)
+    except AccountError as exc:
+        fail(str(exc))
     kind = "bot" if bot else ("admin user" if admin else "user")
     click.echo(f"created {kind} {username} (id {user.id})")
 
@@ -133,19 +113,14 @@ def set_password(username, password, keep_tokens):
 def deactivate_user(username):
     """Deactivate an account: no more logins, and its sessions and open sockets end."""
     user = find_user(username)
-    if not user.is_active:
-        click.echo(f"{user.username} is already inactive")
-        return
-    user.is_active = False
-    db.session.commit()
-    record_activity("account_deactivated", user.id, {"by": "cli"})
-    # After the commit: a reconnect, or an event still in flight, now finds an inactive user.
     try:
-        ended = end_user_sessions(user.id, "deactivated")
-        forget_user_tokens(user.id)
+        ended = deactivate_account(user)
     except Exception as exc:
         fail(f"{user.username} is deactivated, but ending the sessions failed ({exc}); "
              "their events are refused within a second all the same")
+    if ended is None:
+        click.echo(f"{user.username} is already inactive")
+        return
     click.echo(f"{user.username} deactivated; {ended.sessions} session(s) ended, "
                f"{ended.sockets} open socket(s) closed")
 
@@ -178,13 +153,13 @@ def sign_out(username, everything, session_id):
     if everything == (session_id is not None):
         fail("say which: --all, or --session ID")
     if everything:
-        ended = end_user_sessions(user.id, "signed_out")
+        ended = sign_out_everywhere(user)
     else:
         row = db.session.get(UserSession, session_id)
         if row is None or row.user_id != user.id or row.ended_at is not None:
             fail(f"{user.username} has no live session {session_id}")
         ended = end_sessions([row], "signed_out")
-    record_activity("sessions_signed_out", user.id, {"by": "cli", "count": ended.sessions})
+        record_account_action("sessions_signed_out", user, None, count=ended.sessions)
     click.echo(f"{ended.sessions} session(s) of {user.username} signed out; "
                f"{ended.sockets} open socket(s) closed")
 
@@ -194,13 +169,24 @@ def sign_out(username, everything, session_id):
 def activate_user(username):
     """Activate a deactivated account again."""
     user = find_user(username)
-    if user.is_active:
+    if not activate_account(user):
         click.echo(f"{user.username} is already active")
         return
-    user.is_active = True
-    db.session.commit()
-    record_activity("account_activated", user.id, {"by": "cli"})
     click.echo(f"{user.username} activated")
+
+
+@users_cli.command("set-admin")
+@click.argument("username")
+@click.option("--off", is_flag=True, help="Take the admin rights away instead.")
+def set_admin(username, off):
+    """Make a user a site admin (the admin console, moderation), or with --off not."""
+    user = find_user(username)
+    try:
+        changed = set_site_admin(user, not off)
+    except AccountError as exc:
+        fail(str(exc))
+    state = "not an admin" if off else "an admin"
+    click.echo(f"{user.username} is {state}" + ("" if changed else " already"))
 
 
 # --------------------------------------------------------------------------- tokens
@@ -244,10 +230,9 @@ def list_(username):
 def revoke(token_id):
     """Revoke a token: refused at once, its open sockets closed."""
     row = db.session.get(ApiToken, token_id)
-    if row is None or row.revoked_at is not None:
+    sockets = revoke_token(row) if row is not None else None
+    if sockets is None:
         fail(f"no live token {token_id}")
-    sockets = revoke_tokens([row])
-    record_activity("token_revoked", row.user_id, {"token_id": row.id, "by": "cli"})
     click.echo(f"token {token_id} revoked; {sockets} open socket(s) closed")
 
 

@@ -8,7 +8,14 @@ from flask import request
 from flask_wtf import FlaskForm
 from flask_wtf.form import _Auto
 from sqlalchemy import func, select
-from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    PasswordField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Regexp, ValidationError
 
 from simplechat.extensions import db
@@ -64,6 +71,10 @@ class TextPasswordField(_Text, PasswordField):
 
 
 class TextHiddenField(_Text, HiddenField):
+    pass
+
+
+class TextAreaTextField(_Text, TextAreaField):
     pass
 
 
@@ -166,3 +177,23 @@ class LoginForm(PostedForm):
     password = TextPasswordField("Password", validators=[DataRequired(), Length(max=PASSWORD_MAX)])
     remember = BooleanField("Remember me")
     next = TextHiddenField()
+
+
+class ResetRequestForm(PostedForm):
+    email = TextEmailField(
+        "E-mail",
+        description="The address of your account. We send a link to set a new password.",
+        filters=[strip],
+        validators=[
+            DataRequired(),
+            Length(max=EMAIL_MAX),
+            no_control_characters,
+            Email(message="Enter a valid e-mail address."),
+        ],
+    )
+
+
+class ResetPasswordForm(PostedForm):
+    password, confirm = new_password_fields("New password")
+    # As on the profile's password page: a token made by whoever had the old password stops.
+    revoke_tokens = BooleanField("Also revoke my API tokens", default=True)

@@ -13,44 +13,59 @@ from flask_socketio import join_room, leave_room
 from simplechat.answers import error
 from simplechat.auth.sessions import socket_login
 from simplechat.auth.tokens import socket_token_login
+from simplechat.conversations.channels import join_channel
 from simplechat.conversations.groups import (
     add_participants,
     leave_conversation,
     rename_conversation,
 )
+from simplechat.conversations.moderation import (
+    archive_conversation,
+    delete_message,
+    describe_conversation,
+    remove_participant,
+    set_role,
+)
+from simplechat.conversations.reports import report_message
 from simplechat.extensions import end_transaction, socketio
 from simplechat.infra.ids import parse_message_id
 from simplechat.infra.membership import (
     membership,
     membership_refusal,
-    participant_ids,
     valid_conversation_id,
 )
-from simplechat.messaging.edits import delete_message, edit_message
+from simplechat.messaging.edits import edit_message
 from simplechat.messaging.history import messages_after, recent_messages
 from simplechat.messaging.reactions import react
-from simplechat.messaging.read_state import mark_read, read_markers
+from simplechat.messaging.read_state import mark_read
 from simplechat.messaging.send import send_message
+from simplechat.notifications.delivery import queue_clear
+from simplechat.notifications.focus import set_focus, socket_gone, socket_joined, socket_left
 from simplechat.observability.activity import record_error
-from simplechat.observability.metrics import count_join, socket_connected, socket_disconnected
-from simplechat.realtime.emit import emit_to
-from simplechat.realtime.event_limits import spend
-from simplechat.realtime.presence import presence, status_after
-from simplechat.realtime.rooms import NAMESPACE, room, user_room
-from simplechat.realtime.sockets import (
-    SocketUser,
-    admit_socket,
-    register_socket,
-    release_socket,
-    socket_user,
-    unregister_socket,
+from simplechat.observability.metrics import (
+    count_join,
+    count_refusal,
+    socket_connected,
+    socket_disconnected,
 )
+from simplechat.realtime.emit import emit_to
+from simplechat.realtime.event_limits import Refusals, held_refusals, spend, spend_ms
+from simplechat.realtime.presence import (
+    asked_user_ids,
+    presence,
+    status_after,
+    statuses,
+    subscribe,
+)
+from simplechat.realtime.rooms import NAMESPACE, room, user_room
+from simplechat.realtime.sockets import SocketUser, arrive, depart, enter_rooms, socket_user
+from simplechat.slash_commands.invoke import run_if_command
 
 log = logging.getLogger(__name__)
 
 
-def chat_event(name: str, budget: str | None = "events", one_at_a_time: bool = False
-               ) -> Callable:
+def chat_event(name: str, budget: str | None = "events", one_at_a_time: bool = False,
+               holds: bool = False) -> Callable:
     """Register a handler that gets the socket's user and a dict payload, and always answers.
 
     The user comes from the socket's session, checked against the shared session cache (no SQL
@@ -59,6 +74,10 @@ def chat_event(name: str, budget: str | None = "events", one_at_a_time: bool = F
     own), or, ``one_at_a_time``, sent while the socket's previous one still runs, gets
     ``rate_limited`` and does nothing. Any other payload shape gets ``invalid``; an unexpected
     exception is recorded in GenericErrorLog and answered with ``unavailable``.
+
+    A budget's refusal, and with ``holds`` the handler's ``rate_limited`` (with its
+    retry_after) or ``forbidden`` for a conversation, is answered again as the user's next
+    such events arrive, without running them, while it holds (held_refusals()).
     """
 
     def decorator(handler: Callable[[SocketUser, dict], dict]) -> Callable:
@@ -83,8 +102,12 @@ def chat_event(name: str, budget: str | None = "events", one_at_a_time: bool = F
                     user.running.discard(name)
 
         def run(user: SocketUser, data) -> dict:
-            if budget is not None and (wait := spend(user.id, budget)):
-                return error("rate_limited", retry_after=wait)
+            if budget is not None and (wait_ms := spend_ms(user.id, budget)):
+                refused = error("rate_limited", retry_after=float(max(-(-wait_ms // 1000), 1)))
+                held_refusals().remember(request.sid, user.id, name, refused, wait_ms / 1000,
+                                         whole_seconds=True)
+                count_refusal(f"socket_{budget}_rate")
+                return refused
             if not isinstance(data, dict):
                 return error("invalid")
             g._login_user = user  # current_user, for anything the handler calls
@@ -92,10 +115,23 @@ def chat_event(name: str, budget: str | None = "events", one_at_a_time: bool = F
             conversation_id = data.get("conversation_id")
             g.log_conversation_id = conversation_id if isinstance(conversation_id, int) else None
             try:
-                return handler(user, data)
+                answer = handler(user, data)
             except Exception as exc:
                 record_error(f"socket:{name}", exc, user.id)
                 return error("unavailable")
+            if holds and answer.get("ok") is False:
+                _hold(user.id, answer, conversation_id)
+            return answer
+
+        def _hold(user_id: int, answer: dict, conversation_id: object) -> None:
+            """A refusal that will hold for a while is answered from held_refusals() until
+            then (realtime/event_limits.py: Refusals)."""
+            if answer["error"] == "rate_limited" and answer.get("retry_after"):
+                held_refusals().remember(request.sid, user_id, name, answer,
+                                         answer["retry_after"])
+            elif answer["error"] == "forbidden" and type(conversation_id) is int:
+                held_refusals().remember(request.sid, user_id, name, answer,
+                                         Refusals.FORBIDDEN_MEMO, conversation_id)
 
         socketio.on_event(name, wrapper, namespace=NAMESPACE)
         return wrapper
@@ -113,32 +149,36 @@ def on_connect(auth=None):
         return False  # refused: the client gets a connect_error
     g._login_user = user  # current_user, for anything connect calls
     end_transaction()  # a database connection goes back to the pool before the Redis work
-    if not admit_socket(request.sid, user):
+    # Counted, recorded, and who hears of the user's presence: one Redis round trip.
+    rooms = arrive(request.sid, user)
+    if rooms is None:
         # The client gets a connect_error whose message is the code (and does not retry).
         raise ConnectRefused("too_many_sockets",
                              {"max_sockets": current_app.config["CHAT_MAX_SOCKETS_PER_USER"]})
     try:
-        join_room(user_room(user.id))
-        join_room(user.room)
-        register_socket(request.sid, user)
+        enter_rooms(request.sid, [user_room(user.id), user.room])
+        held_refusals().attach(request.sid, user.id)
     except Exception:
-        release_socket(request.sid)
+        depart(request.sid)
         raise
     # Later events need nothing from the cookie (the user is in the registry, the session copy
     # in Flask-SocketIO's environ): without it, Flask does not decode and verify the signed
     # session cookie again for every event.
     request.environ.pop("HTTP_COOKIE", None)
     socket_connected()
-    _presence_changed(user.id, request.sid, online=True)
+    _presence_changed(user.id, request.sid, rooms, online=True)
     return True
 
 
 @socketio.on("disconnect", namespace=NAMESPACE)
 def on_disconnect(reason=None):
     socket_disconnected()
-    user = unregister_socket(request.sid)
-    if user is not None:
-        _presence_changed(user.id, request.sid, online=False)
+    held_refusals().forget(request.sid)
+    gone = depart(request.sid)
+    if gone is not None:
+        user, rooms = gone
+        _presence_changed(user.id, request.sid, rooms, online=False)
+        socket_gone(user.id, request.sid)
 
 
 @socketio.on("*", namespace=NAMESPACE)
@@ -154,42 +194,35 @@ def on_unknown_event(event, *_args):
     return error("unknown_event")
 
 
-def _presence_changed(user_id: int, sid: str, online: bool) -> None:
-    """Record a socket coming or going; tell the user's conversations when that changes
-    whether the user is online. Presence is a nicety: a Redis outage must not refuse sockets."""
+def _presence_changed(user_id: int, sid: str, rooms: list[str], online: bool) -> None:
+    """Record a socket coming or going; tell ``rooms``, those who follow the user
+    (realtime/presence.py: audience; never a big group's room), when that changes whether the
+    user is online. Presence is a nicety: a Redis outage must not refuse sockets.
+
+    The rooms were read before the change (``arrive``, ``depart``): between the change and its
+    announcement nothing waits on Redis, so a socket going and another coming at once (a page
+    reloaded) are announced in the order Redis recorded them. With a read in between, the
+    offline announcement could overtake the online one that followed it, leaving the peer
+    shown offline."""
     try:
         tracker = presence()
-        # The rooms first: between the change and its announcement nothing waits on Redis, so
-        # a socket going and another coming at once (a page reloaded) are announced in the
-        # order Redis recorded them. With a read in between, the offline announcement could
-        # overtake the online one that followed it, leaving the peer shown offline.
-        rooms = _presence_rooms(user_id)
         if online:
             changed = tracker.touch(user_id, sid)
             status = status_after(True)
         else:
             last_seen = tracker.drop(user_id, sid)
             changed, status = last_seen is not None, status_after(False, last_seen)
-        if changed:
+        if changed and rooms:
             emit_to(rooms, "presence", {"user_id": user_id, **status})
     except Exception:
         log.warning("presence of user %s not updated", user_id, exc_info=True)
-
-
-def _presence_rooms(user_id: int) -> list[str]:
-    """Who hears of a user's presence: the rooms of the user's conversations (the chat pages'
-    headers), and the personal rooms of the user's direct peers (their conversation lists show
-    a dot for them, with no room joined). Both from the membership cache, in one read."""
-    peers = membership().direct_peers(user_id)
-    return ([room(cid) for cid in peers]
-            + [user_room(uid) for uid in sorted({p for p in peers.values() if p is not None})])
 
 
 def _stranger_refusal(user_id: int, conversation_id: object) -> str | None:
     """``invalid`` for a value that cannot be a conversation id, ``forbidden`` for one that is
     not in the user's own list of conversations (the membership cache's one entry per user,
     read at connect), else None. Asked before anything about the conversation itself: that
-    read (``membership_refusal``, ``read_markers``) fills a cache entry for the id from SQL on
+    read (``membership_refusal``, ``markers_view``) fills a cache entry for the id from SQL on
     a miss, so an id the user is not in would cost an SQL read and a Redis key each."""
     if not valid_conversation_id(conversation_id):
         return "invalid"
@@ -202,33 +235,35 @@ def _stranger_refusal(user_id: int, conversation_id: object) -> str | None:
 @count_join
 def on_join(user: SocketUser, data: dict) -> dict:
     conversation_id = data.get("conversation_id")
-    refusal = _stranger_refusal(user.id, conversation_id)
-    if refusal:
-        return error(refusal)
-    markers = read_markers(conversation_id)  # the members, from the membership cache
-    if user.id not in markers:
+    if not valid_conversation_id(conversation_id):
+        return error("invalid")
+    # The members' read markers from the membership cache: in a conversation of more than
+    # CHAT_PRESENCE_PUSH_MAX_MEMBERS, the caller's alone, so the answer stays small. Asked
+    # with the user's own list of conversations in one round trip: None when the id is not
+    # there (see _stranger_refusal).
+    view = membership().listed_markers_view(conversation_id, user.id)
+    if view is None or user.id not in view[0]:
         return error("forbidden")
+    markers, member_count = view
     after = data.get("after")
     if after is not None:
         after = parse_message_id(after)
         if after is None:
             return error("invalid")
     join_room(room(conversation_id))
+    socket_joined(user.id, request.sid, conversation_id)  # looking at it, for notifications
     if after is None:
         messages, has_more, _source = recent_messages(conversation_id)
     else:
         messages, has_more, _source = messages_after(conversation_id, after)
+    pushed = member_count <= current_app.config["CHAT_PRESENCE_PUSH_MAX_MEMBERS"]
     return {"ok": True, "messages": messages, "has_more": has_more,
             "read": {str(uid): mid for uid, mid in markers.items()},
-            "presence": _presence_of(list(markers))}
-
-
-def _presence_of(user_ids: list[int]) -> dict[str, dict]:
-    try:
-        return {str(uid): status for uid, status in presence().status(user_ids).items()}
-    except Exception:
-        log.warning("presence unavailable", exc_info=True)
-        return {}
+            # A big room's answer names the caller alone, online on this very socket: no
+            # round trip to the tracker for that.
+            "presence": (statuses(list(markers)) if pushed
+                         else {str(user.id): status_after(True)}),
+            "presence_pushed": pushed}
 
 
 @chat_event("leave")
@@ -237,11 +272,22 @@ def on_leave(user: SocketUser, data: dict) -> dict:
     if not valid_conversation_id(conversation_id):
         return error("invalid")
     leave_room(room(conversation_id))  # leaving a room one is not in changes nothing
+    socket_left(user.id, request.sid, conversation_id)
     return {"ok": True}
 
 
-@chat_event("send_message", budget=None)  # CHAT_RATE_LIMIT, per user
+@chat_event("focus")
+def on_focus(user: SocketUser, data: dict) -> dict:
+    """The page shown (``conversation_id``) or hidden/blurred (null): whether this socket
+    counts as looking at its conversations, so that they are not pushed to the user."""
+    return set_focus(user.id, request.sid, data)
+
+
+@chat_event("send_message", budget=None, holds=True)  # CHAT_RATE_LIMIT, per user
 def on_send_message(user: SocketUser, data: dict) -> dict:
+    ran = run_if_command(user, data)  # a registered /name is a command, not a message
+    if ran is not None:
+        return ran
     return send_message(
         user,
         data.get("conversation_id"),
@@ -249,6 +295,8 @@ def on_send_message(user: SocketUser, data: dict) -> dict:
         data.get("client_id"),
         data.get("reply_to"),
         data.get("attachments"),
+        data.get("thread_id"),
+        data.get("also_to_conversation"),
     )
 
 
@@ -261,13 +309,35 @@ def on_heartbeat(user: SocketUser, data: dict) -> dict:
 
 @chat_event("presence")
 def on_presence(user: SocketUser, data: dict) -> dict:
-    """Online state and last-seen time of a conversation's participants."""
+    """Online state and last-seen time of a conversation's participants: those named in
+    ``user_ids`` (up to 100), else all of a small conversation's (a big one's: the caller's)."""
     conversation_id = data.get("conversation_id")
-    refusal = (_stranger_refusal(user.id, conversation_id)
-               or membership_refusal(user.id, conversation_id))
+    refusal = _stranger_refusal(user.id, conversation_id)
     if refusal:
         return error(refusal)
-    return {"ok": True, "presence": _presence_of(participant_ids(conversation_id))}
+    if "user_ids" not in data:
+        markers, _count = membership().markers_view(conversation_id, user.id)
+        if user.id not in markers:
+            return error("forbidden")
+        return {"ok": True, "presence": statuses(list(markers))}
+    wanted = asked_user_ids(data["user_ids"])
+    if wanted is None:
+        return error("invalid")
+    members = membership().members_among(conversation_id, [user.id, *wanted])
+    if user.id not in members:
+        return error("forbidden")
+    present = set(members)
+    return {"ok": True, "presence": statuses([uid for uid in wanted if uid in present])}
+
+
+@chat_event("presence_subscribe")
+def on_presence_subscribe(user: SocketUser, data: dict) -> dict:
+    """Follow the presence of up to 100 members of a conversation (a big one's members hear
+    no presence pushed): replaces this socket's earlier subscriptions."""
+    refusal = _stranger_refusal(user.id, data.get("conversation_id"))
+    if refusal:
+        return error(refusal)
+    return subscribe(request.sid, user.id, data.get("conversation_id"), data.get("user_ids"))
 
 
 @chat_event("typing", budget="typing")
@@ -287,7 +357,10 @@ def on_typing(user: SocketUser, data: dict) -> dict:
 
 @chat_event("read")
 def on_read(user: SocketUser, data: dict) -> dict:
-    return mark_read(user, data)
+    answer = mark_read(user, data)
+    if answer.get("ok"):  # read here: its notification closes on the user's other devices
+        queue_clear(user.id, data["conversation_id"], user.session_id or None)
+    return answer
 
 
 @chat_event("edit_message", budget=None)  # CHAT_CHANGE_RATE_LIMIT, per user
@@ -297,7 +370,14 @@ def on_edit_message(user: SocketUser, data: dict) -> dict:
 
 @chat_event("delete_message", budget=None)  # CHAT_CHANGE_RATE_LIMIT, per user
 def on_delete_message(user: SocketUser, data: dict) -> dict:
+    """One's own message, or anyone's for an owner or admin of a group or channel."""
     return delete_message(user, data)
+
+
+@chat_event("report_message")
+def on_report_message(user: SocketUser, data: dict) -> dict:
+    """Report a message to the site admins (participants only; one open report each)."""
+    return report_message(user, data)
 
 
 @chat_event("react", budget=None)  # CHAT_REACT_RATE_LIMIT, per user
@@ -318,3 +398,29 @@ def on_add_participants(user: SocketUser, data: dict) -> dict:
 @chat_event("leave_conversation")
 def on_leave_conversation(user: SocketUser, data: dict) -> dict:
     return leave_conversation(user, data)
+
+
+@chat_event("join_channel")
+def on_join_channel(user: SocketUser, data: dict) -> dict:
+    """Become a member of a public channel; then ``join`` it as any conversation."""
+    return join_channel(user, data)
+
+
+@chat_event("remove_participant")
+def on_remove_participant(user: SocketUser, data: dict) -> dict:
+    return remove_participant(user, data)
+
+
+@chat_event("set_role")
+def on_set_role(user: SocketUser, data: dict) -> dict:
+    return set_role(user, data)
+
+
+@chat_event("describe_conversation")
+def on_describe_conversation(user: SocketUser, data: dict) -> dict:
+    return describe_conversation(user, data)
+
+
+@chat_event("archive_conversation")
+def on_archive_conversation(user: SocketUser, data: dict) -> dict:
+    return archive_conversation(user, data)

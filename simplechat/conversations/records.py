@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 
 from simplechat.extensions import db
-from simplechat.infra.membership import members_changed, membership_refusal
+from simplechat.infra.membership import commit_members_change, membership_refusal
 from simplechat.infra.services import services
-from simplechat.models import Conversation, Participant, User
+from simplechat.models import (
+    ADMIN,
+    DIRECT,
+    LEVEL_DEFAULT,
+    LEVEL_NONE,
+    MEMBER,
+    OWNER,
+    PRIVATE,
+    Conversation,
+    Participant,
+    User,
+)
 from simplechat.realtime.emit import emit_to
 from simplechat.realtime.rooms import user_room
 
-# The most people a group holds; more are refused (the form, the API and add_participants).
-MAX_PARTICIPANTS = 50
 log = logging.getLogger(__name__)
 
 
@@ -93,15 +102,57 @@ def _existing_direct(creator: User, others: list[User]) -> Conversation | None:
 
 
 def _create(creator: User, others: list[User], title: str | None) -> Conversation:
+    group = len(others) > 1
     conversation = Conversation(
-        title=(title or None) if len(others) > 1 else None, is_group=len(others) > 1
+        title=(title or None) if group else None, is_group=group,
+        visibility=PRIVATE if group else DIRECT, created_by_id=creator.id,
     )
     members = [creator, *others]
-    conversation.participants = [Participant(user=u) for u in members]
+    conversation.participants = [
+        Participant(user=u, role=OWNER if group and u is creator else MEMBER) for u in members]
     db.session.add(conversation)
-    db.session.commit()
-    members_changed([conversation.id], [u.id for u in members])
+    db.session.flush()  # its id, for the cache's keys
+    commit_members_change([conversation.id], [u.id for u in members])
     return conversation
+
+
+def channel_fields(viewer_id: int | None, conversation_ids: list[int]) -> dict[int, dict]:
+    """What every conversation payload carries about the conversation itself, for many at
+    once in one statement: ``visibility``, ``description``, ``archived``, ``member_count`` and
+    the viewer's ``role`` (None for someone who takes no part in it, or no viewer)."""
+    if not conversation_ids:
+        return {}
+    counts = (select(Participant.conversation_id, func.count().label("n"))
+              .where(Participant.conversation_id.in_(conversation_ids))
+              .group_by(Participant.conversation_id).subquery())
+    mine = (select(Participant.conversation_id, Participant.role)
+            .where(Participant.user_id == viewer_id,
+                   Participant.conversation_id.in_(conversation_ids)).subquery())
+    rows = db.session.execute(
+        select(Conversation.id, Conversation.visibility, Conversation.description,
+               Conversation.archived, func.coalesce(counts.c.n, 0), mine.c.role)
+        .outerjoin(counts, counts.c.conversation_id == Conversation.id)
+        .outerjoin(mine, mine.c.conversation_id == Conversation.id)
+        .where(Conversation.id.in_(conversation_ids)))
+    return {cid: {"visibility": visibility, "description": description or "",
+                  "archived": bool(archived), "member_count": int(count), "role": role}
+            for cid, visibility, description, archived, count, role in rows}
+
+
+# The members a conversation payload lists: owners first, then admins, then by name.
+LISTED_MEMBERS = 50
+_ROLE_ORDER = case({OWNER: 0, ADMIN: 1}, value=Participant.role, else_=2)
+
+
+def listed_members(conversation_id: int, limit: int = LISTED_MEMBERS
+                   ) -> list[tuple[User, str]]:
+    """Up to ``limit`` members with their roles: owners, admins, then the others by name."""
+    return list(db.session.execute(
+        select(User, Participant.role).join(Participant, Participant.user_id == User.id)
+        .where(Participant.conversation_id == conversation_id)
+        .order_by(_ROLE_ORDER, User.first_name, User.last_name, User.id)
+        .limit(limit)
+    ).tuples())
 
 
 def participants_of(conversation_id: int) -> list[User]:
@@ -112,11 +163,32 @@ def participants_of(conversation_id: int) -> list[User]:
     ))
 
 
-def display_title(conversation: Conversation, viewer_id: int, members: list[User]) -> str:
+# An untitled group names this many of its other members, then how many more there are.
+NAMED_MEMBERS = 3
+
+
+def display_title(conversation: Conversation, viewer_id: int, members: list[User],
+                  member_count: int | None = None) -> str:
+    """What the viewer sees a conversation called: its title; for a direct conversation the
+    other person's full name; for an untitled group its other members' first names ("Bob,
+    Cat", "Bob, Cat, Dan and 4 others"), or "Bob and you" when one is left, so a group is never
+    named as a direct conversation is. ``members`` may be the first ones only (a big group's):
+    ``member_count`` is then the real number."""
     if conversation.title:
         return conversation.title
-    names = [u.full_name for u in members if u.id != viewer_id]
-    return ", ".join(names) or "Just you"
+    others = [u for u in members if u.id != viewer_id]
+    if not conversation.is_group:
+        return ", ".join(u.full_name for u in others) or "Just you"
+    names = [u.first_name.strip() or u.username for u in others]
+    if not names:
+        return "Just you"
+    if len(names) == 1:
+        return f"{names[0]} and you"
+    total = max(len(names), (member_count or 0) - 1)
+    if total <= NAMED_MEMBERS:
+        return ", ".join(names)
+    more = total - NAMED_MEMBERS
+    return ", ".join(names[:NAMED_MEMBERS]) + f" and {more} other{'s' if more > 1 else ''}"
 
 
 def set_muted(user_id: int, conversation_id: int, muted: bool) -> bool:
@@ -125,7 +197,11 @@ def set_muted(user_id: int, conversation_id: int, muted: bool) -> bool:
     changed = db.session.execute(
         update(Participant)
         .where(Participant.user_id == user_id, Participant.conversation_id == conversation_id)
-        .values(muted=muted))
+        # Muting is level "none" for good; unmuting ends any mute and a level "none".
+        .values(muted_until=None, notification_level=(
+            LEVEL_NONE if muted else case((Participant.notification_level == LEVEL_NONE,
+                                           LEVEL_DEFAULT),
+                                          else_=Participant.notification_level))))
     db.session.commit()
     if not changed.rowcount:
         return False

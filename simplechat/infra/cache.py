@@ -5,6 +5,12 @@ every message of the conversation, ``partial`` when older ones exist only in SQL
 marker or an empty list means "unknown" (never warmed, flushed or expired): the caller then
 reads SQL and re-warms. Client ids of recent sends are kept beside it so retries are not stored
 twice.
+
+The conversation's list is its main flow. Each thread has a list of its own, with the same
+rules, named by ``(conversation id, root id)`` wherever a conversation id names the main one:
+a thread reply goes on its thread's list (and on the main one too when it is also sent to the
+conversation; ``lists_of``), and its root, when the main list holds it, gets its ``thread``
+summary updated in place (``ROOT_STEP`` and ``SUMMARY_STEP``, in the intake's script).
 """
 
 from __future__ import annotations
@@ -23,6 +29,34 @@ from simplechat.infra.fastjson import dumps, loads
 ALL = "all"
 PARTIAL = "partial"
 EMPTY = "empty"  # warmed from SQL, which had no message: the list itself cannot be empty
+
+# A list of messages: a conversation's main flow (its id), or one thread of it (the
+# conversation's id and the root's id).
+ListId = int | tuple[int, str]
+# The repliers a root's ``thread`` summary names at most, in the order they first replied.
+THREAD_PARTICIPANTS = 5
+
+
+def lists_of(payload: dict) -> list[ListId]:
+    """The lists a message is kept on: the main flow's, its thread's, or both."""
+    conversation_id, thread_id = payload["conversation_id"], payload.get("thread_id")
+    if not thread_id:
+        return [conversation_id]
+    lists: list[ListId] = [(conversation_id, thread_id)]
+    if payload.get("also_to_conversation"):
+        lists.insert(0, conversation_id)
+    return lists
+
+
+def bump_thread(root: dict, sender_id: int, timestamp: str) -> dict:
+    """``root`` with its ``thread`` summary counting one more reply, from ``sender_id`` at
+    ``timestamp`` (what SUMMARY_STEP does in Redis)."""
+    summary = root.get("thread") or {}
+    people = list(summary.get("participants") or [])
+    if sender_id not in people and len(people) < THREAD_PARTICIPANTS:
+        people.append(sender_id)
+    return {**root, "thread": {"reply_count": int(summary.get("reply_count") or 0) + 1,
+                               "last_reply_at": timestamp, "participants": people}}
 
 # Lua, for this script and the send script (infra.intake): appends ``payload`` to ``list_key``,
 # keeping the newest ``max_length`` and refreshing ``ttl``; ``state_key`` becomes 'partial' once
@@ -100,6 +134,92 @@ return raw or ''
 """
 
 
+# Lua, for the intake's script: with ``root_id`` set (a thread reply), finds the root in the
+# main list ``main_list_key`` and sets ``root_raw`` and ``root_at`` (its index, 1-based).
+# Returns {'invalid'} when the root there is itself a reply or a system line, and
+# {'root_unknown'} when the list does not hold it and its thread has no list
+# (``thread_list_key``), unless ``root_check`` is 'known' (the caller found it elsewhere: SQL
+# or the write buffer). A thread's list exists only once a reply was taken in, its root
+# checked then: what makes a root (its conversation, not a reply, not a system line) never
+# changes, so it need not be looked up again. ``root_hint_key`` holds the root's payload as
+# SUMMARY_STEP last wrote it, found with LPOS (no copy of the list into the script), or ''
+# for a minute after the root was not in the list (a root older than the recent list: no
+# search each reply); when it is missing or out of date (an edit, a reaction) the list is
+# searched.
+ROOT_STEP = """
+local root_raw, root_at, root_new, root_decoded = nil, nil, '', nil
+if root_id ~= '' then
+  local hint = redis.call('GET', root_hint_key)
+  local items, needle, message_id, found, raw = nil, root_needle, root_id, nil, nil
+  local hinted = false
+  if hint and hint ~= '' then
+    local at = redis.call('LPOS', main_list_key, hint)
+    if at then found, raw, hinted = at + 1, hint, true end
+  end
+  if not found and hint ~= '' then
+    items = redis.call('LRANGE', main_list_key, 0, -1)
+""" + FIND_STEP + """
+  end
+  if found then
+    -- A hint is only ever a root this step let through: it is not checked again.
+    if not hinted then
+      root_decoded = cjson.decode(raw)
+      if (root_decoded['thread_id'] ~= nil and root_decoded['thread_id'] ~= cjson.null)
+          or root_decoded['kind'] == 'system' then
+        return {'invalid'}
+      end
+    end
+    root_raw, root_at = raw, found
+  elseif root_check ~= 'known' and redis.call('EXISTS', thread_list_key) == 0 then
+    return {'root_unknown'}
+  elseif hint ~= '' then
+    redis.call('SET', root_hint_key, '', 'EX', 60)
+  end
+end
+"""
+
+# Lua, after ROOT_STEP and every refusal: the root found gets its ``thread`` summary counting
+# the reply from ``sender`` at ``reply_at``, in place; ``root_new`` is its new payload. The
+# summary is written as text: re-encoding the whole payload would turn its empty lists into
+# objects. ``,"thread":`` cannot occur inside a JSON string (its quotes would be escaped).
+SUMMARY_STEP = """
+if root_raw then
+  local root = root_decoded or cjson.decode(root_raw)
+  local summary, count, people = root['thread'], 0, {}
+  if type(summary) == 'table' then
+    count = tonumber(summary['reply_count']) or 0
+    if type(summary['participants']) == 'table' then
+      for _, p in ipairs(summary['participants']) do
+        people[#people + 1] = string.format('%d', p)
+      end
+    end
+  end
+  local known = false
+  for _, p in ipairs(people) do if p == sender then known = true end end
+  if not known and #people < """ + str(THREAD_PARTICIPANTS) + """ then
+    people[#people + 1] = sender
+  end
+  local text = '{"reply_count":' .. string.format('%d', count + 1) .. ',"last_reply_at":"'
+    .. reply_at .. '","participants":[' .. table.concat(people, ',') .. ']}'
+  local s, e = string.find(root_raw, ',"thread":', 1, true)
+  if s then
+    local rest = string.sub(root_raw, e + 1)
+    local tail
+    if string.sub(rest, 1, 4) == 'null' then
+      tail = string.sub(rest, 5)
+    else
+      tail = string.sub(rest, string.find(rest, '}', 1, true) + 1)
+    end
+    root_new = string.sub(root_raw, 1, e) .. text .. tail
+  else
+    root_new = string.sub(root_raw, 1, -2) .. ',"thread":' .. text .. '}'
+  end
+  redis.call('LSET', main_list_key, root_at - 1, root_new)
+  redis.call('SET', root_hint_key, root_new, 'EX', ttl)
+end
+"""
+
+
 def id_needle(message_id: str) -> str:
     return '"id":' + json.dumps(message_id)
 
@@ -137,10 +257,18 @@ class RedisRecentCache:
         self._replace = redis.register_script(_REPLACE)
         self._find = redis.register_script(_FIND)
 
-    def keys(self, conversation_id: int) -> tuple[str, str]:
-        """The recent list's key and its state marker's key."""
-        base = f"{self._prefix}conv:{conversation_id}"
+    def keys(self, list_id: ListId) -> tuple[str, str]:
+        """The recent list's key and its state marker's key: a conversation's main flow, or
+        one of its threads."""
+        if isinstance(list_id, tuple):
+            base = f"{self._prefix}conv:{list_id[0]}:thread:{list_id[1]}"
+        else:
+            base = f"{self._prefix}conv:{list_id}"
         return f"{base}:recent", f"{base}:state"
+
+    def root_hint_key(self, conversation_id: int, root_id: str) -> str:
+        """Where the intake keeps a thread's root as it last wrote it (ROOT_STEP)."""
+        return f"{self._prefix}conv:{conversation_id}:thread:{root_id}:root"
 
     def dedupe_key(self, key: str) -> str:
         return f"{self._prefix}cid:{key}"

@@ -22,9 +22,16 @@ from typing import Protocol
 
 import redis as redis_lib
 
+from simplechat.infra.redis_client import Batch
+
 log = logging.getLogger(__name__)
 
 IDENTITY_TTL = 60  # seconds a cached live session is trusted before SQL is read again
+# While SQL cannot be read, a session confirmed live this many seconds ago at most is still
+# trusted (ending a session writes SQL first, so none can end meanwhile), and is read from SQL
+# again only every OUTAGE_RETRY seconds: its sockets and reconnects ride the outage out.
+OUTAGE_GRACE = 15 * 60
+OUTAGE_RETRY = 10
 SOCKETS_TTL = 24 * 3600  # a process that died leaves its sids behind this long at most
 TOKEN_TTL = 24 * 3600  # a token's hint; a connect without one reads SQL and writes it again
 
@@ -39,7 +46,9 @@ return {session_id, redis.call('GET', ARGV[1] .. 'sess:' .. session_id)}
 
 class LivenessStore(Protocol):
     def get(self, session_id: int) -> dict | None: ...
-    def put(self, session_id: int, identity: dict) -> None: ...
+    def stale(self, session_id: int) -> tuple[dict, float] | None: ...
+    def put(self, session_id: int, identity: dict, confirmed_at: float | None = None,
+            fresh_for: float | None = None) -> None: ...
     def forget(self, session_ids: list[int]) -> None: ...
     def put_token(self, digest: str, session_id: int) -> None: ...
     def forget_token(self, digest: str) -> None: ...
@@ -50,20 +59,45 @@ class LivenessStore(Protocol):
 
 
 class RedisLiveness:
-    def __init__(self, redis: redis_lib.Redis, prefix: str):
+    """Each identity is kept with when SQL last confirmed it (``_confirmed``) and until when it
+    is trusted without asking SQL (``_fresh``); past that it stays, stale, for OUTAGE_GRACE
+    after its confirmation: what ``cached_identity`` falls back on while SQL is away."""
+
+    def __init__(self, redis: redis_lib.Redis, prefix: str, identity_ttl: float = IDENTITY_TTL):
         self._redis = redis
         self._prefix = prefix
+        self._identity_ttl = identity_ttl
         self._by_token = redis.register_script(_BY_TOKEN)
 
     def _key(self, session_id: int) -> str:
         return f"{self._prefix}sess:{session_id}"
 
     def get(self, session_id: int) -> dict | None:
-        raw = self._redis.get(self._key(session_id))
-        return json.loads(raw) if raw else None
+        """The identity if it is fresh."""
+        return _fresh(self._redis.get(self._key(session_id)))
 
-    def put(self, session_id: int, identity: dict) -> None:
-        self._redis.set(self._key(session_id), json.dumps(identity), ex=IDENTITY_TTL)
+    def stale(self, session_id: int) -> tuple[dict, float] | None:
+        """The identity kept, fresh or not, and when SQL confirmed it (epoch seconds)."""
+        raw = self._redis.get(self._key(session_id))
+        if not raw:
+            return None
+        identity = json.loads(raw)
+        identity.pop("_fresh", None)
+        return identity, float(identity.pop("_confirmed", 0))
+
+    def put(self, session_id: int, identity: dict, confirmed_at: float | None = None,
+            fresh_for: float | None = None) -> None:
+        """Keep ``identity``, confirmed now (or at ``confirmed_at``), trusted ``fresh_for``
+        seconds (IDENTITY_TTL)."""
+        now = time.time()
+        confirmed = now if confirmed_at is None else confirmed_at
+        keep = confirmed + OUTAGE_GRACE - now
+        if keep <= 0:
+            return
+        fresh = now + (self._identity_ttl if fresh_for is None else fresh_for)
+        self._redis.set(self._key(session_id),
+                        json.dumps({**identity, "_confirmed": confirmed, "_fresh": fresh}),
+                        ex=max(1, int(keep)))
 
     def forget(self, session_ids: list[int]) -> None:
         if session_ids:
@@ -83,17 +117,24 @@ class RedisLiveness:
         found = self._by_token(keys=[self._token_key(digest)], args=[self._prefix])
         if not found:
             return None
-        return int(found[0]), json.loads(found[1]) if len(found) > 1 and found[1] else None
+        return int(found[0]), _fresh(found[1] if len(found) > 1 else None)
 
     def add_socket(self, session_id: int, sid: str) -> None:
+        batch = Batch(self._redis)
+        self.queue_add_socket(batch, session_id, sid)
+        _raise_any(batch.run())
+
+    def queue_add_socket(self, batch: Batch, session_id: int, sid: str) -> None:
+        """``add_socket`` as steps of a batch (infra/redis_client.py's Batch)."""
         key = self._key(session_id) + ":sockets"
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.sadd(key, sid)
-            pipe.expire(key, SOCKETS_TTL)
-            pipe.execute()
+        batch.command("SADD", key, sid)
+        batch.command("EXPIRE", key, SOCKETS_TTL)
 
     def drop_socket(self, session_id: int, sid: str) -> None:
         self._redis.srem(self._key(session_id) + ":sockets", sid)
+
+    def queue_drop_socket(self, batch: Batch, session_id: int, sid: str) -> None:
+        batch.command("SREM", self._key(session_id) + ":sockets", sid)
 
     def sockets(self, session_id: int) -> set[str]:
         return {s.decode() for s in self._redis.smembers(self._key(session_id) + ":sockets")}
@@ -120,7 +161,11 @@ class MemoryLiveness:
                 return None
             return entry[1]
 
-    def put(self, session_id: int, identity: dict) -> None:
+    def stale(self, session_id: int) -> tuple[dict, float] | None:
+        return None  # one process, its own SQLite: no outage to ride out
+
+    def put(self, session_id: int, identity: dict, confirmed_at: float | None = None,
+            fresh_for: float | None = None) -> None:
         with self._lock:
             if len(self._identities) > 100_000:
                 now = time.monotonic()
@@ -164,10 +209,28 @@ class MemoryLiveness:
             return set(self._sockets.get(session_id, ()))
 
 
+def _raise_any(replies: list) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+
+
+def _fresh(raw: bytes | str | None) -> dict | None:
+    """A kept identity if it is still trusted without SQL, without its bookkeeping."""
+    if not raw:
+        return None
+    identity = json.loads(raw)
+    if identity.pop("_fresh", float("inf")) <= time.time():
+        return None
+    identity.pop("_confirmed", None)
+    return identity
+
+
 def cached_identity(store: LivenessStore, key: int, load: Callable[[], dict | None],
                     what: str) -> dict | None:
     """The identity cached under ``key``, else ``load()`` (SQL) put back. A store that does not
-    answer is skipped: the caller gets SQL's answer."""
+    answer is skipped: the caller gets SQL's answer. SQL that does not answer falls back on the
+    stale identity kept, confirmed within OUTAGE_GRACE, trusted again for OUTAGE_RETRY."""
     try:
         identity = store.get(key)
     except Exception:
@@ -176,13 +239,37 @@ def cached_identity(store: LivenessStore, key: int, load: Callable[[], dict | No
         return load()
     if identity is not None:
         return identity
-    identity = load()
+    try:
+        identity = load()
+    except Exception:
+        kept = _kept(store, key)
+        if kept is None:
+            raise
+        identity, confirmed = kept
+        log.warning("database unavailable: %s %s trusted as SQL confirmed it %.0f s ago",
+                    what, key, time.time() - confirmed)
+        try:
+            store.put(key, identity, confirmed_at=confirmed, fresh_for=OUTAGE_RETRY)
+        except Exception:
+            pass
+        return identity
     if identity is not None:
         try:
             store.put(key, identity)
         except Exception:
             log.warning("%s %s not cached", what, key, exc_info=True)
     return identity
+
+
+def _kept(store: LivenessStore, key: int) -> tuple[dict, float] | None:
+    """The stale identity kept under ``key`` and when SQL confirmed it, if within the grace."""
+    try:
+        kept = store.stale(key)
+    except Exception:
+        return None
+    if kept is None or time.time() - kept[1] > OUTAGE_GRACE:
+        return None
+    return kept
 
 
 def identity_by_token(store: LivenessStore, digest: str, by_id: Callable[[int], dict | None],

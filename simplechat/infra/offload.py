@@ -1,11 +1,15 @@
-"""CPU-heavy work (image decoding and thumbnails, Markdown rendering, password hashes) off the
-event loop: it runs on a bounded pool of operating-system threads while the loop goes on serving
-every other socket and request.
+"""CPU-heavy work (Markdown rendering, password hashes, waiting for an image's decoding child
+process) off the event loop: it runs on a bounded pool of operating-system threads while the
+loop goes on serving every other socket and request.
 
 One eventlet or gevent worker serves everyone from one loop: a function that computes for
-100 ms there stops every other user for 100 ms. Pillow and hashlib's scrypt release the GIL
-while they compute, so on a thread they cost the loop nothing; pure Python (Markdown) shares
-the GIL, and the loop still gets its turn every few milliseconds instead of waiting for the end.
+100 ms there stops every other user for 100 ms. hashlib's scrypt releases the GIL while it
+computes, so on a thread it costs the loop nothing; pure Python (Markdown) shares the GIL, and
+the loop still gets its turn every few milliseconds instead of waiting for the end.
+
+A job may also wait on its thread for a child process (uploaded pictures are decoded in one,
+``attachments/decoding.py``): such a waiting job blocks with the standard library's own
+functions (``original``), since the server's green ones would need a hub on that thread.
 
 At most ``CHAT_CPU_WORKERS`` jobs run at once; at most ``CHAT_CPU_QUEUE`` more wait for a slot,
 and a job beyond those is refused at once (``Busy``) instead of queueing without bound.
@@ -13,6 +17,8 @@ and a job beyond those is refused at once (``Busy``) instead of queueing without
 
 from __future__ import annotations
 
+import importlib
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -91,3 +97,20 @@ def offload(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     if not current_app:
         return fn(*args, **kwargs)
     return offload_pool().run(fn, *args, **kwargs)
+
+
+def original(module: str, name: str) -> Any:
+    """``module.name`` as the standard library has it, even where eventlet or gevent patched it:
+    a job on the pool's threads that waits (for a child process, a timer) blocks its own OS
+    thread, as a green wait cannot there (gevent's child watchers live on the loop's thread)."""
+    if "eventlet" in sys.modules:  # importing eventlet otherwise only warns that it is deprecated
+        import eventlet.patcher
+
+        if eventlet.patcher.is_monkey_patched(module):
+            return getattr(eventlet.patcher.original(module), name)
+    if "gevent" in sys.modules:
+        from gevent import monkey
+
+        if monkey.is_module_patched(module):
+            return monkey.get_original(module, name)
+    return getattr(importlib.import_module(module), name)

@@ -211,3 +211,20 @@ class RegisterLimiter:
     def hit(self, ip: str) -> float:
         """Take one attempt for this address: 0.0 if allowed, else the seconds to wait."""
         return self._ip.hit(f"register-ip:{ip}")
+
+
+class ResetLimiter:
+    """Password reset requests, per typed e-mail address and per client address, counted
+    whether the address has an account or not (so a refusal tells nothing about it)."""
+
+    def __init__(self, per_email, per_ip):
+        self._email = per_email  # RedisRateLimiter or MemoryRateLimiter each
+        self._ip = per_ip
+
+    def hit(self, email: str, ip: str) -> float:
+        """Take one request: 0.0 if allowed, else the seconds to wait. The client's limit is
+        taken first; one refused there does not use up the address's."""
+        wait = self._ip.hit(f"reset-ip:{ip}")
+        if wait:
+            return wait
+        return self._email.hit(f"reset-email:{email.strip().lower()}")

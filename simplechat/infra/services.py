@@ -16,9 +16,10 @@ from simplechat.infra.ratelimit import (
     MemoryRateLimiter,
     RedisRateLimiter,
     RegisterLimiter,
+    ResetLimiter,
     parse_rate,
 )
-from simplechat.infra.redis_client import redis_from_url
+from simplechat.infra.redis_client import Sentinels, redis_from_url
 
 RateLimiter = RedisRateLimiter | MemoryRateLimiter
 T = TypeVar("T")
@@ -37,6 +38,7 @@ class Services:
     react_limiter: RateLimiter  # reactions (CHAT_REACT_RATE_LIMIT)
     upload_limiter: RateLimiter  # attachment uploads (CHAT_UPLOAD_RATE_LIMIT)
     conversation_limiter: RateLimiter  # conversations started (CHAT_CONVERSATION_RATE_LIMIT)
+    reset_limiter: ResetLimiter  # password reset mails asked for (RESET_RATE_LIMIT_*)
 
     @property
     def embedded(self) -> bool:
@@ -56,12 +58,15 @@ def init_services(app: Flask) -> Services:
     react_rate = parse_rate(app.config["CHAT_REACT_RATE_LIMIT"])
     upload_rate = parse_rate(app.config["CHAT_UPLOAD_RATE_LIMIT"])
     conversation_rate = parse_rate(app.config["CHAT_CONVERSATION_RATE_LIMIT"])
+    reset_rates = (parse_rate(app.config["RESET_RATE_LIMIT_EMAIL"]),
+                   parse_rate(app.config["RESET_RATE_LIMIT_IP"]))
     prefix = app.config["REDIS_KEY_PREFIX"]
     dedupe_ttl = app.config["CHAT_DEDUPE_WINDOW"]
     url = app.config.get("REDIS_URL")
     if url:
-        # connects lazily, on first use
-        client = redis_from_url(url, app.config["REDIS_MAX_CONNECTIONS"])
+        # connects lazily, on first use (to the primary the sentinels name, if any)
+        client = redis_from_url(url, app.config["REDIS_MAX_CONNECTIONS"],
+                                Sentinels.from_config(app.config))
         services = Services(
             redis=client,
             cache=RedisRecentCache(client, size, prefix, CACHE_TTL, dedupe_ttl),
@@ -69,11 +74,13 @@ def init_services(app: Flask) -> Services:
             change_limiter=RedisRateLimiter(client, change_rate, prefix),
             login_limiter=LoginLimiter(*(RedisRateLimiter(client, r, prefix)
                                          for r in login_rates)),
-            liveness=RedisLiveness(client, prefix),
+            liveness=RedisLiveness(client, prefix, app.config["SESSION_CACHE_SECONDS"]),
             register_limiter=RegisterLimiter(RedisRateLimiter(client, register_rate, prefix)),
             react_limiter=RedisRateLimiter(client, react_rate, prefix),
             upload_limiter=RedisRateLimiter(client, upload_rate, prefix),
             conversation_limiter=RedisRateLimiter(client, conversation_rate, prefix),
+            reset_limiter=ResetLimiter(*(RedisRateLimiter(client, r, prefix)
+                                         for r in reset_rates)),
         )
     else:
         services = Services(
@@ -87,6 +94,7 @@ def init_services(app: Flask) -> Services:
             react_limiter=MemoryRateLimiter(react_rate),
             upload_limiter=MemoryRateLimiter(upload_rate),
             conversation_limiter=MemoryRateLimiter(conversation_rate),
+            reset_limiter=ResetLimiter(*(MemoryRateLimiter(r) for r in reset_rates)),
         )
     app.extensions["simplechat"] = services
     return services

@@ -151,6 +151,18 @@ class RedisWriteBuffer:
             pipe.llen(self.processing_key)
             return sum(pipe.execute())
 
+    def backlog(self) -> tuple[int, dict | None]:
+        """Payloads not stored yet, and the oldest of them (a batch in flight first), in one
+        round trip."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.llen(self.buffer_key)
+            pipe.llen(self.processing_key)
+            pipe.lindex(self.processing_key, 0)
+            pipe.lindex(self.buffer_key, 0)
+            waiting, processing, first_processing, first_waiting = pipe.execute()
+        oldest = first_processing or first_waiting
+        return waiting + processing, loads(oldest) if oldest else None
+
     def flush(self, store: Store, max_batches: int = MAX_BATCHES_PER_RUN,
               take_over: bool = False) -> Flushed:
         """Store up to ``max_batches`` batches, a batch left by a dead flusher first.

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from simplechat.extensions import db
 from simplechat.infra.commands import fail
-from simplechat.infra.redis_client import redis_from_url
+from simplechat.infra.redis_client import Sentinels, redis_from_url
 from simplechat.infra.services import services
 from simplechat.messaging.history import rewarm_recent
 from simplechat.models import Conversation, Message, User
@@ -54,9 +54,13 @@ def queue_depth() -> int | None:
     Redis)."""
     celery = current_app.extensions["celery"]
     url = celery.conf.broker_url
+    sentinels = None
+    if url.startswith("sentinel://"):  # the primary the sentinels name (infra/celery_app.py)
+        sentinels = Sentinels.from_config(current_app.config)
+        url = current_app.config.get("CELERY_BROKER_URL") or current_app.config["REDIS_URL"]
     if celery.conf.task_always_eager or not url.startswith(("redis://", "rediss://")):
         return None
-    client = redis_from_url(url)
+    client = redis_from_url(url, sentinels=sentinels)
     try:
         return client.llen(current_app.config.get("CELERY_QUEUE", "simplechat"))
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
+from html.parser import HTMLParser
 
 import nh3
 from markdown_it import MarkdownIt
@@ -163,3 +164,49 @@ def render_html(text: str, mentions: dict[str, int] | None = None) -> str:
     if plain is not None:
         return plain
     return sanitize(_parser().render(text, {"mentions": mentions or {}})).rstrip("\n")
+
+
+
+# How much of a message a preview reads: enough for any preview, never a whole long message.
+PREVIEW_SOURCE = 2000
+_BLOCKS = frozenset({"p", "br", "pre", "blockquote", "ul", "ol", "li", "hr",
+                     "h1", "h2", "h3", "h4", "h5", "h6"})
+
+
+class _TextOf(HTMLParser):
+    """The text of sanitized HTML, blocks and line breaks as spaces."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag in _BLOCKS:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _BLOCKS:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def plain_text(text: str, html: str | None = None, limit: int = 120) -> str:
+    """What a message reads as once rendered, as one line of plain text of at most ``limit``
+    characters, for previews (the conversation list): its words, link texts, mentions and code
+    without Markdown's syntax, blocks and line breaks as single spaces.
+
+    Read from ``html``, the rendering made (off the event loop) when it was sent, with an HTML
+    parser; a line of plain words is its own preview. A message stored without its rendering
+    (from before rendering existed) is rendered here, its first PREVIEW_SOURCE characters."""
+    if not text:
+        return ""
+    if plain_html(text[:PREVIEW_SOURCE]) is not None:
+        return text[:limit]
+    if html is None:
+        html = render_html(text[:PREVIEW_SOURCE])
+    reader = _TextOf()
+    reader.feed(html[:PREVIEW_SOURCE * 2])
+    reader.close()
+    return " ".join("".join(reader.parts).split())[:limit]

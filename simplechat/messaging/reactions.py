@@ -9,7 +9,7 @@ import emoji as emoji_lib
 
 from simplechat.answers import error
 from simplechat.infra.ids import parse_message_id
-from simplechat.infra.membership import membership_refusal
+from simplechat.infra.membership import write_refusal
 from simplechat.infra.services import services
 from simplechat.messaging.replies import find_message
 from simplechat.realtime.emit import emit_to
@@ -71,7 +71,7 @@ def react(user, data: dict) -> dict:
     conversation_id = data.get("conversation_id")
     message_id = parse_message_id(data.get("message_id"))
     emoji, on = valid_emoji(data.get("emoji")), data.get("on", True)
-    refusal = membership_refusal(user.id, conversation_id)
+    refusal = write_refusal(user.id, conversation_id)
     if refusal == "invalid" or message_id is None or emoji is None or not isinstance(on, bool):
         return error("invalid")
     if refusal:
@@ -92,14 +92,23 @@ def react(user, data: dict) -> dict:
             return error("rate_limited", retry_after=round(wait, 3))
         updated = svc.cache.update(conversation_id, message_id, change)
         current = changed["payload"]
-        if current is None:  # not in the recent list: SQL, or the write buffer
+        if current is None:  # not in the recent list: a thread's, SQL, or the write buffer
             found = find_message(conversation_id, message_id)
             if found is None:
                 return error("not_found")
-            updated = _toggled(found, user.id, emoji, on)
-            current = updated or found
+            if found.get("thread_id"):
+                updated = svc.cache.update((conversation_id, found["thread_id"]), message_id,
+                                           change)
+                current = changed["payload"]
+            if current is None:
+                updated = _toggled(found, user.id, emoji, on)
+                current = updated or found
         if updated is None:
             return {"ok": True, "message": current}  # already so: nothing to store or tell
+        if updated.get("thread_id") and updated.get("also_to_conversation"):
+            # In both lists: the thread's copy gets the same reactions.
+            svc.cache.update((conversation_id, updated["thread_id"]), message_id,
+                             lambda cached: {**cached, "reactions": updated["reactions"]})
         store_reaction.apply_async(args=[updated, user.id, emoji, on])
     except _Refused as refused:
         return error(refused.code, **({"max_distinct": MAX_DISTINCT}

@@ -17,8 +17,21 @@ from flask import current_app
 
 from simplechat.answers import error
 from simplechat.extensions import end_transaction
+from simplechat.infra.cache import bump_thread
 from simplechat.infra.ids import new_message_id, parse_message_id
-from simplechat.infra.intake import DUPLICATE, FORBIDDEN, RATE_LIMITED, UNKNOWN, Taken, intake
+from simplechat.infra.intake import (
+    ARCHIVED,
+    DUPLICATE,
+    FORBIDDEN,
+    INVALID,
+    OK,
+    RATE_LIMITED,
+    ROOT_UNKNOWN,
+    UNCONFIRMED,
+    UNKNOWN,
+    Taken,
+    intake,
+)
 from simplechat.infra.membership import membership, valid_conversation_id
 from simplechat.infra.offload import Busy, offload
 from simplechat.infra.services import services
@@ -27,6 +40,7 @@ from simplechat.messaging.mentions import resolve_mentions
 from simplechat.messaging.payload import message_payload, reply_summary
 from simplechat.messaging.replies import find_message
 from simplechat.observability.metrics import observe_send
+from simplechat.realtime.coalesced import coalesced
 from simplechat.realtime.emit import emit_to
 from simplechat.realtime.rooms import room, user_room
 
@@ -73,11 +87,12 @@ class Sender(Protocol):
 
 def _retry_answer(original: dict, content: tuple | None) -> dict:
     """The answer to a send whose client id was seen before in this conversation: the original
-    message if it is the same text, reply and files (a retry), else ``conflict``."""
-    text, reply_id, attachment_ids = content or (None, None, [])
+    message if it is the same text, reply, files and thread (a retry), else ``conflict``."""
+    text, reply_id, attachment_ids, thread_id = content or (None, None, [], None)
     if (original.get("message") != text
             or (original.get("reply_to") or {}).get("id") != reply_id
-            or [a["id"] for a in original.get("attachments") or []] != attachment_ids):
+            or [a["id"] for a in original.get("attachments") or []] != attachment_ids
+            or original.get("thread_id") != thread_id):
         return error("conflict")
     return {"ok": True, "message": original, "duplicate": True}
 
@@ -85,13 +100,17 @@ def _retry_answer(original: dict, content: tuple | None) -> dict:
 @observe_send
 def send_message(sender: Sender, conversation_id: object, text: object,
                  client_id: object = None, reply_to: object = None,
-                 attachments: object = None, *, unknown: str = "invalid") -> dict:
+                 attachments: object = None, thread_id: object = None,
+                 also_to_conversation: object = None, *, unknown: str = "invalid") -> dict:
     """Send ``text`` from ``sender`` to a conversation; returns the acknowledgement.
 
     ``reply_to`` names a message of the same conversation, ``attachments`` up to 10 of the
-    sender's uploads to it not sent yet; ``unknown`` is the error code when either names
-    nothing the sender may use there (the socket protocol's ``invalid``; the REST routes,
-    whose bodies were checked against the document already, pass ``not_found``).
+    sender's uploads to it not sent yet, ``thread_id`` the root of the thread the message
+    replies in (a main-flow message of the same conversation, not a system line), shown in the main
+    flow too with ``also_to_conversation`` (ignored without a thread); ``unknown`` is the
+    error code when any of them names nothing the sender may use there (the socket
+    protocol's ``invalid``; the REST routes, whose bodies were checked against the document
+    already, pass ``not_found``).
 
     Only a message that uses them pays for them: a plain one-line message is one Redis round
     trip; one that needs Markdown, mentions, a reply or files is two (it is admitted first, so
@@ -110,6 +129,16 @@ def send_message(sender: Sender, conversation_id: object, text: object,
         reply_id = parse_message_id(reply_to)
         if reply_id is None:
             return error("invalid")
+    root_id = None
+    if thread_id is not None:
+        root_id = parse_message_id(thread_id)
+        if root_id is None:
+            return error("invalid")
+    if also_to_conversation is None:
+        also_to_conversation = False
+    if not isinstance(also_to_conversation, bool):
+        return error("invalid")
+    also_to_conversation = also_to_conversation and root_id is not None  # else: no meaning
     attachment_ids, code = parse_ids(attachments)
     if code:
         return error(code, **({"max_attachments": MAX_ATTACHMENTS} if code == "too_many" else {}))
@@ -119,7 +148,7 @@ def send_message(sender: Sender, conversation_id: object, text: object,
     sender_id, sender_name = sender.id, sender.full_name
     # A client id is the sender's own, in one conversation.
     dedupe_key = f"{sender_id}:{conversation_id}:{client_id}" if client_id else None
-    content = (text, reply_id, attachment_ids or [])
+    content = (text, reply_id, attachment_ids or [], root_id)
     message_id = new_message_id()
     html = plain_html(text)  # None: the Markdown parser is needed (mentions included)
     members = _Members(conversation_id)
@@ -169,9 +198,10 @@ def send_message(sender: Sender, conversation_id: object, text: object,
     payload = message_payload(message_id, conversation_id, None, text, client_id,
                               sender_id=sender_id, sender_name=sender_name,
                               html=html, reply_to=summary,
-                              mentions=mentions, attachments=files)
+                              mentions=mentions, attachments=files, thread_id=root_id,
+                              also_to_conversation=also_to_conversation)
     # An admitted send has taken its token already.
-    ack = deliver(payload, dedupe_key, content, limited=not admitted)
+    ack = deliver(payload, dedupe_key, content, limited=not admitted, unknown=unknown)
     if files and not (ack["ok"] and ack["message"]["id"] == message_id):
         try:
             release(message_id)
@@ -210,11 +240,15 @@ def _admit(conversation_id: int, sender_id: int, dedupe_key: str | None, content
     gate = intake()
     taken = gate.admit(conversation_id, sender_id, dedupe_key)
     if taken.status == UNKNOWN:  # members not cached: read from SQL once (and cached)
-        if sender_id not in members():
+        ids, archived = membership().state(conversation_id)
+        members.known(list(ids))
+        if sender_id not in ids:
             return error("forbidden")
+        if archived:
+            return error("archived")
         taken = gate.admit(conversation_id, sender_id, dedupe_key, members=members())
-    if taken.status == FORBIDDEN:
-        return error("forbidden")
+    if taken.status in (FORBIDDEN, ARCHIVED):
+        return error(taken.status)
     if taken.status == DUPLICATE:
         return _retry_answer(taken.original, content)
     if taken.status == RATE_LIMITED:
@@ -234,22 +268,32 @@ def tell_mentioned(payload: dict, mentioned: list[int], sender_id: int) -> None:
 
 
 def deliver(payload: dict, dedupe_key: str | None = None, content: tuple | None = None,
-            members: list[int] | None = None, limited: bool = True) -> dict:
+            members: list[int] | None = None, limited: bool = True,
+            unknown: str = "invalid") -> dict:
     """Steps 3-6 for a payload made: take it in, queue its SQL write, fan it out, answer.
 
-    ``members`` (from SQL) skips the cached membership check; ``limited=False`` skips the rate
-    limit (a system line is not the actor's to spend; an admitted send took its token)."""
+    ``members`` (from SQL) skips the cached membership and archived checks (a system line
+    about archiving is posted in the archived conversation); ``limited=False`` skips the rate
+    limit (a system line is not the actor's to spend; an admitted send took its token). A
+    thread reply whose root is no root answers ``unknown``."""
     conversation_id = payload["conversation_id"]
     try:
-        # 3-4. Membership, a retry's original, the rate limit, the recent list and the queued
-        # SQL write: one round trip to Redis.
+        # 3-4. Membership, a retry's original, the rate limit, the recent list (the thread's
+        # for a thread reply, whose root's summary is updated) and the queued SQL write: one
+        # round trip to Redis.
         taken = _take(conversation_id, payload["sender"], payload, dedupe_key, members, limited)
-        if taken.status == FORBIDDEN:
-            return error("forbidden")
+        if taken.status in (FORBIDDEN, ARCHIVED):
+            return error(taken.status)
+        if taken.status == INVALID:
+            return error(unknown)
         if taken.status == DUPLICATE:
             return _retry_answer(taken.original, content)
         if taken.status == RATE_LIMITED:
             return error("rate_limited", retry_after=round(taken.wait, 3))
+        if taken.status == UNCONFIRMED:  # CHAT_ACK_REPLICAS not reached: taken back
+            log.warning("send to conversation %s refused: replicas did not confirm it",
+                        conversation_id)
+            return error("unavailable")
         _queue_flush(payload, dedupe_key, taken.flush)
     except Unavailable:
         return error("unavailable")
@@ -263,26 +307,63 @@ def deliver(payload: dict, dedupe_key: str | None = None, content: tuple | None 
     try:
         emit_to([room(conversation_id), *(user_room(uid) for uid in taken.members)],
                 "message", payload)
+        if payload.get("thread_id"):  # the root's "N replies" under it, for the room
+            coalesced().emit(payload["thread_id"], room(conversation_id), "message_updated",
+                             taken.root or _stored_root(conversation_id, payload["thread_id"]))
     except Exception:
         log.exception("fan-out of message %s failed", payload["id"])
-    # 6. The acknowledgement: the write is queued and will reach SQL.
+    # 6. The acknowledgement: the write is queued and will reach SQL (and, with
+    # CHAT_ACK_REPLICAS, its entry is on that many Redis replicas).
     return {"ok": True, "message": payload}
 
 
 def _take(conversation_id: int, sender_id: int, payload: dict, dedupe_key: str | None,
           members: list[int] | None = None, limited: bool = True) -> Taken:
-    """The intake's answer; members not cached are read from SQL once (and cached)."""
+    """The intake's answer; members not cached are read from SQL once (and cached), and a
+    thread reply's root not in the recent list is looked up where it is (SQL, the write
+    buffer), once: then the intake is asked again (at most three times in all)."""
     gate = intake()
-    if members is None:
-        taken = gate.take(conversation_id, sender_id, payload, dedupe_key, limited=limited)
-        if taken.status != UNKNOWN:
+    root: dict | None = None
+    for _ in range(3):
+        taken = gate.take(conversation_id, sender_id, payload, dedupe_key, members=members,
+                          limited=limited, root_known=root is not None)
+        if taken.status == UNKNOWN and members is None:
+            ids, archived = membership().state(conversation_id)
+            end_transaction()
+            members = list(ids)
+            if sender_id not in members:
+                return Taken(FORBIDDEN)
+            if archived:
+                return Taken(ARCHIVED)
+        elif taken.status == ROOT_UNKNOWN and root is None:
+            root = find_message(conversation_id, payload["thread_id"])
+            end_transaction()
+            if root is None or not is_root(root):
+                return Taken(INVALID)
+        else:
+            if taken.status == OK and taken.root is None and root is not None:
+                # Not in the recent list: its stored summary and this reply, for the room.
+                taken.root = bump_thread(root, sender_id, payload["timestamp"])
             return taken
-        members = list(membership().members(conversation_id))
-        end_transaction()
-        if sender_id not in members:
-            return Taken(FORBIDDEN)
-    return gate.take(conversation_id, sender_id, payload, dedupe_key, members=members,
-                     limited=limited)
+    raise RuntimeError("the intake asked again more than twice")
+
+
+def _stored_root(conversation_id: int, root_id: str):
+    """A root that is not in the recent list, as SQL has it (its summary of the stored
+    replies), read when it is sent: at most once per CHAT_THREAD_SUMMARY_INTERVAL."""
+    app = current_app._get_current_object()
+
+    def read() -> dict | None:
+        with app.app_context():
+            return find_message(conversation_id, root_id)
+
+    return read
+
+
+def is_root(message: dict) -> bool:
+    """Whether a message may have a thread: a main-flow message that is not a system line (a
+    deleted one keeps its thread, and takes replies)."""
+    return not (message.get("thread_id") or message.get("kind") == "system")
 
 
 def _queue_flush(payload: dict, dedupe_key: str | None, needed: bool) -> None:
@@ -302,6 +383,10 @@ def _queue_flush(payload: dict, dedupe_key: str | None, needed: bool) -> None:
                 return  # a flush already holds it: it will be stored
         except Exception:
             log.warning("could not take message %s back from the write buffer", payload["id"])
+            if intake().ack_replicas:
+                # Replicas hold it (WAIT said so): it waits in the buffer for the next flush,
+                # which a worker queues when it reaches the broker again (FlushOnConnect).
+                return
         try:
             services().cache.remove(payload["conversation_id"], payload["id"], dedupe_key)
         except Exception:

@@ -1,5 +1,6 @@
-"""System lines: what happened to a group (renamed, people added, someone left), told in its
-timeline as a message of ``kind: "system"`` on the send path (recent list, write buffer, SQL)."""
+"""System lines: what happened to a group or channel (renamed, described, people added, joined,
+removed or left, a role changed, archived), told in its timeline as a message of ``kind:
+"system"`` on the send path (recent list, write buffer, SQL)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,38 @@ def added(actor: User, conversation_id: int, users: list[User]) -> dict:
 def left(actor: User, conversation_id: int) -> dict:
     return post_system_line(actor, conversation_id, f"{actor.full_name} left the group",
                             {"event": "left", "user_id": actor.id}, also=[actor.id])
+
+
+def joined(actor: User, conversation_id: int) -> dict:
+    return post_system_line(actor, conversation_id, f"{actor.full_name} joined the channel",
+                            {"event": "joined", "user_id": actor.id})
+
+
+def removed(actor: User, conversation_id: int, target: User) -> dict:
+    return post_system_line(actor, conversation_id,
+                            f"{actor.full_name} removed {target.full_name}",
+                            {"event": "removed", "user_id": target.id})
+
+
+ROLE_NAMES = {"owner": "an owner", "admin": "an admin", "member": "a member"}
+
+
+def role_changed(actor: User, conversation_id: int, target: User, role: str) -> dict:
+    text = (f"{target.full_name} is now {ROLE_NAMES[role]}" if actor.id == target.id
+            else f"{actor.full_name} made {target.full_name} {ROLE_NAMES[role]}")
+    return post_system_line(actor, conversation_id, text,
+                            {"event": "role_changed", "user_id": target.id, "role": role})
+
+
+def described(actor: User, conversation_id: int, description: str) -> dict:
+    text = (f"{actor.full_name} changed the description" if description
+            else f"{actor.full_name} removed the description")
+    return post_system_line(actor, conversation_id, text,
+                            {"event": "described", "description": description})
+
+
+def archived(actor: User, conversation_id: int, archived: bool) -> dict:
+    text = (f"{actor.full_name} archived the conversation" if archived
+            else f"{actor.full_name} unarchived the conversation")
+    return post_system_line(actor, conversation_id, text,
+                            {"event": "archived" if archived else "unarchived"})

@@ -105,10 +105,11 @@ def _refused(payload: object, why: str = "refused by the database") -> None:
 
 
 @shared_task(name="simplechat.store_message_change", **DATABASE_RETRY)
-def store_message_change(payload: dict, changed_at: str) -> bool:
-    """Write an edit or a deletion to SQL (idempotent; order-independent)."""
+def store_message_change(payload: dict, changed_at: str, previous: str | None = None) -> bool:
+    """Write an edit or a deletion to SQL (idempotent; order-independent); an edit keeps the
+    text it replaced, ``previous``."""
     try:
-        changed = apply_message_change(payload, datetime.fromisoformat(changed_at))
+        changed = apply_message_change(payload, datetime.fromisoformat(changed_at), previous)
     except DBAPIError:
         db.session.rollback()
         raise

@@ -45,6 +45,11 @@ SEND_SECONDS = Histogram(
     "simplechat_send_duration_seconds", "Time spent in the send path (validate to ack)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+LIMIT_REFUSALS = Counter(
+    "simplechat_limit_refusals",
+    "Requests, events and connections refused by a limit, by limit (docs/SECURITY.md)",
+    ["limit"],
+)
 JOINS = Counter("simplechat_joins", "join events, by outcome", ["outcome"])
 HISTORY_READS = Counter(
     "simplechat_history_reads", "History reads, by where they were served from", ["source"],
@@ -64,6 +69,14 @@ WRITE_FAILURES = Counter(
 _sent = {outcome: MESSAGES_SENT.labels(outcome) for outcome in SEND_OUTCOMES}
 _joins = {outcome: JOINS.labels(outcome) for outcome in ("ok", "forbidden", "invalid")}
 _history = {source: HISTORY_READS.labels(source) for source in ("cache", "sql")}
+# The limits of docs/SECURITY.md that count their refusals (docs/METRICS.md lists them).
+LIMITS = ("held_rate_limited", "held_forbidden", "socket_events_rate", "socket_join_rate",
+          "socket_typing_rate", "socket_events_in_flight", "max_sockets_per_user",
+          "namespace_connect_timeout", "socket_queue_max", "upload_rate_limited",
+          "upload_too_many", "upload_unavailable", "login_failures", "login_successes",
+          "cpu_pool_full")
+for _limit in LIMITS:
+    LIMIT_REFUSALS.labels(_limit)
 for _reason in ("refused", "database"):
     WRITE_FAILURES.labels(_reason)
 
@@ -191,6 +204,11 @@ def count_history_source(read: Callable[..., tuple]) -> Callable[..., tuple]:
         return result
 
     return counted
+
+
+def count_refusal(limit: str) -> None:
+    """One refusal by ``limit`` (a name of docs/SECURITY.md's list, in snake case)."""
+    LIMIT_REFUSALS.labels(limit).inc()
 
 
 def socket_connected() -> None:

@@ -24,6 +24,7 @@ from simplechat.auth.tokens import live_tokens, revoke_tokens
 from simplechat.extensions import db
 from simplechat.models import User, UserSession
 from simplechat.observability.activity import record_activity
+from simplechat.profile.export import start_export, user_exports
 from simplechat.profile.forms import ChangePasswordForm, EditProfileForm, NewTokenForm
 
 bp = Blueprint("profile", __name__)
@@ -40,7 +41,23 @@ def user_by_username(username: str) -> User | None:
 @bp.get("/")
 @login_required
 def me():
-    return render_template("profile/me.html", user=current_user)
+    return render_template("profile/me.html", user=current_user,
+                           exports=user_exports(current_user.id))
+
+
+@bp.post("/export")
+@login_required
+def export():
+    """Ask for an export of one's data (the same as POST /api/me/export)."""
+    answer = start_export(current_user._get_current_object())
+    if answer["ok"]:
+        flash("Your export is being prepared: its download link appears here when it is "
+              "ready.", "success")
+    elif answer["error"] == "rate_limited":
+        flash("You asked for an export today already: one a day.", "warning")
+    else:
+        flash("The export could not be started; try again in a moment.", "error")
+    return redirect(url_for("profile.me") + "#your-data")
 
 
 @bp.route("/edit", methods=["GET", "POST"])

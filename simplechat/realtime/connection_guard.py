@@ -17,6 +17,7 @@ from typing import Any
 import engineio
 import socketio as socketio_lib
 
+from simplechat.observability.metrics import count_refusal
 from simplechat.realtime.packet_guard import namespace_sids
 
 log = logging.getLogger(__name__)
@@ -260,6 +261,7 @@ class ConnectionGuard:
         log.info("socket %s from %s joined no namespace within %gs; connection closed",
                  eio_sid, self._address(eio_sid), self.namespace_timeout)
         self.closed_for_namespace += 1
+        count_refusal("namespace_connect_timeout")
         self.close(eio_socket)
 
     # ----- the outgoing queue
@@ -290,6 +292,7 @@ class ConnectionGuard:
                     "connection closed", eio_socket.sid, self._address(eio_socket.sid),
                     packets, size)
         self.closed_for_queue += 1
+        count_refusal("socket_queue_max")
         self.close(eio_socket)
 
 

@@ -38,20 +38,25 @@ class EventBudgets:
     def spend(self, user_id: int, budget: str) -> float:
         """Take one event from the user's ``budget``: 0.0 when allowed, else the whole seconds
         (at least 1) to wait before the next one is."""
+        wait_ms = self.spend_ms(user_id, budget)
+        return float(max(math.ceil(wait_ms / 1000), 1)) if wait_ms else 0.0
+
+    def spend_ms(self, user_id: int, budget: str) -> int:
+        """``spend``, its wait in exact milliseconds (0 when allowed)."""
         rate = self.rates[budget]
         if rate is None:
-            return 0.0
+            return 0
         now = time.monotonic_ns() // 1_000_000
         key = (user_id, budget)
         with self._lock:
             tat = max(self._tat.get(key, now), now)
             allow_at = tat - rate.tolerance_ms
             if now < allow_at:
-                return float(max(math.ceil((allow_at - now) / 1000), 1))
+                return allow_at - now
             self._tat[key] = tat + rate.interval_ms
             if len(self._tat) > SWEEP_AT:
                 self._tat = {k: t for k, t in self._tat.items() if t > now}
-        return 0.0
+        return 0
 
 
 def event_budgets() -> EventBudgets:
@@ -62,3 +67,90 @@ def event_budgets() -> EventBudgets:
 
 def spend(user_id: int, budget: str) -> float:
     return event_budgets().spend(user_id, budget)
+
+
+def spend_ms(user_id: int, budget: str) -> int:
+    return event_budgets().spend_ms(user_id, budget)
+
+
+class Refusals:
+    """Refusals that hold for a while, answered again without running the event.
+
+    A user past a limit keeps sending: each event would cost a request context, a session
+    check and, for a send, a Redis round trip, only to be refused again (a flood of refused
+    sends was a third of the event loop's time under benchmarks/hostile_all.py). Once an event
+    of a user has been refused ``rate_limited`` until a known time (its budget here, or the
+    per-user send limit in Redis, which refuses every send until then), or a send to a
+    conversation ``forbidden``, the same event from any of the user's sockets on this process
+    is answered from here until that time, as the packet arrives (realtime/packet_guard.py):
+    no green thread, no request context, no Redis.
+
+    What it answers is what the event would have answered, with two simplifications, both
+    bounded in time: a retry of a message already acknowledged, sent while its user is rate
+    limited, is told ``rate_limited`` instead of getting its original (the client retries
+    after ``retry_after`` and gets it then: nothing is lost or sent twice); and a user added to
+    a conversation within FORBIDDEN_MEMO seconds of a send refused there is refused once more
+    until that second is over (on the process that made the change, at once).
+    """
+
+    FORBIDDEN_MEMO = 1.0  # seconds a conversation's ``forbidden`` is repeated without a look
+    SWEEP_AT = 10_000  # refusals kept before those past their time are dropped
+
+    def __init__(self) -> None:
+        self._users: dict[str, int] = {}  # Socket.IO sid -> user id
+        self._until: dict[tuple[int, str, int | None], tuple[float, str, bool]] = {}
+
+    def remember(self, sid: str, user_id: int, event: str, answer: dict, seconds: float,
+                 conversation_id: int | None = None, whole_seconds: bool = False) -> None:
+        """``answer`` (refused) holds for ``seconds``: for every ``event`` of the user, or with
+        ``conversation_id`` only for those naming it. ``whole_seconds``: its retry_after is
+        given in whole seconds (at least 1), as the budgets give it."""
+        if seconds <= 0 or answer.get("ok") is not False:
+            return
+        now = time.monotonic()
+        if len(self._until) > self.SWEEP_AT:
+            self._until = {k: v for k, v in self._until.items() if v[0] > now}
+        self._users[sid] = user_id
+        self._until[(user_id, event, conversation_id)] = (
+            now + seconds, answer["error"], whole_seconds)
+
+    def members_changed(self, conversation_ids: list[int], user_ids: list[int]) -> None:
+        """Who takes part in these conversations changed on this process: their held
+        ``forbidden`` answers end now (another process's end within FORBIDDEN_MEMO)."""
+        conversations, users = set(conversation_ids), set(user_ids)
+        for key in [k for k in list(self._until) if k[2] in conversations and k[0] in users]:
+            self._until.pop(key, None)
+
+    def attach(self, sid: str, user_id: int) -> None:
+        """A socket of the user connected."""
+        self._users[sid] = user_id
+
+    def forget(self, sid: str) -> None:
+        """The socket closed."""
+        self._users.pop(sid, None)
+
+    def answer(self, sid: str, event: str, payload: object) -> dict | None:
+        """The refusal still holding for this event of this socket's user, else None."""
+        user_id = self._users.get(sid)
+        if user_id is None:
+            return None
+        now = time.monotonic()
+        held = self._until.get((user_id, event, None))
+        if held is None or held[0] <= now:
+            conversation_id = payload.get("conversation_id") if isinstance(payload, dict) else None
+            if type(conversation_id) is not int:
+                return None
+            held = self._until.get((user_id, event, conversation_id))
+            if held is None or held[0] <= now:
+                return None
+        until, code, whole = held
+        if code != "rate_limited":
+            return {"ok": False, "error": code}
+        left = until - now
+        wait = float(max(math.ceil(left), 1)) if whole else max(round(left, 3), 0.001)
+        return {"ok": False, "error": code, "retry_after": wait}
+
+
+def held_refusals() -> Refusals:
+    """This app's refusals that hold (realtime/server.py hands them to the packet guard)."""
+    return built_once("simplechat.refusals", lambda app: Refusals())

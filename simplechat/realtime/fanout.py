@@ -7,12 +7,20 @@ the Redis key prefix ``P`` (``REDIS_KEY_PREFIX`` + "socketio"):
 
 - ``P/chat#<room>``: emits naming the room, and (for a socket's own room, its sid) the
   disconnect, enter_room and leave_room requests and callbacks addressed to that socket;
-- ``P/chat``: emits to the whole namespace (no room), held by every process with a socket there;
+- ``P/chat``: emits to the whole namespace (no room), held by every process with a socket there,
+  and emits naming more than WIDE_EMIT_ROOMS rooms (a message to a big channel names its room
+  and each member's own): one copy to every such process, which delivers it to its sockets in
+  any of the rooms named, instead of one publish per room and one copy per room held;
 - ``P@<host_id>``: acknowledgements returning to the process that asked for them.
 
 Channels are spread over several Redis servers by CRC-32 of the channel name (a comma-separated
 ``SOCKETIO_MESSAGE_QUEUE``), or over a Redis Cluster's primaries by its key slot with sharded
-pub/sub (``SOCKETIO_REDIS_CLUSTER=1``: ``SPUBLISH``/``SSUBSCRIBE``).
+pub/sub (``SOCKETIO_REDIS_CLUSTER=1``: ``SPUBLISH``/``SSUBSCRIBE``). With ``REDIS_SENTINELS``
+the one server is whichever the sentinels name primary, found again after a failover.
+
+What is published while a listener is cut off (Redis restarted, failed over) never reaches its
+process: once it has subscribed again, the process sends ``resync {}`` to each of its sockets,
+and clients catch up with ``join`` + ``after``.
 """
 
 from __future__ import annotations
@@ -31,18 +39,19 @@ import hiredis
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from socketio import PubSubManager, RedisManager
+from socketio import Manager, PubSubManager, RedisManager
 
 from simplechat.infra import fastjson
-from simplechat.infra.redis_client import connection_options
+from simplechat.infra.redis_client import Sentinels, connection_options
 
 log = logging.getLogger(__name__)
 
 FANOUT_MODES = ("rooms", "broadcast")
 SUBSCRIBE_WAIT = 3.0  # seconds a join waits at most for Redis to confirm its subscription
-RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # the listener's reconnect backoff, in seconds
+RETRY_FIRST, RETRY_MAX = 0.1, 2.0  # the listener's reconnect backoff, in seconds
 QUIET_PING = 15.0  # a listener that heard nothing this long sends PING; no answer: reconnect
 RECENT_EMITS = 10_000  # emit ids remembered to drop a second copy (see RecentIds)
+WIDE_EMIT_ROOMS = 64  # an emit naming more rooms goes once to the namespace's channel
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 # ARGV: the payload, then the channels. Publishes the payload to each channel.
 PUBLISH_EACH = """
@@ -52,6 +61,10 @@ end
 return #ARGV - 1
 """
 READ_BLOCK = 65536  # bytes the listener asks its socket for at a time
+# Sent (PING <this>) after the subscriptions of a listener that connected again: its answer
+# comes after every subscription's confirmation, and the process then tells its sockets.
+RESUBSCRIBED = b"simplechat-resubscribed"
+RESYNC_EVENT = "resync"
 
 
 def client_manager(config: dict, queue_url: str) -> PubSubManager | None:
@@ -63,19 +76,61 @@ def client_manager(config: dict, queue_url: str) -> PubSubManager | None:
     urls = [url.strip() for url in queue_url.split(",") if url.strip()]
     cluster = bool(config.get("SOCKETIO_REDIS_CLUSTER"))
     channel = config["REDIS_KEY_PREFIX"] + "socketio"
+    sentinels = Sentinels.from_config(config)
     schemes = {urlparse(url).scheme for url in urls}
     if not schemes <= set(REDIS_SCHEMES):
         if len(urls) == 1 and not cluster:
             return None
         raise ValueError(f"SOCKETIO_MESSAGE_QUEUE: only redis:// URLs can be listed: {urls!r}")
+    if sentinels is not None and (len(urls) > 1 or cluster):
+        raise ValueError("REDIS_SENTINELS name one primary: SOCKETIO_MESSAGE_QUEUE takes one "
+                         "URL, and no Redis Cluster")
     if mode == "broadcast":
         if len(urls) > 1 or cluster:
             raise ValueError("several Redis servers or a Redis Cluster need SOCKETIO_FANOUT=rooms")
         url = urls[0]
-        return RedisManager(url, channel=channel, redis_options=connection_options(url))
+        if sentinels is not None:
+            return ResyncingRedisManager(
+                sentinels.socketio_url(url), channel=channel,
+                redis_options={"sentinel_kwargs": sentinels.sentinel_options(),
+                               "socket_connect_timeout": 2})
+        return ResyncingRedisManager(url, channel=channel, redis_options=connection_options(url))
     if cluster and len(urls) > 1:
         raise ValueError("SOCKETIO_REDIS_CLUSTER=1 takes one URL: any node of the cluster")
-    return RoomFanoutManager(urls, channel=channel, cluster=cluster, json=fastjson)
+    return RoomFanoutManager(urls, channel=channel, cluster=cluster, json=fastjson,
+                             sentinels=sentinels)
+
+
+def tell_to_resync(manager: Manager) -> int:
+    """Send ``resync {}`` to every socket of this process (not through Redis: each process
+    tells its own); how many sockets were told."""
+    told = 0
+    for namespace in list(manager.get_namespaces()):
+        sockets = len(manager.rooms.get(namespace, {}).get(None, ()))
+        if sockets:
+            Manager.emit(manager, RESYNC_EVENT, {}, namespace=namespace)
+            told += sockets
+    log.info("subscribed to Redis again: told %d socket(s) to resync", told)
+    return told
+
+
+class ResyncingRedisManager(RedisManager):
+    """python-socketio's stock Redis manager (SOCKETIO_FANOUT=broadcast) that tells its sockets
+    to resync once its listener has subscribed again after a lost connection."""
+
+    def _redis_connect(self):
+        super()._redis_connect()
+        # Confirmations are read (and dropped by ``_listen``): the second one is a resubscribe.
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=False)
+
+    def _redis_listen_with_retries(self):
+        confirmations = 0
+        for message in super()._redis_listen_with_retries():
+            if isinstance(message, dict) and message.get("type") == "subscribe":
+                confirmations += 1
+                if confirmations > 1:
+                    tell_to_resync(self)
+            yield message
 
 
 class RecentIds:
@@ -109,17 +164,22 @@ class Shard:
     queues an event that Redis's confirmation sets, so a join can wait until messages published
     from then on will reach this process."""
 
-    def __init__(self, url: str, sharded: bool = False, client_name: str | None = None):
-        self.url = url
-        options = connection_options(url)
+    def __init__(self, url: str, sharded: bool = False, client_name: str | None = None,
+                 sentinels: Sentinels | None = None):
+        self.url = url if sentinels is None else f"{sentinels.master} (sentinels)"
         # One quick retry: a send waits for a publish, and redis-py's default backs off for
         # seconds while a server is down (the clients catch up with join + after instead).
-        self.client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1),
-                                           socket_connect_timeout=2, **options)
+        publishing = {"retry": Retry(NoBackoff(), 1), "socket_connect_timeout": 2}
         # CLIENT LIST shows the subscriber by this name (the tests find it so, to kill it).
-        self._pool = redis.ConnectionPool.from_url(
-            url, socket_keepalive=True, socket_timeout=QUIET_PING, client_name=client_name,
-            **options)
+        listening = {"socket_keepalive": True, "socket_timeout": QUIET_PING,
+                     "client_name": client_name}
+        if sentinels is not None:  # each connection asks them where the primary is
+            self.client = redis.Redis(connection_pool=sentinels.pool(url, **publishing))
+            self._pool = sentinels.pool(url, **listening)
+        else:
+            options = connection_options(url)
+            self.client = redis.Redis.from_url(url, **publishing, **options)
+            self._pool = redis.ConnectionPool.from_url(url, **listening, **options)
         self.sharded = sharded
         prefix = "S" if sharded else ""
         self._publish, self._subscribe, self._unsubscribe = (
@@ -134,6 +194,7 @@ class Shard:
         self._closed = False
         self._listening = False
         self._backoff = RETRY_FIRST
+        self._resubscribed: Callable[[], None] | None = None
 
     def start_listening(self) -> bool:
         """True the first time only: the caller then starts the one listener of this shard."""
@@ -228,6 +289,12 @@ class Shard:
     def hold(self, channel: bytes, wait: bool) -> bool:
         """Count one more holder of ``channel``; subscribe on the first. With ``wait``, return
         once Redis has confirmed the subscription (False if it did not within SUBSCRIBE_WAIT)."""
+        ready = self.start_hold(channel)
+        return self.confirmed(channel, ready) if wait else True
+
+    def start_hold(self, channel: bytes) -> threading.Event:
+        """``hold`` without the wait: the event that Redis's confirmation sets (``confirmed``
+        waits for it)."""
         with self._lock:
             count = self._held.get(channel, 0)
             self._held[channel] = count + 1
@@ -235,8 +302,12 @@ class Shard:
                 self._ready[channel] = threading.Event()
                 self._pending.setdefault(channel, deque()).append(self._ready[channel])
                 self._send(self._subscribe, channel)
-            ready = self._ready[channel]
-        if wait and not ready.wait(SUBSCRIBE_WAIT):
+            return self._ready[channel]
+
+    def confirmed(self, channel: bytes, ready: threading.Event) -> bool:
+        """Wait for ``start_hold``'s event; False if Redis did not confirm within
+        SUBSCRIBE_WAIT."""
+        if not ready.wait(SUBSCRIBE_WAIT):
             log.warning("Redis %s did not confirm the subscription to %s in %.0f s",
                         self.url, channel.decode(errors="replace"), SUBSCRIBE_WAIT)
             return False
@@ -265,26 +336,39 @@ class Shard:
             conn, self._conn = self._conn, None  # sending again would open a stray connection
             conn.disconnect()
 
-    def listen(self, deliver: Callable[[bytes, bytes], None]) -> None:
+    def listen(self, deliver: Callable[[bytes, bytes], None],
+               resubscribed: Callable[[], None] | None = None) -> None:
         """Read the subscriber connection until ``close()``: messages go to ``deliver(channel,
         payload)``. A lost connection is opened again with backoff and every held channel
-        subscribed again (what was published meanwhile is lost: clients catch up with
-        ``join`` + ``after``)."""
+        subscribed again; what was published meanwhile is lost, so once Redis has confirmed
+        those subscriptions ``resubscribed()`` is called (the process tells its sockets to
+        catch up with ``join`` + ``after``). Every connection after the first attempt counts
+        as such, a first one that failed included."""
+        attempts = 0
         while not self._closed:
             conn = self._pool.make_connection()
+            again, attempts = attempts > 0, attempts + 1
+            if again:
+                self._drop_idle_publishing()
             try:
                 conn.connect()
                 with self._lock:
                     channels = list(self._held)
                     # The confirmations of these SUBSCRIBEs wake whoever still waits.
                     self._pending = {c: deque([self._ready[c]]) for c in channels}
-                    if channels:
-                        # Sharded: one SSUBSCRIBE per channel, as the channels of one command
-                        # must share a slot.
-                        groups = [[c] for c in channels] if self.sharded else [channels]
-                        conn.send_packed_command(conn.pack_commands(
-                            [(self._subscribe, *group) for group in groups]), check_health=False)
+                    # Sharded: one SSUBSCRIBE per channel, as the channels of one command must
+                    # share a slot.
+                    groups = [[c] for c in channels] if self.sharded else [channels]
+                    commands = [(self._subscribe, *group) for group in groups if group]
+                    if again and resubscribed is not None:
+                        # Answered after every confirmation above (on a cluster node, only
+                        # once it has them all).
+                        commands.append(("PING", RESUBSCRIBED))
+                    if commands:
+                        conn.send_packed_command(conn.pack_commands(commands),
+                                                 check_health=False)
                     self._conn = conn
+                    self._resubscribed = resubscribed if again else None
                 if self._backoff > RETRY_FIRST:
                     log.info("listening to Redis %s again (%d channels)", self.url, len(channels))
                 self._read(conn, deliver)
@@ -301,6 +385,17 @@ class Shard:
             if not self._closed:
                 time.sleep(self._backoff)
                 self._backoff = min(self._backoff * 2, RETRY_MAX)
+
+    def _drop_idle_publishing(self) -> None:
+        """The subscriber lost its server: the publishing connections may still be on one that
+        is no longer the primary (after a failover, PUBLISH on a replica succeeds and reaches
+        that replica's subscribers only, so nothing would say it was lost). The idle ones are
+        closed: the next publish connects to the server that is the primary now."""
+        try:
+            self.client.connection_pool.disconnect(inuse_connections=False)
+        except Exception:
+            log.warning("closing the publishing connections to Redis %s failed", self.url,
+                        exc_info=True)
 
     def _read(self, conn, deliver: Callable[[bytes, bytes], None]) -> None:
         """Read replies off the subscriber connection until it fails.
@@ -338,7 +433,10 @@ class Shard:
                 raise redis.ResponseError(str(reply))
             self._handle(reply, deliver)
 
-    def _handle(self, reply: list, deliver: Callable[[bytes, bytes], None]) -> None:
+    def _handle(self, reply: list | bytes, deliver: Callable[[bytes, bytes], None]) -> None:
+        if reply == RESUBSCRIBED:  # PING's answer as this Redis gives it (as to a plain client)
+            self._tell_resubscribed()
+            return
         kind = reply[0]
         if kind in (b"message", b"smessage"):
             deliver(reply[1], reply[2])
@@ -349,12 +447,19 @@ class Shard:
                     waiting.popleft().set()
                     if not waiting:
                         del self._pending[reply[1]]
+        elif kind == b"pong" and reply[1:] == [RESUBSCRIBED]:  # a subscriber's PING answer
+            self._tell_resubscribed()
         elif kind == b"sunsubscribe":
             with self._lock:
                 still_held = reply[1] in self._held
             if still_held:  # the cluster moved the channel's slot (see README "Scaling out")
                 log.warning("Redis %s dropped %s (slot moved); reconnecting", self.url, reply[1])
                 raise redis.ConnectionError("slot moved")
+
+    def _tell_resubscribed(self) -> None:
+        told, self._resubscribed = self._resubscribed, None
+        if told is not None:
+            told()
 
     def close(self) -> None:
         self._closed = True
@@ -369,11 +474,13 @@ class ShardRouter:
     """Which shard carries a channel: CRC-32 of its name over a fixed list of servers, or the
     cluster primary that owns its key slot."""
 
-    def __init__(self, urls: list[str], cluster: bool = False, client_name: str | None = None):
+    def __init__(self, urls: list[str], cluster: bool = False, client_name: str | None = None,
+                 sentinels: Sentinels | None = None):
         self._urls = urls
         self._cluster_mode = cluster
         self._client_name = client_name
-        self._fixed = [] if cluster else [Shard(url, client_name=client_name) for url in urls]
+        self._fixed = [] if cluster else [Shard(url, client_name=client_name, sentinels=sentinels)
+                                          for url in urls]
         self._by_node: dict[str, Shard] = {}
         self._cluster: redis.RedisCluster | None = None
         self._lock = threading.Lock()
@@ -454,15 +561,17 @@ class RoomFanoutManager(PubSubManager):
     name = "redis-rooms"
 
     def __init__(self, urls: list[str], channel: str = "socketio", cluster: bool = False,
-                 write_only: bool = False, logger=None, json=None):
+                 write_only: bool = False, logger=None, json=None,
+                 sentinels: Sentinels | None = None):
         super().__init__(channel=channel, write_only=write_only, logger=logger, json=json)
         self.subscriber_name = f"{channel}-listener-{self.host_id[:12]}"
-        self.router = ShardRouter(urls, cluster, self.subscriber_name)
+        self.router = ShardRouter(urls, cluster, self.subscriber_name, sentinels)
         self._sender = self.host_id.encode()
         self._host_channel = self._channel_of_host(self.host_id)
         self._emit_ids = itertools.count(1)
         self._seen = RecentIds(RECENT_EMITS)
         self._on_listener = threading.local()
+        self._entering = threading.local()  # enter_rooms' waits, while it enters the rooms
         self.listening = False
 
     # ----- channels
@@ -490,7 +599,25 @@ class RoomFanoutManager(PubSubManager):
         if shard.start_listening():
             self.server.start_background_task(self._listen, shard)
         # A listener must not wait for a confirmation only it can read.
-        shard.hold(channel, wait and not getattr(self._on_listener, "active", False))
+        wait = wait and not getattr(self._on_listener, "active", False)
+        waits = getattr(self._entering, "waits", None)
+        if wait and waits is not None:
+            waits.append((shard, channel, shard.start_hold(channel)))
+        else:
+            shard.hold(channel, wait)
+
+    def enter_rooms(self, sid: str, namespace: str, rooms: list[str]) -> None:
+        """Put a socket in several rooms at once: the SUBSCRIBEs of the rooms new to this
+        process all go out before any confirmation is awaited, so a connect that subscribes
+        its user's room and its login's waits for one round trip, not one per room."""
+        self._entering.waits = waits = []
+        try:
+            for room in rooms:
+                self.enter_room(sid, namespace, room)
+        finally:
+            self._entering.waits = None
+        for shard, channel, ready in waits:
+            shard.confirmed(channel, ready)
 
     def basic_enter_room(self, sid, namespace, room, eio_sid=None):
         present = sid in self.rooms.get(namespace, {}).get(room, ())
@@ -515,10 +642,15 @@ class RoomFanoutManager(PubSubManager):
         namespace = message.get("namespace") or "/"
         if method == "emit":
             room = message.get("room")
-            rooms = list(room) if isinstance(room, (list, tuple)) else [room]
+            rooms = list(dict.fromkeys(room)) if isinstance(room, (list, tuple)) else [room]
+            if len(rooms) > WIDE_EMIT_ROOMS:
+                # One copy per process, not one per room: a channel of 5,000 members named
+                # 5,001 rooms, each copy carrying the whole list, and the emitting process read
+                # back a copy for every member it held.
+                return [self.channel_of(namespace, None)]
             if len(rooms) > 1:
                 message["id"] = next(self._emit_ids)
-            return [self.channel_of(namespace, r) for r in dict.fromkeys(rooms)]
+            return [self.channel_of(namespace, r) for r in rooms]
         if method == "callback":
             return [self._channel_of_host(message["host_id"])]
         if method in ("disconnect", "enter_room", "leave_room"):
@@ -539,7 +671,7 @@ class RoomFanoutManager(PubSubManager):
 
     def _listen(self, shard: Shard) -> None:
         self._on_listener.active = True
-        shard.listen(self._deliver)
+        shard.listen(self._deliver, lambda: tell_to_resync(self))
 
     def _deliver(self, channel: bytes, payload: bytes) -> None:
         sender, _, body = payload.partition(b"|")

@@ -8,6 +8,9 @@ from collections.abc import Callable
 
 import socketio as socketio_lib
 
+from simplechat.observability.metrics import count_refusal
+from simplechat.realtime.event_limits import Refusals
+
 log = logging.getLogger(__name__)
 
 Dispatch = Callable[[str, str | bytes], None]
@@ -100,9 +103,11 @@ MAX_EVENTS_IN_FLIGHT = 64
 BUSY_ANSWER = {"ok": False, "error": "rate_limited", "retry_after": 1.0}
 
 
-def install_event_cap(server: socketio_lib.Server, limit: int = MAX_EVENTS_IN_FLIGHT) -> None:
+def install_event_cap(server: socketio_lib.Server, limit: int = MAX_EVENTS_IN_FLIGHT,
+                      refusals: Refusals | None = None) -> None:
     """Answer an event beyond ``limit`` unanswered ones of its socket with ``rate_limited`` at
-    once, without running it (or drop it, when it asked for no answer)."""
+    once, without running it (or drop it, when it asked for no answer); and an event that
+    ``refusals`` still refuses with that refusal, without running it either."""
     if getattr(server._handle_event, "is_event_cap", False):
         return
     in_flight: dict[str, int] = {}
@@ -110,16 +115,26 @@ def install_event_cap(server: socketio_lib.Server, limit: int = MAX_EVENTS_IN_FL
     run = server._handle_event_internal
     warned: set[str] = set()
 
+    def answer_now(eio_sid, namespace, id, answer, limit_name):
+        count_refusal(limit_name)
+        if id is not None:
+            server._send_packet(eio_sid, server.packet_class(
+                socketio_lib.packet.ACK, namespace=namespace, id=id, data=[answer]))
+
     def capped_event(eio_sid, namespace, id, data):
+        if refusals is not None and isinstance(data, list) and data:
+            sid = server.manager.sid_from_eio_sid(eio_sid, namespace or "/")
+            held = refusals.answer(sid, data[0], data[1] if len(data) > 1 else None)
+            if held is not None:
+                answer_now(eio_sid, namespace, id, held, f"held_{held['error']}")
+                return
         if in_flight.get(eio_sid, 0) >= limit:
             if eio_sid not in warned:
                 warned.add(eio_sid)
                 environ = server.environ.get(eio_sid) or {}
                 log.warning("socket %s from %s has %d events in flight; refusing more",
                             eio_sid, environ.get("REMOTE_ADDR", "?"), limit)
-            if id is not None:
-                server._send_packet(eio_sid, server.packet_class(
-                    socketio_lib.packet.ACK, namespace=namespace, id=id, data=[BUSY_ANSWER]))
+            answer_now(eio_sid, namespace, id, BUSY_ANSWER, "socket_events_in_flight")
             return
         in_flight[eio_sid] = in_flight.get(eio_sid, 0) + 1
         try:
@@ -146,5 +161,12 @@ def install_event_cap(server: socketio_lib.Server, limit: int = MAX_EVENTS_IN_FL
             _finished(eio_sid)
 
     capped_event.is_event_cap = True
+    capped_event.in_flight = in_flight
     server._handle_event = capped_event
     server._handle_event_internal = counted_run
+
+
+def events_in_flight(server: socketio_lib.Server, eio_sid: str) -> int:
+    """Events of this connection that started and have not finished (0 without the cap)."""
+    counts = getattr(server._handle_event, "in_flight", None)
+    return counts.get(eio_sid, 0) if counts is not None else 0

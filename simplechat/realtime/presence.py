@@ -4,18 +4,38 @@ Each socket of a user is a field of a Redis hash (``<prefix>presence:<user id>``
 the time it stops counting. Connecting and the client's heartbeat push that time forward; a
 process that dies stops refreshing its sockets, so its users go offline within
 CHAT_PRESENCE_TTL seconds.
+
+Who hears a change (``audience``): the rooms of the user's direct conversations and of groups
+of at most CHAT_PRESENCE_PUSH_MAX_MEMBERS members, the direct peers' personal rooms, and the
+sockets that subscribed to the user (``presence_room``). A bigger room hears nothing pushed, so
+a member coming or going costs no delivery per member there: its pages subscribe to the members
+they show (``subscribe``), at most SUBSCRIBE_MAX users per socket.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime
 
-from simplechat.answers import TIMESTAMP_FORMAT
+from simplechat.answers import TIMESTAMP_FORMAT, error
+from simplechat.extensions import socketio
+from simplechat.infra.membership import membership, valid_conversation_id
+from simplechat.infra.redis_client import Batch
 from simplechat.infra.services import built_once, services
+from simplechat.realtime.rooms import (
+    NAMESPACE,
+    PRESENCE_ROOM_PREFIX,
+    presence_room,
+    room,
+    user_room,
+)
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL = 25  # what the browser client uses; CHAT_PRESENCE_TTL must exceed it
+SUBSCRIBE_MAX = 100  # users one socket may subscribe to (presence_subscribe), and ask about
 
 # KEYS: hash, last-seen key. ARGV: sid, now, expires_at, key ttl.
 # Returns 1 if the user had no live socket before this one.
@@ -96,10 +116,33 @@ class RedisPresence:
         return bool(self._touch(keys=self._keys(user_id),
                                 args=[sid, now, now + self._ttl, self._ttl * 2]))
 
+    def queue_touch(self, batch: Batch, user_id: int, sid: str) -> int:
+        """``touch`` as a step of a batch (a Batch); its reply goes to ``touched``."""
+        now = time.time()
+        return batch.script(self._touch, self._keys(user_id),
+                            [sid, now, now + self._ttl, self._ttl * 2])
+
+    @staticmethod
+    def touched(reply) -> bool:
+        if isinstance(reply, Exception):
+            raise reply
+        return bool(reply)
+
     def drop(self, user_id: int, sid: str) -> float | None:
         """Forget a socket; when the user has no live socket left, the last-seen time."""
         now = time.time()
         return now if self._drop(keys=self._keys(user_id), args=[sid, now]) else None
+
+    def queue_drop(self, batch: Batch, user_id: int, sid: str) -> tuple[int, float]:
+        """``drop`` as a step of a batch; its index and time go to ``dropped``."""
+        now = time.time()
+        return batch.script(self._drop, self._keys(user_id), [sid, now]), now
+
+    @staticmethod
+    def dropped(reply, now: float) -> float | None:
+        if isinstance(reply, Exception):
+            raise reply
+        return now if reply else None
 
     def sids(self, user_id: int) -> list[str]:
         now = time.time()
@@ -188,3 +231,73 @@ def presence() -> RedisPresence | MemoryPresence:
                 else MemoryPresence(ttl))
 
     return built_once("simplechat.presence", build)
+
+
+def audience(user_id: int) -> list[str]:
+    """The rooms that hear of the user's presence: the user's direct conversations and small
+    groups (their chat pages), the direct peers' personal rooms (their conversation lists show a
+    dot for them, with no room joined) and the user's subscribers; never a big group's room.
+    From the membership cache, in one read."""
+    return _rooms_of(user_id, membership().presence_audience(user_id))
+
+
+def queue_audience(batch: Batch, user_id: int) -> int:
+    """``audience`` as a step of a batch (a Batch); its reply goes to
+    ``audience_from``."""
+    return membership().queue_presence_audience(batch, user_id)
+
+
+def audience_from(user_id: int, reply) -> list[str]:
+    """``audience`` from a batch's reply (read from SQL when the cache did not have it)."""
+    return _rooms_of(user_id, membership().presence_audience_from(user_id, reply))
+
+
+def _rooms_of(user_id: int, found: tuple[list[int], set[int]]) -> list[str]:
+    conversation_ids, peers = found
+    return ([room(cid) for cid in conversation_ids] + [user_room(uid) for uid in sorted(peers)]
+            + [presence_room(user_id)])
+
+
+def statuses(user_ids: list[int]) -> dict[str, dict]:
+    """Each user's status, keyed by the id as a string (as answered); empty when the tracker
+    cannot answer (presence is a nicety)."""
+    try:
+        return {str(uid): status for uid, status in presence().status(user_ids).items()}
+    except Exception:
+        log.warning("presence unavailable", exc_info=True)
+        return {}
+
+
+def asked_user_ids(value: object) -> list[int] | None:
+    """The user ids of a presence request, each once in the order given: a list of at most
+    SUBSCRIBE_MAX positive 64-bit integers; None for anything else."""
+    if (not isinstance(value, list) or len(value) > SUBSCRIBE_MAX
+            or not all(valid_conversation_id(uid) for uid in value)):
+        return None
+    return list(dict.fromkeys(value))
+
+
+def subscribe(sid: str, user_id: int, conversation_id: object, user_ids: object) -> dict:
+    """``presence_subscribe``: the socket's presence subscriptions become the members of the
+    conversation among ``user_ids`` (the caller must be one too); the answer holds their
+    current status. The rooms are joined before the status is read, so a change after the read
+    is pushed, and none between is lost."""
+    if not valid_conversation_id(conversation_id):
+        return error("invalid")
+    wanted = asked_user_ids(user_ids)
+    if wanted is None:
+        return error("invalid")
+    members = membership().members_among(conversation_id, [user_id, *wanted])
+    if user_id not in members:
+        return error("forbidden")
+    present = set(members)
+    kept = [uid for uid in wanted if uid in present]
+    new_rooms = {presence_room(uid) for uid in kept}
+    server = socketio.server
+    for name in server.rooms(sid, namespace=NAMESPACE):
+        if name.startswith(PRESENCE_ROOM_PREFIX) and name not in new_rooms:
+            server.leave_room(sid, name, namespace=NAMESPACE)
+    held = set(server.rooms(sid, namespace=NAMESPACE))
+    for name in sorted(new_rooms - held):
+        server.enter_room(sid, name, namespace=NAMESPACE)
+    return {"ok": True, "presence": statuses(kept)}

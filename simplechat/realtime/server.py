@@ -10,9 +10,12 @@ from flask import Flask
 
 from simplechat.extensions import socketio
 from simplechat.infra import fastjson
+from simplechat.infra.membership import MEMBERSHIP_LISTENERS
 from simplechat.realtime.connection_guard import install_connection_guard
+from simplechat.realtime.event_limits import Refusals
 from simplechat.realtime.fanout import client_manager
 from simplechat.realtime.packet_guard import JsonPacket, install_event_cap, install_packet_guard
+from simplechat.realtime.restart import Drain
 from simplechat.realtime.ws_mask import install_fast_mask
 
 
@@ -42,7 +45,14 @@ def init_socketio(app: Flask) -> None:
     if socketio.server.async_mode == "eventlet":
         install_fast_mask()
     install_packet_guard(socketio.server)
-    install_event_cap(socketio.server)
+    # Refusals that hold are answered as their packets arrive (chat/events.py records them).
+    refusals = app.extensions.setdefault("simplechat.refusals", Refusals())
+    app.extensions.setdefault(MEMBERSHIP_LISTENERS, []).append(refusals.members_changed)
+    install_event_cap(socketio.server, refusals=refusals)
+    # A stop signal drains the sockets first (gunicorn.conf.py calls its begin()).
+    drain = app.extensions["simplechat.drain"] = Drain(socketio.server,
+                                                       app.config["CHAT_RESTART_WINDOW_MS"])
+    app.wsgi_app = drain.refusing(app.wsgi_app)
     app.extensions["simplechat.connection_guard"] = install_connection_guard(
         socketio.server,
         namespace_timeout=app.config["CHAT_NAMESPACE_CONNECT_TIMEOUT"],

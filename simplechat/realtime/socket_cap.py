@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 
 from simplechat.extensions import socketio
+from simplechat.infra.redis_client import Batch
 from simplechat.infra.services import built_once, services
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,22 @@ class RedisSocketCap:
 
     def admit(self, user_id: int, sid: str) -> bool:
         """Count this socket for its user if the user holds fewer than the cap; False if not."""
-        admitted, _live = self._admit(
-            keys=[self._user_key(user_id), self.lease_key],
-            args=[sid, self.process_id, self.cap, self._lease_ttl,
-                  f"{self._prefix}socket-lease:", USER_KEY_TTL])
+        return self.admitted(user_id, sid, self._admit(*self._admit_call(user_id, sid)))
+
+    def queue_admit(self, batch: Batch, user_id: int, sid: str) -> int:
+        """``admit`` as a step of a batch (a Batch); its reply goes to ``admitted``."""
+        return batch.script(self._admit, *self._admit_call(user_id, sid))
+
+    def _admit_call(self, user_id: int, sid: str) -> tuple[list, list]:
+        return ([self._user_key(user_id), self.lease_key],
+                [sid, self.process_id, self.cap, self._lease_ttl,
+                 f"{self._prefix}socket-lease:", USER_KEY_TTL])
+
+    def admitted(self, user_id: int, sid: str, reply) -> bool:
+        """Whether the admit step let the socket in (an error reply raises)."""
+        if isinstance(reply, Exception):
+            raise reply
+        admitted, _live = reply
         if admitted:
             with self._lock:
                 self._held[sid] = user_id
@@ -94,6 +107,13 @@ class RedisSocketCap:
             user_id = self._held.pop(sid, None)
         if user_id is not None:
             self._redis.hdel(self._user_key(user_id), sid)
+
+    def queue_release(self, batch: Batch, sid: str) -> None:
+        """``release`` as a step of a batch."""
+        with self._lock:
+            user_id = self._held.pop(sid, None)
+        if user_id is not None:
+            batch.command("HDEL", self._user_key(user_id), sid)
 
     def sids(self, user_id: int) -> set[str]:
         """The sockets counted for a user (those of a dead process too, until the next admit)."""

@@ -21,7 +21,11 @@ from flask import current_app
 
 from simplechat.extensions import socketio
 from simplechat.infra.liveness import LivenessStore
+from simplechat.infra.redis_client import Batch
+from simplechat.infra.services import services
+from simplechat.observability.metrics import count_refusal
 from simplechat.realtime.emit import emit_to
+from simplechat.realtime.presence import audience, audience_from, queue_audience
 from simplechat.realtime.rooms import NAMESPACE
 from simplechat.realtime.socket_cap import socket_cap
 
@@ -94,56 +98,107 @@ def _sweep(registry: dict[str, SocketUser], now: float) -> None:
         registry.pop(sid, None)
 
 
-def admit_socket(sid: str, user: SocketUser) -> bool:
-    """Count a connecting socket for its user; False if the user already holds
-    CHAT_MAX_SOCKETS_PER_USER sockets (the connect is refused). When the count cannot be read
-    (Redis down), the socket is let in uncounted: an outage must not lock everyone out."""
-    cap = socket_cap()
-    if cap is None:
-        return True
-    try:
-        return cap.admit(user.id, sid)
-    except Exception:
-        log.warning("socket %s of user %s let in uncounted", sid, user.id, exc_info=True)
-        return True
-
-
-def release_socket(sid: str) -> None:
-    """Stop counting a socket for its user: it closed, or its connect failed after admission
-    (whether or not its registry entry is still there)."""
-    cap = socket_cap()
-    if cap is None:
-        return
-    try:
-        cap.release(sid)
-    except Exception:
-        log.warning("socket %s still counted for its user", sid, exc_info=True)
-
-
-def register_socket(sid: str, user: SocketUser) -> None:
+def arrive(sid: str, user: SocketUser) -> list[str] | None:
+    """A connecting socket: counted for its user (None when the user already holds
+    CHAT_MAX_SOCKETS_PER_USER sockets: refused), recorded for its login and in this process's
+    registry. Returns the rooms that hear of the user's presence (realtime/presence.py:
+    ``audience``), read before the presence change, as ``announce`` needs; empty when they
+    could not be read. With Redis all of it is one round trip (a Batch). When the count
+    cannot be read (Redis down), the socket is let in uncounted: an outage must not lock
+    everyone out."""
+    cap, (store, login_id) = socket_cap(), user.liveness()
+    if services().redis is None:
+        admitted = _admit_alone(cap, sid, user)
+        if admitted:
+            store.add_socket(login_id, sid)
+            rooms = _quietly(audience, user.id, what="announced")
+    else:
+        batch = Batch(services().redis)
+        admit = cap.queue_admit(batch, user.id, sid) if cap is not None else None
+        recorded = len(batch)
+        store.queue_add_socket(batch, login_id, sid)
+        heard = queue_audience(batch, user.id)
+        replies = _run(batch)
+        admitted = admit is None or _quietly(cap.admitted, user.id, sid, replies[admit],
+                                             what="counted", failed=True)
+        if not admitted:
+            _quietly(store.drop_socket, login_id, sid, what="forgotten")
+        elif any(isinstance(r, Exception) for r in replies[recorded:heard]):
+            log.warning("socket %s of %s not recorded", sid, user.room)
+        rooms = _quietly(audience_from, user.id, replies[heard], what="announced")
+    if not admitted:
+        count_refusal("max_sockets_per_user")
+        return None
     registry = _registry()
     _sweep(registry, time.monotonic())
     registry[sid] = user
+    return rooms or []
+
+
+def depart(sid: str) -> tuple[SocketUser, list[str]] | None:
+    """Forget a closed socket: its count, its login's record (its registry entry stays a
+    little while for events still in flight). Returns its user and the rooms that hear of the
+    user's presence, read before the presence change (empty when they could not be read); None
+    for a socket already gone or never registered. With Redis, one round trip."""
+    cap, user = socket_cap(), _registry().get(sid)
+    if user is None or user.closed_at is not None:
+        _release(cap, sid)  # a connect that failed after admission
+        return None
+    user.closed_at = time.monotonic()
     store, login_id = user.liveness()
+    if services().redis is None:
+        _release(cap, sid)
+        store.drop_socket(login_id, sid)
+        return user, _quietly(audience, user.id, what="announced") or []
+    batch = Batch(services().redis)
+    if cap is not None:
+        cap.queue_release(batch, sid)
+    store.queue_drop_socket(batch, login_id, sid)
+    heard = queue_audience(batch, user.id)
+    replies = _run(batch)
+    if any(isinstance(r, Exception) for r in replies[:heard]):  # the count, the record
+        log.warning("socket %s of %s not forgotten", sid, user.room)
+    return user, _quietly(audience_from, user.id, replies[heard], what="announced") or []
+
+
+def _admit_alone(cap, sid: str, user: SocketUser) -> bool:
+    return cap is None or _quietly(cap.admit, user.id, sid, what="counted", failed=True)
+
+
+def _release(cap, sid: str) -> None:
+    if cap is not None:
+        _quietly(cap.release, sid, what="released")
+
+
+def _run(batch: Batch) -> list:
     try:
-        store.add_socket(login_id, sid)
+        return batch.run()
+    except Exception as exc:  # Redis away: every step failed alike
+        return [exc] * len(batch)
+
+
+def _quietly(step: Callable, *args, what: str, failed=None):
+    """``step(*args)``; ``failed`` when it raises (logged): the bookkeeping of sockets and
+    presence must never refuse or break a socket."""
+    try:
+        return step(*args)
     except Exception:
-        log.warning("socket %s of %s not recorded", sid, user.room, exc_info=True)
+        log.warning("socket bookkeeping: %s %r not %s", step.__name__, args[:2], what,
+                    exc_info=True)
+        return failed
 
 
-def unregister_socket(sid: str) -> SocketUser | None:
-    """Forget a closed socket (its entry stays a little while for events still in flight)."""
-    release_socket(sid)
-    user = _registry().get(sid)
-    if user is not None and user.closed_at is None:
-        user.closed_at = time.monotonic()
-        store, login_id = user.liveness()
-        try:
-            store.drop_socket(login_id, sid)
-        except Exception:
-            log.warning("socket %s of %s not forgotten", sid, user.room)
-        return user
-    return None
+def enter_rooms(sid: str, rooms: list[str]) -> None:
+    """Put a socket of this process in ``rooms``. With the room-scoped fan-out
+    (realtime/fanout.py), the subscriptions they need are awaited together, not one after
+    another."""
+    server = socketio.server
+    enter = getattr(server.manager, "enter_rooms", None)
+    if enter is not None:
+        enter(sid, NAMESPACE, rooms)
+        return
+    for name in rooms:
+        server.enter_room(sid, name, namespace=NAMESPACE)
 
 
 def socket_user(sid: str) -> SocketUser | None:

@@ -5,6 +5,11 @@ Every message carries its send time (CLOCK_MONOTONIC, shared by all processes on
 its ``client_id``, so any client, in any of the tool's processes, measures the latency of every
 copy it receives, and notices a copy it has received before (a duplicate).
 ``--baseline`` drives ``benchmarks/baseline_server.py`` with the same code.
+
+A client told ``resync`` (its server's fan-out missed messages) joins again with ``after`` its
+newest message, as the browser does; one told ``server_restart`` (a deploy) waits the time
+given, reconnects and joins with ``after``. What such a catch-up brings counts as delivered
+(late), so a run through a failover or a deploy shows what was missed and what was recovered.
 """
 
 from __future__ import annotations
@@ -169,6 +174,9 @@ class WorkerResult:
     ack_latencies: array = field(default_factory=lambda: array("d"))  # ms, one per ack
     max_send_lag_ms: float = 0.0  # how far the sender fell behind its schedule
     duplicates: int = 0  # copies of a message that a client had already received
+    resyncs: int = 0  # resync events received (each answered by a join with after)
+    restarts: int = 0  # server_restart events received (each: reconnect, then join with after)
+    caught_up: int = 0  # deliveries that came in the answer of such a join
     senders: int = 0  # sockets of this process that send
     # CLOCK_MONOTONIC seconds: the first connect, the last ok join ack, the first send and the
     # end of the drain (before the sockets disconnect).
@@ -176,6 +184,26 @@ class WorkerResult:
     last_joined: float | None = None
     send_started: float | None = None
     send_ended: float | None = None
+
+
+CATCH_UP_MARGIN_MS = 5000  # a catch-up asks from this long before the newest message held
+
+
+def catch_up_from(message_id: str | None, margin_ms: int = CATCH_UP_MARGIN_MS) -> str | None:
+    """The ``after`` of a catch-up: an id ``margin_ms`` older than ``message_id`` (UUIDv7:
+    its first 48 bits are its time in ms). An id is given when a send starts, so a message
+    with a slightly older id can arrive after a newer one; asking from a little earlier brings
+    it too (what was received already is skipped). None: no bound, the recent messages."""
+    if not message_id or len(message_id) < 13:
+        return None
+    try:
+        ms = int(message_id[:8] + message_id[9:13], 16) - margin_ms
+    except ValueError:
+        return None
+    if ms <= 0:
+        return None
+    stamp = f"{ms:012x}"
+    return f"{stamp[:8]}-{stamp[8:]}-7000-8000-000000000000"
 
 
 def is_sender(user: int, conversations: int, senders: int) -> bool:
@@ -220,21 +248,92 @@ async def _run_worker(plan: WorkerPlan, progress, lineup, ready, go, sending) ->
     prefix = f"{TAG}{plan.index}-"
     start_ns = 0
     sockets: list[socketio.AsyncClient] = []
-    senders: list[tuple[socketio.AsyncClient, int]] = []
+    senders: list[tuple[list, int]] = []  # [the client's socket now], its conversation
 
-    def receiver():
+    def receiver(newest: list):
         seen: set[str] = set()  # client_ids this socket received
 
-        def on_message(data):
+        def on_message(data, caught_up: bool = False):
+            if isinstance(data, dict) and isinstance(data.get("id"), str):
+                newest[0] = max(newest[0] or "", data["id"])
+            if caught_up and isinstance(data, dict) and data.get("client_id") in seen:
+                return  # asked from a little before the newest: had it already
             if record_delivery(result, seen, data, start_ns, time.monotonic_ns()):
                 progress[plan.index * 3 + 2] += 1
+                result.caught_up += caught_up
         return on_message
 
+    async def catch_up(sio, conversation_id: int, on_message, newest: list) -> None:
+        """Join again with ``after`` a little before the newest message this socket has
+        (``catch_up_from``), until nothing more."""
+        after = catch_up_from(newest[0])
+        for _ in range(100):
+            try:
+                ack = await sio.call("join", {"conversation_id": conversation_id,
+                                              "after": after} if after else
+                                     {"conversation_id": conversation_id},
+                                     namespace=NAMESPACE, timeout=30)
+            except Exception as exc:
+                result.errors[f"catch_up:{type(exc).__name__}"] += 1
+                return
+            if not (isinstance(ack, dict) and ack.get("ok")):
+                result.errors[f"catch_up:{ack.get('error') if isinstance(ack, dict) else ack}"] += 1
+                return
+            messages = ack.get("messages") or []
+            for message in messages:
+                on_message(message, caught_up=True)
+            if not (ack.get("has_more") and after and messages):
+                return
+            after = messages[-1]["id"]
+
     async def open_one(cookie: str | None, conversation_id: int, sends: bool) -> None:
-        sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
-        sio.on("message", receiver(), namespace=NAMESPACE)
+        newest: list = [None]  # the newest message id this socket received
+        on_message = receiver(newest)
+        headers = {"Cookie": cookie} if cookie else {}
+        current: list = []  # this client's socket now (a new one after server_restart)
+
+        def spawn(handler):  # each runs apart: a join's answer arrives on the reading task
+            return lambda data=None: asyncio.get_running_loop().create_task(handler(data))
+
+        def new_client():
+            client = socketio.AsyncClient(reconnection=False, handle_sigint=False)
+            client.on("message", on_message, namespace=NAMESPACE)
+            client.on("resync", spawn(on_resync), namespace=NAMESPACE)
+            client.on("server_restart", spawn(on_server_restart), namespace=NAMESPACE)
+            return client
+
+        async def on_resync(_data=None):
+            result.resyncs += 1
+            await catch_up(current[0], conversation_id, on_message, newest)
+
+        async def on_server_restart(data=None):
+            """Wait the time given, then a new socket, joined with after."""
+            result.restarts += 1
+            wait = data.get("reconnect_in_ms") if isinstance(data, dict) else None
+            wait = min(max(wait, 0), 60_000) if isinstance(wait, int | float) else 0
+            old = current[0]
+            await asyncio.sleep(wait / 1000)
+            await old.disconnect()
+            for attempt in range(10):
+                fresh = new_client()
+                try:
+                    # A copy each time: python-engineio takes the cookie out of the dict.
+                    await fresh.connect(plan.url, headers=dict(headers), transports=["websocket"],
+                                        namespaces=[NAMESPACE], wait_timeout=30)
+                    break
+                except Exception as exc:
+                    result.errors[f"reconnect:{type(exc).__name__}"] += 1
+                    await asyncio.sleep(0.5 * (attempt + 1))
+            else:
+                return
+            current[0] = fresh
+            sockets.append(fresh)
+            await catch_up(fresh, conversation_id, on_message, newest)
+
+        sio = new_client()
+        current.append(sio)
         try:
-            await sio.connect(plan.url, headers={"Cookie": cookie} if cookie else {},
+            await sio.connect(plan.url, headers=dict(headers),
                               transports=["websocket"], namespaces=[NAMESPACE], wait_timeout=30)
         except Exception as exc:
             result.errors[f"connect:{type(exc).__name__}"] += 1
@@ -251,9 +350,12 @@ async def _run_worker(plan: WorkerPlan, progress, lineup, ready, go, sending) ->
             await sio.disconnect()
             return
         result.last_joined = time.monotonic()
+        for message in ack.get("messages") or []:  # a catch-up starts after the newest
+            if isinstance(message, dict) and isinstance(message.get("id"), str):
+                newest[0] = max(newest[0] or "", message["id"])
         sockets.append(sio)
         if sends:
-            senders.append((sio, conversation_id))
+            senders.append((current, conversation_id))
         result.connected[conversation_id] += 1
 
     # Every process starts connecting at once, after its imports, so that the connect + join
@@ -298,7 +400,8 @@ async def _run_worker(plan: WorkerPlan, progress, lineup, ready, go, sending) ->
             if slots:
                 await slots.acquire()  # closed loop: the schedule waits for the server
                 due = max(due, time.monotonic_ns())
-            sio, conversation_id = senders[seq % len(senders)]
+            current, conversation_id = senders[seq % len(senders)]
+            sio = current[0]
             sent_ns = time.monotonic_ns()
             client_id = f"{prefix}{seq}-{sent_ns}"
             pending.add(client_id)
@@ -416,6 +519,11 @@ def summarise(config: dict, results: list[WorkerResult]) -> dict:
         "deliveries_expected": expected,
         "deliveries_missing": max(0, expected - len(latencies)),
         "deliveries_duplicate": sum(r.duplicates for r in results),
+        # Through resync and server_restart: events received, and deliveries that came late,
+        # in the answer of the join with after that followed.
+        "resyncs": sum(r.resyncs for r in results),
+        "restarts": sum(r.restarts for r in results),
+        "deliveries_caught_up": sum(r.caught_up for r in results),
         "deliveries_per_s": _rounded(in_window / duration),
         "latency_ms": {
             "p50": _rounded(percentile(ordered, 50)),
@@ -446,6 +554,8 @@ def format_report(report: dict) -> str:
         f"delivered    {report['deliveries']} of {report['deliveries_expected']} expected "
         f"({report['deliveries_missing']} missing, {report['deliveries_duplicate']} duplicate), "
         f"{report['deliveries_per_s']}/s",
+        f"caught up    {report['deliveries_caught_up']} late, after {report['resyncs']} resync "
+        f"and {report['restarts']} server_restart event(s)",
         f"latency ms   p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}  max {lat['max']}",
         f"ack ms       p50 {ack['p50']}  p99 {ack['p99']}",
         f"refusals     {report['refusals'] or 'none'}",

@@ -121,6 +121,20 @@ def known_user_id() -> int | None:
     return state.identity[0]
 
 
+# What a 503 tells a client to wait before asking again, when the answer names no time of its
+# own: the offload pool full, a decoder busy, the database or Redis down.
+UNAVAILABLE_RETRY_AFTER = 5
+
+
+def retry_after_unavailable(response: Response) -> Response:
+    """Every 503 carries Retry-After, so that well-behaved clients back off instead of
+    retrying at once into a server that is saturated or waiting for a service."""
+    if response.status_code == 503 and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+    return response
+
+
 def init_http_errors(app: Flask) -> None:
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, unexpected_error)
+    app.after_request(retry_after_unavailable)

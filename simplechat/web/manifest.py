@@ -1,4 +1,5 @@
-"""The installable web app: its manifest, and the favicon at the path browsers ask for."""
+"""The installable web app: its manifest, the favicon at the path browsers ask for, and the
+service worker (Web Push's notifications) at the root, so that its scope is the whole site."""
 
 from __future__ import annotations
 
@@ -43,6 +44,19 @@ def favicon() -> Response:
                                mimetype="image/vnd.microsoft.icon", max_age=86400)
 
 
+def service_worker() -> Response:
+    """``/sw.js``: shows pushed notifications, one per conversation, and opens them on click.
+    Served fresh (browsers check it for updates), with its icon's hashed URL filled in."""
+    with open(f"{current_app.static_folder}/js/sw.js", encoding="utf-8") as source:
+        text = source.read()
+    text = text.replace("__ICON_URL__", url_for("static", filename="icons/icon-192.png"))
+    response = current_app.response_class(text, mimetype="text/javascript")
+    response.cache_control.no_cache = True
+    response.headers["Service-Worker-Allowed"] = "/"
+    return response
+
+
 def init_web_app(app: Flask) -> None:
     app.add_url_rule("/manifest.webmanifest", "manifest", manifest)
     app.add_url_rule("/favicon.ico", "favicon", favicon)
+    app.add_url_rule("/sw.js", "service_worker", service_worker)

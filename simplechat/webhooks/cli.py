@@ -10,7 +10,13 @@ from sqlalchemy import select
 from simplechat.extensions import db
 from simplechat.infra.commands import fail, find_user
 from simplechat.models import Conversation, User, Webhook
-from simplechat.webhooks.hooks import INCOMING, WebhookRefused, create_incoming, create_outgoing
+from simplechat.webhooks.hooks import (
+    INCOMING,
+    WebhookRefused,
+    create_incoming,
+    create_outgoing,
+    remove_webhook,
+)
 
 webhooks_cli = AppGroup("webhooks", help="Outgoing and incoming webhooks of conversations.")
 
@@ -74,11 +80,8 @@ def list_hooks(conversation_id):
 @click.argument("webhook_id", type=click.IntRange(min=1))
 def delete_hook(webhook_id):
     """Delete a webhook: no more deliveries (outgoing), its URL refused (incoming)."""
-    hook = db.session.get(Webhook, webhook_id)
-    if hook is None:
+    if not remove_webhook(webhook_id):
         fail(f"no webhook {webhook_id}")
-    db.session.delete(hook)
-    db.session.commit()
     click.echo(f"webhook {webhook_id} deleted")
 
 

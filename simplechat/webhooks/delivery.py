@@ -12,6 +12,7 @@ all, however slowly the receiver answers.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import hmac
 import http.client
@@ -22,6 +23,7 @@ import secrets
 import socket
 import ssl
 import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from celery import shared_task
@@ -105,6 +107,11 @@ class _DeadlineSocket:
     def __init__(self, sock: socket.socket, deadline: _Deadline):
         self._sock = sock
         self._deadline = deadline
+        # As a socket's own makefile: http.client closes the connection as soon as it has the
+        # answer's headers when the receiver closes after it; the socket itself closes when
+        # the answer's reader is closed too, so that its body can still be read.
+        self._readers = 0
+        self._closing = False
 
     def sendall(self, data: bytes) -> None:
         view = memoryview(data).cast("B")
@@ -118,10 +125,18 @@ class _DeadlineSocket:
 
     def makefile(self, mode: str = "rb", *args, **kwargs) -> io.BufferedReader:
         """What http.client reads the answer from: every refill goes through recv_into."""
+        self._readers += 1
         return io.BufferedReader(_DeadlineReader(self))
 
+    def reader_closed(self) -> None:
+        self._readers -= 1
+        if self._closing and self._readers <= 0:
+            self._sock.close()
+
     def close(self) -> None:
-        self._sock.close()
+        self._closing = True
+        if self._readers <= 0:
+            self._sock.close()
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -134,6 +149,11 @@ class _DeadlineReader(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         return self._sock.recv_into(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()
+            self._sock.reader_closed()
 
 
 class _PinnedHTTP(http.client.HTTPConnection):
@@ -173,24 +193,71 @@ class _PinnedHTTPS(_PinnedHTTP):
         return secured
 
 
+# Names are resolved on these threads, so that the deadline covers the lookup too: the resolver's
+# own timeouts and retries (getaddrinfo cannot be given one) could hold a delivery far longer.
+_RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=4,
+                                                  thread_name_prefix="webhook-resolve")
+
+
+def _resolve_within(url: str, allow_private: bool, deadline: _Deadline
+                    ) -> tuple[str, int, list[str]]:
+    """checked_addresses(url), or TimeoutError once the deadline passes first (the lookup is
+    left to finish on its thread)."""
+    lookup = _RESOLVER.submit(checked_addresses, url, allow_private)
+    try:
+        return lookup.result(timeout=deadline.left())
+    except concurrent.futures.TimeoutError:
+        lookup.cancel()
+        raise TimeoutError("the receiver's name did not resolve before the deadline") from None
+
+
 def post_signed(url: str, secret: str, body: bytes, allow_private: bool,
                 deadline: float = 10.0) -> int:
     """POST ``body`` to ``url`` with its signature; the answer's status. Redirects are not
     followed. Connecting, sending and reading the answer take at most ``deadline`` seconds
     together. Raises UnsafeURL, or OSError (TimeoutError past the deadline)/HTTPException when
     the receiver cannot be reached or does not answer in time."""
-    host, port, addresses = checked_addresses(url, allow_private)
+    return exchange_signed(url, secret, body, allow_private, deadline).status
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    content_type: str
+    body: bytes  # at most ANSWER_MAX + 1 bytes: more means it was longer than that
+
+
+ANSWER_MAX = 65536
+
+
+def exchange_signed(url: str, secret: str, body: bytes, allow_private: bool,
+                    deadline: float = 10.0, *, content_type: str = "application/json",
+                    event: str = "message", headers: dict[str, str] | None = None) -> Answer:
+    """post_signed's request (``content_type``, ``X-SimpleChat-Event: event`` and any other
+    ``headers``), and the receiver's answer: status, content type and body, read within the
+    same deadline."""
+    return post_checked(url, body, allow_private, deadline, {
+        "Content-Type": content_type, "User-Agent": "SimpleChat-Webhook/1",
+        SIGNATURE_HEADER: signature(secret, body), "X-SimpleChat-Event": event,
+        **(headers or {})})
+
+
+def post_checked(url: str, body: bytes, allow_private: bool, deadline: float,
+                 headers: dict[str, str]) -> Answer:
+    """POST ``body`` with ``headers`` to ``url`` at an address the webhooks' rule allows
+    (checked_addresses; the connection pinned to it), within ``deadline`` seconds in all; the
+    answer. Raises UnsafeURL, or OSError/HTTPException as post_signed. Web Push uses it too."""
+    until = _Deadline(deadline)
+    host, port, addresses = _resolve_within(url, allow_private, until)
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     pinned = _PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP
-    conn = pinned(host, port, addresses[0], _Deadline(deadline))
+    conn = pinned(host, port, addresses[0], until)
     try:
-        conn.request("POST", path, body=body, headers={
-            "Content-Type": "application/json", "User-Agent": "SimpleChat-Webhook/1",
-            SIGNATURE_HEADER: signature(secret, body), "X-SimpleChat-Event": "message"})
+        conn.request("POST", path, body=body, headers=headers)
         response = conn.getresponse()
-        response.read(65536)
-        return response.status
+        return Answer(response.status, response.getheader("Content-Type") or "",
+                      response.read(ANSWER_MAX + 1))
     finally:
         conn.close()
 

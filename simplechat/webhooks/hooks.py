@@ -21,6 +21,7 @@ from simplechat.extensions import db
 from simplechat.infra.membership import members_changed
 from simplechat.infra.secrets import token_hash
 from simplechat.models import Conversation, Participant, User, Webhook
+from simplechat.observability.activity import record_activity
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,30 @@ def delete_webhook(conversation_id: int, webhook_id: int) -> bool:
     db.session.delete(hook)
     db.session.commit()
     return True
+
+
+def remove_webhook(webhook_id: int, actor: User | None = None) -> bool:
+    """Delete a webhook wherever it is (``flask webhooks delete``, the admin console): no more
+    deliveries, its URL refused; recorded with the admin as actor. False if there is none."""
+    hook = db.session.get(Webhook, webhook_id)
+    if hook is None or not delete_webhook(hook.conversation_id, webhook_id):
+        return False
+    record_activity("webhook_deleted", actor.id if actor is not None else None,
+                    {"webhook_id": webhook_id, "conversation_id": hook.conversation_id,
+                     "by": "admin" if actor is not None else "cli"})
+    return True
+
+
+def site_url(fallback: str) -> str:
+    """Where people and programs reach this site, without a trailing "/": SITE_URL, else
+    ``fallback`` (the address the current request came to)."""
+    return (current_app.config.get("SITE_URL") or fallback).rstrip("/")
+
+
+def incoming_hook_urls(secret: str, base: str) -> tuple[str, str]:
+    """The two addresses of an incoming hook: Simple Chat's JSON, and Slack's."""
+    path = f"{site_url(base)}/api/hooks/{secret}"
+    return path, f"{path}/slack"
 
 
 def incoming_hook_sender(secret: str) -> tuple[User, int] | None:

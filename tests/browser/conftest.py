@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from functools import cache
 from pathlib import Path
 
@@ -27,9 +28,12 @@ from e2e.harness import (
 )
 from sqlalchemy.engine import make_url
 
+from tests.mailbox import Mailbox
+
 __all__ = [  # what the browser tests import
     "PASSWORD", "Tab", "assert_no_axe_violations", "axe_results", "opened_conversation",
-    "pick_in_select2", "seed_messages", "start_direct", "wait_until",
+    "pick_in_select2", "seed_channels", "seed_messages", "seed_texts", "start_direct",
+    "wait_until",
 ]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -45,16 +49,20 @@ class BrowserStack(Stack):
     and Celery queue of its own) on Redis db 12, with one web process on a port that stays the
     same when it is killed and started again, as the browser's pages expect."""
 
-    def __init__(self, database: TestDatabase, log_dir: Path):
+    def __init__(self, database: TestDatabase, log_dir: Path, mailbox: Mailbox):
         # Every tab comes from 127.0.0.1: the per-address limits on registering and logging in
         # (tests/test_throttles.py) would refuse the suite's own users after the first ten.
         super().__init__(database, log_dir, redis_url=REDIS_URL, ports=PORTS, label="browser",
                          CHAT_RATE_LIMIT="1/2s", REGISTER_RATE_LIMIT="1000/hour",
                          LOGIN_RATE_LIMIT_IP="1000/5minute",
                          # Small enough for a "too large" upload that is quick to make.
-                         CHAT_MAX_ATTACHMENT_BYTES=str(2 * 1024 * 1024))
+                         CHAT_MAX_ATTACHMENT_BYTES=str(2 * 1024 * 1024),
+                         # Slash commands' services run on 127.0.0.1 here.
+                         WEBHOOK_ALLOW_PRIVATE="1")
         self.port = free_port(PORTS)
         self.base_url = f"http://127.0.0.1:{self.port}"
+        # Mail (password reset) goes to the session's SMTP server, links to this web process.
+        self.env.update({k: str(v) for k, v in mailbox.settings(SITE_URL=self.base_url).items()})
         self.web: WebProcess | None = None
 
     def flask(self, *args: str) -> str:
@@ -93,7 +101,15 @@ def _postgres_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def mailbox():
+    """A real SMTP server (aiosmtpd) that keeps what the stack mails."""
+    box = Mailbox().start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, mailbox):
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     raw = _postgres_url()
@@ -101,7 +117,7 @@ def stack(tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("browser-stack")
     database = TestDatabase.create_migrated(
         "postgresql", admin_url.render_as_string(hide_password=False), log_dir)
-    stack = BrowserStack(database, log_dir)
+    stack = BrowserStack(database, log_dir, mailbox)
     try:
         stack.start_worker()
         stack.start_web()
@@ -186,14 +202,28 @@ class Tab:
         page.fill("#password", PASSWORD)
         page.fill("#confirm", PASSWORD)
         page.get_by_role("button", name="Register").click()
-        page.wait_for_url(lambda url: "/auth/register" not in url)
+        self._left_form("/auth/register")
 
     def login(self, username: str) -> None:
         page = self.goto("/auth/login")
         page.fill("#username", username)
         page.fill("#password", PASSWORD)
         page.get_by_role("button", name="Log in").click()
-        page.wait_for_url(lambda url: "/auth/login" not in url)
+        self._left_form("/auth/login")
+
+    def _left_form(self, path: str) -> None:
+        """Wait until the form's page is left, or fail at once with the errors it shows (the
+        browser stack lives for the whole session, so a username another module took is
+        refused here, not timed out on). The password is hashed on the CPU pool: on a loaded
+        machine that takes a while."""
+        page = self.page
+        refused = page.locator("#form-errors, #register-error, #login-error")
+        deadline = time.monotonic() + 30
+        while path in page.url:
+            if refused.count():
+                raise AssertionError(f"{path} refused: {refused.first.inner_text()}")
+            assert time.monotonic() < deadline, f"still on {path} after 30 s"
+            page.wait_for_timeout(100)
 
     def close(self) -> None:
         self.context.close()
@@ -236,10 +266,10 @@ def start_direct(tab: Tab, search: str, choice: str):
     return page, opened_conversation(page)
 
 
-def seed_messages(stack: BrowserStack, sender: str, conversation_id: int, count: int) -> None:
-    """Send ``count`` messages through the real send path in a separate process (no limit)."""
+def seed_texts(stack: BrowserStack, sender: str, conversation_id: int, texts: list[str]) -> None:
+    """Send these texts through the real send path in a separate process (no limit)."""
     script = (
-        "import sys\n"
+        "import json, sys\n"
         "from sqlalchemy import select\n"
         "from simplechat import create_app\n"
         "from simplechat.extensions import db\n"
@@ -248,15 +278,50 @@ def seed_messages(stack: BrowserStack, sender: str, conversation_id: int, count:
         "app = create_app()\n"
         "with app.app_context():\n"
         "    user = db.session.scalars(select(User).where(User.username == sys.argv[1])).one()\n"
-        "    for n in range(1, int(sys.argv[3]) + 1):\n"
-        "        ack = send_message(user, int(sys.argv[2]), f'seed message {n}')\n"
+        "    for text in json.loads(sys.argv[3]):\n"
+        "        ack = send_message(user, int(sys.argv[2]), text)\n"
         "        assert ack['ok'], ack\n"
     )
     env = base_env({**stack.env, "CHAT_RATE_LIMIT": "off"})
-    done = subprocess.run([sys.executable, "-c", script, sender, str(conversation_id), str(count)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script, sender, str(conversation_id),
+                           json.dumps(texts)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
     assert done.returncode == 0, f"seeding failed: {done.stderr[-2000:]}"
 
+
+def seed_messages(stack: BrowserStack, sender: str, conversation_id: int, count: int) -> None:
+    """Send ``count`` messages ("seed message 1", ...) through the real send path in a separate
+    process (no limit)."""
+    seed_texts(stack, sender, conversation_id, [f"seed message {n}" for n in range(1, count + 1)])
+
+
+def seed_channels(stack, owner: str, channels: list[tuple[str, str, list[str]]]) -> dict:
+    """Public channels of ``owner`` (title, description, other members), made in one separate
+    process as a script would: their ids by title."""
+    script = (
+        "import json, sys\n"
+        "from sqlalchemy import select\n"
+        "from simplechat import create_app\n"
+        "from simplechat.extensions import db\n"
+        "from simplechat.models import User\n"
+        "from simplechat.conversations.channels import create_channel\n"
+        "app = create_app()\n"
+        "with app.app_context():\n"
+        "    def user(name):\n"
+        "        return db.session.scalars(select(User).where(User.username == name)).one()\n"
+        "    owner, ids = user(sys.argv[1]), {}\n"
+        "    for title, description, members in json.loads(sys.argv[2]):\n"
+        "        c, refusal = create_channel(owner, title, description, 'public',\n"
+        "                                    limited=False, members=[user(m) for m in members])\n"
+        "        assert refusal is None, refusal\n"
+        "        ids[title] = c.id\n"
+        "    print(json.dumps(ids))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, owner, json.dumps(channels)],
+                          cwd=ROOT, env=base_env(stack.env), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, f"seeding failed: {done.stderr[-2000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # axe-core, from npm (tests/browser/package.json and its lock file), for the accessibility checks.

@@ -13,6 +13,11 @@ States covered:
   direct chat     messages both ways, "(edited)", "Seen", day separator; message menu open;
                   editing a message; delete confirmation open; reconnecting (offline)
   group chat      sender names; Manage dialog open; its Select2 open; leave confirmation
+  channels        the directory (/chat/browse: search, sort, a joined channel, more to load);
+                  a channel's preview open; the new-channel form; refused (no name); a channel
+                  page with its description and the members panel open, a member's actions
+                  open (as its owner); the settings dialog with description and archiving; an
+                  archived channel (read-only composer, the reason)
   rich messages   formatting and code, a reply's quote, reactions, attachments (thumbnail and
                   file chip), a mention of me, a system line; the reaction picker open; the
                   mention list open; the reply bar and file chips in the composer; the lightbox
@@ -37,6 +42,7 @@ from .conftest import (
     assert_no_axe_violations,
     opened_conversation,
     pick_in_select2,
+    seed_channels,
     seed_messages,
     start_direct,
     wait_until,
@@ -360,8 +366,10 @@ def test_keyboard_only(stack, open_tab, chats):
     page.keyboard.press("Enter")
     expect(own(page, "typed without a mouse")).to_have_count(1)
 
-    # The message list takes the focus and scrolls with the keys.
-    seed_messages(stack, "ann", conversation_id, 40)
+    # The message list takes the focus and scrolls with the keys. Kim's own messages: the page
+    # opens at the newest (another's, unless read before the reload, would open it at the
+    # first unread under the "New messages" line).
+    seed_messages(stack, "kim", conversation_id, 40)
     page.reload()
     expect(page.locator("#messages .message")).to_have_count(41)
     scroller = page.locator("#messages-scroll")
@@ -369,13 +377,85 @@ def test_keyboard_only(stack, open_tab, chats):
         return s.scrollHeight - s.scrollTop - s.clientHeight < 40; }""")
     at_bottom = scroller.evaluate("s => s.scrollTop")
     assert at_bottom > 0
-    log = tab_until(page, lambda a: a["id"] == "messages", key="Shift+Tab")
-    assert log["outline"] == "solid", log
+    # The list is one Tab stop: its newest message (a roving tabindex, arrows inside).
+    row = tab_until(page, lambda a: "message" in a["cls"].split(), key="Shift+Tab")
+    assert row["outline"] == "solid", row
+    assert page.evaluate("document.activeElement.parentElement.id") == "messages"
     assert page.get_attribute("#messages", "role") == "log"
     page.keyboard.press("PageUp")
-    page.wait_for_function(f"document.getElementById('messages-scroll').scrollTop < {at_bottom}")
+    page.wait_for_function(
+        f"() => document.getElementById('messages-scroll').scrollTop < {at_bottom}")
     tab.screenshot("a11y-keyboard-messages")
     tab.assert_clean()
+
+
+def test_channels(stack, open_tab, check, chats):
+    """The directory, a preview, the new-channel form, and a channel's page as its owner:
+    members panel, settings dialog, archived."""
+    # More channels than the directory's first page, so that it has more to load.
+    channel = seed_channels(stack, "ann", [
+        ("Announcements", "News for everyone: releases, outages and plans.", ["ben", "cleo"]),
+    ])["Announcements"]
+    seed_channels(stack, "cleo", [(f"Side room {n:02d}", f"Room number {n}.", [])
+                                  for n in range(1, 22)])
+    seed_messages(stack, "ben", channel, 2)
+
+    tab = open_tab()
+    tab.login("ann")
+    page = tab.goto("/chat/")
+    page.click("#browse-channels")
+    items = page.locator("#channel-list .channel-item")
+    expect(items).to_have_count(20)
+    expect(items.filter(has_text="Announcements").locator(".channel-open")).to_be_visible()
+    expect(page.locator("#channel-list .channel-more")).to_be_visible()
+    check(tab, "browse")
+    page.fill("#channel-q", "room number 1")
+    expect(page.locator("#channel-status")).to_contain_text("matching")
+    page.select_option("#channel-sort", "name")
+    expect(items.first.locator(".channel-title")).to_contain_text("Side room 01")
+    page.fill("#channel-q", "news for everyone")
+    expect(items).to_have_count(1)
+    items.first.locator(".channel-preview").click()
+    expect(page.locator("#preview-modal")).to_be_focused()
+    expect(page.locator("#preview-messages .preview-message")).to_have_count(2)
+    expect(page.locator("#preview-open")).to_be_visible()  # Ann is in it
+    expect(page.locator("#preview-hint")).to_be_hidden()
+    check(tab, "browse-preview")
+    page.keyboard.press("Escape")
+    expect(page.locator("#preview-modal")).to_be_hidden()
+
+    page = tab.goto("/chat/channels/new")
+    check(tab, "new-channel")
+    page.click("#create-channel-button")
+    expect(page.locator("#form-errors")).to_be_focused()
+    check(tab, "new-channel-refused")
+
+    page = tab.goto(f"/chat/{channel}")
+    expect(page.locator("#chat-description")).to_contain_text("News for everyone")
+    expect(page.locator("#messages .message-theirs")).to_have_count(2)
+    check(tab, "channel")
+    page.click("#members-button")
+    expect(page.locator("#members-panel")).to_be_focused()  # slid in
+    row = page.locator("#members-list .member-row", has_text="Ben Baker")
+    row.locator(".member-manage").click()
+    expect(row.locator(".member-set-role").first).to_be_focused()  # the panel has slid in
+    check(tab, "channel-members")
+    page.keyboard.press("Escape")  # closes the member's actions
+    page.keyboard.press("Escape")  # and the panel
+    expect(page.locator("#members-panel")).to_be_hidden()
+    page.click("#manage-group")
+    expect(page.locator("#group-title-input")).to_be_focused()
+    check(tab, "channel-settings")
+    page.click("#archive-button")
+    expect(page.locator("#archive-button")).to_have_text("Unarchive channel")
+    page.keyboard.press("Escape")
+    expect(page.locator("#group-modal")).to_be_hidden()
+    expect(page.locator("#message-input")).to_be_disabled()
+    check(tab, "channel-archived")
+    page.click("#unarchive-inline")
+    expect(page.locator("#message-input")).to_be_enabled()
+    tab.assert_clean()
+    check.assert_clean(8)
 
 
 def _png() -> bytes:

@@ -200,9 +200,11 @@ def test_the_list_takes_presence_that_changed_before_its_socket_connected(stack,
 
     listing.route(re.compile(r"/static/vendor/socket\.io/socket\.io\.min(\.[0-9a-f]+)?\.js"),
                   held_back)
-    val.goto("/chat/")
+    # The page's load waits for the held script, which waits for Vic's login and socket: the
+    # navigation is not waited for here, the connection below is (a loaded run took over 10 s).
+    listing.goto("/chat/", wait_until="commit", timeout=30_000)
     entry = listing.locator(f'.conversation-item[data-conversation-id="{cid}"]')
-    expect(listing.locator("#connection-state")).to_have_text("Connected")
+    expect(listing.locator("#connection-state")).to_have_text("Connected", timeout=30_000)
     assert rendered == {"online": "false"}  # the page was rendered with Vic offline
     expect(entry.locator(".presence-dot")).to_have_class(re.compile(r"\bonline\b"))
     expect(entry.locator(".presence-label")).to_have_text(", online")

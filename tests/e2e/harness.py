@@ -16,6 +16,7 @@ import itertools
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -190,7 +191,9 @@ class TestDatabase:
 
 _CLEARED_ENV = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_QUEUE",
                 "REDIS_KEY_PREFIX", "SOCKETIO_ASYNC_MODE", "SIMPLECHAT_CONFIG", "SECRET_KEY",
-                "TEST_DATABASE_URL", "TEST_REDIS_URL", "WEB_CONCURRENCY", "PORT", "BIND")
+                "TEST_DATABASE_URL", "TEST_REDIS_URL", "WEB_CONCURRENCY", "PORT", "BIND",
+                "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_PASSWORD",
+                "CHAT_ACK_REPLICAS", "SOCKETIO_MESSAGE_QUEUE")
 
 
 def base_env(extra: dict[str, str]) -> dict[str, str]:
@@ -374,6 +377,185 @@ class RedisServer:
         return self.process is not None and self.process.alive()
 
 
+class RedisSentinelSet:
+    """A Redis primary, its replicas and the sentinels that watch them (``redis-server
+    --sentinel``), each a process of its own on a free port of 127.0.0.1 with its folder under
+    ``folder``. The servers keep an append-only file (the primary's can be deleted with it, as
+    a lost host's would be). Short ``down_after_ms`` and ``failover_timeout_ms`` make a failover
+    take a few seconds.
+
+    ``env()`` is what a web process or worker needs to find the primary through the sentinels
+    (REDIS_URL's host is not used then: it names the first primary, which may be gone)."""
+
+    def __init__(self, folder: Path, replicas: int = 2, sentinels: int = 3,
+                 ports: range = PORTS, master: str = "mymaster", down_after_ms: int = 1000,
+                 failover_timeout_ms: int = 4000):
+        self.folder = Path(folder)
+        self.master = master
+        self.ports = ports
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.servers: dict[int, Process] = {}
+        self.sentinels: dict[int, Process] = {}
+        self.quorum = sentinels // 2 + 1
+        try:
+            first = self._start_server(None)
+            for _ in range(replicas):
+                self._start_server(first)
+            for _ in range(sentinels):
+                self._start_sentinel(first)
+            self.wait_until_watched(replicas)
+        except BaseException:
+            self.stop()
+            raise
+
+    # ----- processes
+
+    def _dir(self, kind: str, port: int) -> Path:
+        path = self.folder / f"{kind}-{port}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _start_server(self, primary: int | None, port: int | None = None) -> int:
+        port = port or free_port(self.ports)
+        folder = self._dir("redis", port)
+        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+                "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+                "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]
+        if primary is not None:
+            args += ["--replicaof", "127.0.0.1", str(primary)]
+        self.servers[port] = Process(f"redis-{port}", args, base_env({}), folder / "redis.log")
+        wait_until(lambda: _pings(port), 10, 0.05, f"redis-server on {port}")
+        return port
+
+    def _start_sentinel(self, primary: int) -> int:
+        port = free_port(self.ports)
+        folder = self._dir("sentinel", port)
+        conf = folder / "sentinel.conf"
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {folder}\n"
+            f"sentinel monitor {self.master} 127.0.0.1 {primary} {self.quorum}\n"
+            f"sentinel down-after-milliseconds {self.master} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {self.master} {self.failover_timeout_ms}\n"
+            f"sentinel parallel-syncs {self.master} 2\n")
+        self.sentinels[port] = Process(f"sentinel-{port}", ["redis-server", str(conf),
+                                                            "--sentinel"],
+                                       base_env({}), folder / "sentinel.log")
+        wait_until(lambda: _pings(port), 10, 0.05, f"sentinel on {port}")
+        return port
+
+    def stop(self) -> None:
+        for process in [*self.sentinels.values(), *self.servers.values()]:
+            process.stop(timeout=3)
+
+    # ----- what the sentinels say
+
+    def sentinel(self, port: int | None = None) -> redis_lib.Redis:
+        return redis_lib.Redis(host="127.0.0.1", port=port or next(iter(self.sentinels)),
+                               socket_timeout=2, decode_responses=True)
+
+    def primary(self) -> int:
+        """The port of the primary, as the first sentinel that answers names it."""
+        for port in self.sentinels:
+            client = self.sentinel(port)
+            try:
+                return int(client.sentinel_get_master_addr_by_name(self.master)[1])
+            except (redis_lib.RedisError, TypeError):
+                continue
+            finally:
+                client.close()
+        raise AssertionError("no sentinel names a primary")
+
+    def wait_until_watched(self, replicas: int, timeout: float = 30.0) -> None:
+        """Until every sentinel knows the others, the primary and ``replicas`` replicas up and
+        linked to it (so that a failover can start at once)."""
+        def watched() -> bool:
+            for port in self.sentinels:
+                client = self.sentinel(port)
+                try:
+                    master = client.sentinel_master(self.master)
+                    seen = [r for r in client.sentinel_slaves(self.master)
+                            if not (r["is_sdown"] or r["is_odown"])
+                            and r.get("master-link-status") == "ok"]
+                    others = client.sentinel_sentinels(self.master)
+                except redis_lib.RedisError:
+                    return False
+                finally:
+                    client.close()
+                if (master["is_sdown"] or len(seen) < replicas
+                        or len(others) < len(self.sentinels) - 1):
+                    return False
+            return True
+
+        wait_until(watched, timeout, 0.2, "the sentinels to watch the primary and its replicas")
+
+    def env(self) -> dict[str, str]:
+        return {"REDIS_SENTINELS": ",".join(f"127.0.0.1:{p}" for p in self.sentinels),
+                "REDIS_SENTINEL_MASTER": self.master}
+
+    def url(self, db: int = 0) -> str:
+        """A REDIS_URL for processes that ask the sentinels (its host is the first primary's,
+        not used by them)."""
+        return f"redis://127.0.0.1:{self.primary()}/{db}"
+
+    def client(self) -> redis_lib.Redis:
+        """A client of the current primary."""
+        return redis_lib.Redis(host="127.0.0.1", port=self.primary(), socket_timeout=5)
+
+    # ----- faults
+
+    def kill_primary(self, delete_data: bool = True) -> int:
+        """SIGKILL the primary (and delete its folder, as a host that is gone would lose it);
+        its port."""
+        port = self.primary()
+        self.servers[port].kill()
+        if delete_data:
+            shutil.rmtree(self.folder / f"redis-{port}", ignore_errors=True)
+        return port
+
+    def wait_for_failover(self, old: int, timeout: float = 30.0) -> int:
+        """Until every sentinel names a primary other than ``old`` that answers as one."""
+        def promoted() -> int | None:
+            named = set()
+            for port in self.sentinels:
+                client = self.sentinel(port)
+                try:
+                    named.add(int(client.sentinel_get_master_addr_by_name(self.master)[1]))
+                except (redis_lib.RedisError, TypeError):
+                    return None
+                finally:
+                    client.close()
+            if len(named) != 1 or old in named:
+                return None
+            new = named.pop()
+            client = redis_lib.Redis(host="127.0.0.1", port=new, socket_timeout=2)
+            try:
+                return new if client.info("replication")["role"] == "master" else None
+            except redis_lib.RedisError:
+                return None
+            finally:
+                client.close()
+
+        return wait_until(promoted, timeout, 0.1, "a new primary")
+
+    def restore(self, port: int, replicas: int) -> None:
+        """Start the server of ``port`` again, empty, as a replica of the current primary, and
+        wait until the sentinels watch ``replicas`` replicas again."""
+        self.servers[port].stop(timeout=1)
+        self._start_server(self.primary(), port)
+        self.wait_until_watched(replicas, timeout=60)
+
+
+def _pings(port: int) -> bool:
+    client = redis_lib.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis_lib.RedisError:
+        return False
+    finally:
+        client.close()
+
+
 def _free_cluster_port(ports: range) -> int:
     """A free port whose cluster bus port (port + 10000) is free as well."""
     for _attempt in range(50):
@@ -463,11 +645,12 @@ class Stack:
 
     def start_web(self, workers: int = 1, worker_class: str = "eventlet",
                   env: dict[str, str] | None = None, timeout: float = 40.0,
-                  port: int | None = None) -> WebProcess:
+                  port: int | None = None, graceful_timeout: float = 3) -> WebProcess:
         """``gunicorn -c gunicorn.conf.py -k <class> -w N -b 127.0.0.1:PORT wsgi:app``, ready.
 
         PORT is a free one of ``self.ports`` unless ``port`` is given (to start a process again
-        where its clients expect it)."""
+        where its clients expect it). ``graceful_timeout``: 3 s, so that stopping a test's
+        processes is quick (gunicorn.conf.py's own is 15)."""
         extra = dict(env or {})
         if worker_class == "gevent":
             extra.setdefault("SOCKETIO_ASYNC_MODE", "gevent")
@@ -477,7 +660,7 @@ class Stack:
             name = f"web{next(self._names)}-{port}"
             args = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
                     "-k", worker_class, "-w", str(workers), "-b", f"127.0.0.1:{port}",
-                    "--graceful-timeout", "3", "wsgi:app"]
+                    "--graceful-timeout", str(graceful_timeout), "wsgi:app"]
             web = WebProcess(name, args, self._env(extra), self.log_dir / f"{name}.log",
                              port, workers)
             self.processes.append(web)
@@ -495,12 +678,13 @@ class Stack:
 
     def start_worker(self, pool: str = "solo", concurrency: int = 1,
                      env: dict[str, str] | None = None, timeout: float = 60.0,
-                     queues: Iterable[str] | None = None) -> Process:
+                     queues: Iterable[str] | None = None, quiet: bool = True) -> Process:
         """``celery -A celery_worker.celery worker -P <pool> -Q <queues>``, ready to consume.
 
         ``queues``: by default both of this stack's queues, its own (``self.queue``) and that
         of webhook deliveries (``self.queue + "-webhooks"``, CELERY_WEBHOOK_QUEUE's default);
-        name one to start a worker on it alone; empty: no ``-Q``, the app's queues decide."""
+        name one to start a worker on it alone; empty: no ``-Q``, the app's queues decide.
+        ``quiet=False``: with Celery's gossip and mingle, which it starts by default."""
         name = f"worker{next(self._names)}"
         if queues is None:
             queues = (self.queue, f"{self.queue}-webhooks")
@@ -508,7 +692,8 @@ class Stack:
         args = [str(BIN / "celery"), "-A", "celery_worker.celery", "worker", "--loglevel=info",
                 "-P", pool, f"--concurrency={concurrency}",
                 *(("-Q", ",".join(queues)) if queues else ()),
-                "-n", f"{name}-{self.queue}@%h", "--without-gossip", "--without-mingle"]
+                "-n", f"{name}-{self.queue}@%h",
+                *(("--without-gossip", "--without-mingle") if quiet else ())]
         worker = Process(name, args, self._env(env), self.log_dir / f"{name}.log")
         self.processes.append(worker)
         try:

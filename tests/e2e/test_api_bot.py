@@ -41,7 +41,7 @@ def test_the_example_bot_answers_through_the_api(stack, tmp_path):
     bot_id = stack.database.user_id("echo-bot")
     conversation_id = ada.start_conversation(web, [bot_id])
     token = flask(stack, "tokens", "create", "echo-bot", "--name", "example")
-    assert len(example_bot().splitlines()) <= 35
+    assert len(example_bot().splitlines()) <= 45
     script = tmp_path / "bot.py"
     script.write_text(example_bot())
     log_path = tmp_path / "bot.log"

@@ -25,8 +25,14 @@ TASK_NAMES = (
     "simplechat.store_message_change",
     "simplechat.store_reaction",
     "simplechat.deliver_webhook",
+    "simplechat.run_slash_command",
     "simplechat.log_activity",
     "simplechat.log_error",
+    "simplechat.build_data_export",
+    "simplechat.remove_expired_exports",
+    "simplechat.send_password_reset",
+    "simplechat.sweep_digests",
+    "simplechat.send_digest",
 )
 
 
@@ -49,9 +55,17 @@ def test_every_task_name_ever_published_runs_on_a_worker(stack):
              [edited, datetime.utcnow().isoformat(sep=" ")]),
             ("simplechat.store_reaction", [first, bob_id, "👍", True]),
             ("simplechat.deliver_webhook", [987654321, first]),  # no such hook: "gone"
+            # no such command: "gone"
+            ("simplechat.run_slash_command", [987654321, conversation_id, ada_id, "x",
+                                              "http://localhost/"]),
             ("simplechat.log_activity", ["old_task_name", ada_id, {"from": "test"}, None]),
             ("simplechat.log_error", ["old_task_name", "Check", "queued by name", None, ada_id]),
             ("simplechat.flush_writes", []),
+            ("simplechat.build_data_export", [987654321]),  # no such export: "gone"
+            ("simplechat.remove_expired_exports", []),
+            ("simplechat.send_password_reset", ["nobody@example.com"]),  # no mail server
+            ("simplechat.sweep_digests", []),
+            ("simplechat.send_digest", [987654321]),  # no such user: "gone"
         ):
             sent[name] = client.send_task(name, args=args, queue=stack.queue).id
     finally:
@@ -77,3 +91,6 @@ def test_every_task_name_ever_published_runs_on_a_worker(stack):
     delivered = re.search(r"Task simplechat\.deliver_webhook\[[^\]]+\] succeeded in [^:]+: "
                           r"'(\w+)'", worker.log())
     assert delivered and delivered.group(1) == "gone"
+    called = re.search(r"Task simplechat\.run_slash_command\[[^\]]+\] succeeded in [^:]+: "
+                       r"'(\w+)'", worker.log())
+    assert called and called.group(1) == "gone"

@@ -40,12 +40,21 @@ class OwnRedis:
         self.url = f"redis://127.0.0.1:{port}/0"
         self.log_path = log_dir / f"redis-{port}.log"
         self.process: subprocess.Popen | None = None
+        # A test may set this before a start: an append-only file synced on every write, in
+        # its own folder, so that a crash loses nothing written.
+        self.appendonly = False
+        self.dir = log_dir / f"redis-{port}"
 
     def start(self) -> None:
+        persistence = ["--appendonly", "no"]
+        if self.appendonly:
+            self.dir.mkdir(exist_ok=True)
+            persistence = ["--appendonly", "yes", "--appendfsync", "always",
+                           "--dir", str(self.dir)]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-                 "--save", "", "--appendonly", "no", "--daemonize", "no"],
+                 "--save", "", *persistence, "--daemonize", "no"],
                 stdout=log, stderr=subprocess.STDOUT)
         client = self.client()
         try:
@@ -176,11 +185,11 @@ def _fault_stack(request, own_redis, tmp_path, admin_url):
             database.drop()
 
 
-def start_sender(stack: Stack) -> tuple[Process, int, ChatSocket]:
+def start_sender(stack: Stack, quiet: bool = True) -> tuple[Process, int, ChatSocket]:
     """A web process and a solo worker; ada and bob in a conversation, ada's socket joined to
     it. Returns the worker, the conversation id and the socket."""
     web = stack.start_web()
-    worker = stack.start_worker(pool="solo")
+    worker = stack.start_worker(pool="solo", quiet=quiet)
     ada, bob = stack.register(web, "ada"), stack.register(web, "bob")
     conversation_id = ada.start_conversation(web, [bob.id])
     sock = ada.socket(web)

@@ -62,3 +62,33 @@ def test_database_outage_mid_stream_loses_nothing_and_recovers(fault_stack_own_p
     report("database-outage", faults="PostgreSQL stop/start x1", worker_retries=retries,
            outage_s=round(outage["up"] - outage["down"], 1), summary=stream.summary(),
            stored=len(stack.database.message_ids(conversation_id)))
+
+
+def test_sockets_keep_their_login_through_an_outage_longer_than_the_session_cache(
+        fault_stack_own_postgres, own_postgres):
+    """With SESSION_CACHE_SECONDS=1 the sessions' cached identities are stale a second after
+    the database stops: a socket's events must check its login again and SQL cannot answer.
+    The login SQL confirmed a moment ago stays trusted (nothing can end a session while SQL is
+    down): sends go on, and the same cookie connects a new socket, throughout the outage."""
+    stack = fault_stack_own_postgres
+    stack.env["SESSION_CACHE_SECONDS"] = "1"
+    worker, conversation_id, sock = start_sender(stack)
+    web, ada = stack.processes[0], stack.users[0]
+    before = send_stream(sock, conversation_id, 5, "before")
+    assert len(before.acked) == 5, before.summary()
+    own_postgres.stop()
+    try:
+        time.sleep(3)  # three times the cache's trust: every check now goes past it
+        during = send_stream(sock, conversation_id, 10, "during", pause=0.3, timeout=10)
+        assert len(during.acked) == 10, during.summary()  # not unavailable
+        again = ada.socket(web)  # a reconnect: its login read with SQL away
+        assert again.join(conversation_id)["ok"]
+        more = send_stream(again, conversation_id, 3, "again", timeout=10)
+        assert len(more.acked) == 3, more.summary()
+    finally:
+        own_postgres.start()
+    stream = before
+    stream.acked += during.acked + more.acked
+    assert_stored_exactly_once(stack.database, conversation_id, stream)
+    report("database-outage-logins", outage_s=">3", session_cache_s=1,
+           summary=stream.summary())

@@ -1,6 +1,7 @@
 /* The chat page: history, live messages, sending, rate-limit countdown, reconnect catch-up,
- * read state and "Seen", presence, typing, editing and deleting, group changes, and jumping to a
- * message found by search (?message=<id>). */
+ * read state and "Seen", presence, typing, editing and deleting (owners and admins of a group
+ * or channel delete anyone's message), group changes, an archived conversation's read-only
+ * composer, and jumping to a message found by search (?message=<id>). */
 (function () {
   "use strict";
   var root = document.getElementById("chat");
@@ -10,6 +11,10 @@
   var conversationId = parseInt(root.dataset.conversationId, 10);
   var myId = parseInt(root.dataset.userId, 10);
   var isGroup = root.dataset.isGroup === "true";
+  var kind = root.dataset.kind || (isGroup ? "group" : "conversation");
+  // My role and the archived state: channel.js keeps them on #chat as the server tells.
+  function isModerator() { return isGroup && (root.dataset.role === "owner" || root.dataset.role === "admin"); }
+  function isArchived() { return root.dataset.archived === "true"; }
   var maxLength = parseInt(root.dataset.maxLength, 10);
   var historyUrl = root.dataset.historyUrl;
   var editWindowMs = (parseInt(root.dataset.editWindow, 10) || 0) * 1000;
@@ -48,21 +53,7 @@
   // ---- rendering -------------------------------------------------------------------------
   var parseUtc = SC.parseUtc;
   function pad(n) { return n < 10 ? "0" + n : String(n); }
-  // A time as shown ("8:21 PM", the viewer's locale and zone) with the full date on hover and,
-  // instead of the short form, for screen readers.
-  function timeElement(className, when) {
-    var time = document.createElement("time");
-    time.className = className;
-    var full = SC.formatFull(when);
-    time.dateTime = when.toISOString();
-    time.title = full;
-    time.textContent = SC.formatTime(when);
-    time.setAttribute("aria-hidden", "true");
-    var spoken = document.createElement("span");
-    spoken.className = "visually-hidden";
-    spoken.textContent = full;
-    return [time, spoken];
-  }
+  function timeElement(className, when) { return P.timeElement(className, when); }
   function dayKey(d) { return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()); }
   // A day key back to that local day (noon, clear of any clock change).
   function dayOf(key) {
@@ -126,7 +117,7 @@
     row.dataset.sender = String(m.sender);
     var bubble = document.createElement("div");
     bubble.className = "message-bubble";
-    if (!mine && isGroup) {
+    if (!mine && (isGroup || m.ephemeral)) {
       var name = document.createElement("div");
       name.className = "message-sender";
       name.textContent = m.sender_name || ("User " + m.sender);
@@ -135,27 +126,25 @@
     if (m.reply_to && typeof m.reply_to.id === "string" && !m.deleted) {
       bubble.appendChild(P.replyQuote(m.reply_to, function (id) { jumpTo(id, true); }));
     }
-    var body = document.createElement("div");
-    body.className = "message-text";
-    if (m.deleted) { body.textContent = "This message was deleted"; } else { P.renderBody(body, m, myId); }
-    bubble.appendChild(body);
-    var fileBox = !m.deleted && P.attachmentsBlock(m.attachments);
-    if (fileBox) { bubble.appendChild(fileBox); }
+    P.content(m, myId, deletedText(m)).forEach(function (el) { bubble.appendChild(el); });
     var meta = document.createElement("div");
     meta.className = "message-meta";
-    if (m.edited_at && !m.deleted) {
-      var edited = document.createElement("span");
-      edited.className = "message-edited";
-      edited.textContent = "(edited)";
-      edited.title = "Edited " + SC.formatFull(parseUtc(m.edited_at));
-      meta.appendChild(edited);
+    var edited = P.editedMark(m);
+    if (edited) { meta.appendChild(edited); }
+    if (m.ephemeral) {
+      var only = document.createElement("span");
+      only.className = "message-ephemeral-label";
+      only.textContent = "Only visible to you";
+      meta.appendChild(only);
     }
     timeElement("message-time", when).forEach(function (el) { meta.appendChild(el); });
     bubble.appendChild(meta);
-    var reactions = !m.deleted && P.reactionsBar(m, myId, memberNames(), function (emoji, on) { react(m.id, emoji, on); });
+    var reactions = !m.deleted && !m.ephemeral && P.reactionsBar(m, myId, memberNames(), function (emoji, on) { react(m.id, emoji, on); });
     if (reactions) { bubble.appendChild(reactions); }
+    var threadLine = SC.threads && SC.threads.summary(m);  // threads.js: "3 replies", or the reply's thread
+    if (threadLine) { bubble.appendChild(threadLine); }
     var changeable = mine && !m.deleted && Date.now() - when.getTime() < editWindowMs;
-    var actions = !m.deleted && buildActions(m, changeable);
+    var actions = !m.deleted && !m.ephemeral && !isArchived() && buildActions(m, changeable);
     if (actions && mine) { row.appendChild(actions); }
     if (!mine && isGroup) {
       row.appendChild(SC.avatar(m.sender, m.sender_name || ("User " + m.sender), "message-avatar"));
@@ -175,8 +164,17 @@
     change("react", { conversation_id: conversationId, message_id: id, emoji: emoji, on: on }, function () {});
   }
 
+  // A tombstone says who deleted the message when it was not its sender (an owner or admin).
+  function deletedText(m) {
+    if (typeof m.deleted_by !== "number" || m.deleted_by === m.sender) { return "This message was deleted"; }
+    if (m.deleted_by === myId) { return "This message was deleted by you"; }
+    var name = memberNames()[m.deleted_by];
+    return "This message was deleted by " + (name || "a moderator");
+  }
+
   // A menu on every message (one stop for the keyboard): Reply and React, and on one's own
-  // messages, while they can still be changed, Edit and Delete.
+  // messages, while they can still be changed, Edit and Delete; an owner or admin of a group
+  // or channel deletes any message, at any time.
   function buildActions(m, changeable) {
     var box = document.createElement("div");
     box.className = "dropdown message-actions";
@@ -195,10 +193,20 @@
                      // After this click is done with (it would close the picker at once).
                      setTimeout(function () { P.togglePicker(toggle, function (emoji) { pickReaction(m, emoji); }); }, 0);
                    }]];
+    if (SC.threads && !m.thread_id) {
+      entries.splice(1, 0, ["Reply in thread", "thread", function () { SC.threads.open(m.id, toggle); }]);
+    }
     if (changeable) {
       entries.push(["Edit", "edit", function () { startEdit(m.id); }],
                    ["Delete", "delete", function () { confirmDelete(m.id); }]);
+    } else if (isModerator()) {
+      entries.push(["Delete", "delete", function () { confirmDelete(m.id); }]);
     }
+    // Other scripts' entries (unread.js: Mark unread): functions of the message, [label, key, fn].
+    (SC.messageMenuEntries || []).forEach(function (more) {
+      var entry = more(m);
+      if (entry) { entries.push(entry); }
+    });
     entries.forEach(function (entry) {
       var li = document.createElement("li");
       var item = document.createElement("button");
@@ -252,7 +260,7 @@
   // with one insertion per gap between the rows already shown (one in all, usually).
   function addMessages(messages, opts) {
     opts = opts || {};
-    var stick = opts.forceScroll || atBottom();
+    var stick = !opts.hold && (opts.forceScroll || atBottom());
     var added = 0;
     var fresh = [];
     // History (the first page, older pages) goes in without being read out message by message.
@@ -287,7 +295,7 @@
     if (!added) { return 0; }
     refreshSeparators();
     renderSeen();
-    if (opts.prepend) { return added; }
+    if (opts.prepend || opts.hold) { return added; }  // hold: the unread landing places the view
     if (stick) { scrollToBottom(); } else if (opts.live) { pill.classList.remove("d-none"); }
     if (stick || !opts.live) { markRead(); }
     return added;
@@ -320,8 +328,18 @@
   var lastReadSent = null;
   var readTimer = null;
   var readSentAt = 0;
+  // Held after "Mark unread" (here or on another device) until the person sends or jumps to
+  // the newest: what they marked stays unread while the page is open.
+  var readHeld = false;
+  function holdRead(lastRead) {
+    readHeld = true;
+    lastReadSent = lastRead || null;
+    clearTimeout(readTimer);
+    readTimer = null;
+  }
+  function releaseRead() { readHeld = false; markReadIfVisible(); }
   function markRead() {
-    if (readTimer || !joined) { return; }
+    if (readTimer || !joined || readHeld) { return; }
     readTimer = setTimeout(sendRead, Math.max(0, readSentAt + 1000 - Date.now()));
   }
   function sendRead() {
@@ -408,12 +426,21 @@
       joined = true;
       takeMarkers(ack.read);
       takeStatuses(ack.presence);
-      addMessages(ack.messages, { forceScroll: first, live: !first, quiet: first });
+      presencePushed = ack.presence_pushed !== false;
+      // unread.js opens the page at the first unread message (a function to call once the
+      // messages are in), or leaves it at the newest (null).
+      var landing = first && !target && SC.unreadLanding ? SC.unreadLanding(ack) : null;
+      addMessages(ack.messages, { forceScroll: first && !landing, live: !first, quiet: first, hold: !!landing });
       if (first) { hasMore = ack.has_more; }
+      if (landing) { landing(); }
       if (first && target) { jumpTo(target); }
       if (after && ack.has_more && ack.messages.length) {
         join(ack.messages[ack.messages.length - 1].id);  // more missed messages: keep catching up
         return;
+      }
+      if (!presencePushed) {  // a big group: ask for the members shown, follow the panel's again
+        askPresence();
+        schedulePresenceSubscription();
       }
       if (!countdownTimer) { setStatus(""); }
       if (!list.querySelector(".message") && first) { historyStatus.textContent = "No messages yet. Say hello!"; }
@@ -431,7 +458,12 @@
   }
 
   SC.onConnect(function () {
-    join(newestId);
+    join(SC.catchUpFrom(newestId));
+  });
+  // The server's fan-out missed messages while this socket stayed connected (Redis restarted
+  // or failed over): catch up as after a reconnect.
+  socket.on("resync", function () {
+    if (joined) { join(SC.catchUpFrom(newestId)); }
   });
   var ENDED_BECAUSE = {
     logged_out: "You logged out of this session.",
@@ -465,13 +497,29 @@
     }
   });
   socket.on("message", function (m) {
-    if (m && m.conversation_id === conversationId) {
+    // A thread reply belongs to its thread (threads.js), unless also sent to the conversation.
+    if (m && m.conversation_id === conversationId && !(m.thread_id && !m.also_to_conversation)) {
       historyStatus.textContent = "";
       stopTyping(m.sender);
       addMessages([m], { live: true });
     }
   });
   socket.on("message_updated", updateMessage);
+  // A slash command's answer for me alone: shown in its place in time, marked "Only visible to
+  // you", never stored (gone when the page reloads) and not counted as read or newest.
+  socket.on("ephemeral", function (e) {
+    var m = e && e.message;
+    if (!m || e.conversation_id !== conversationId || typeof m.id !== "string") { return; }
+    var stick = atBottom();
+    var el = buildMessage(m);
+    el.classList.add("message-ephemeral");
+    var after = Array.prototype.find.call(list.querySelectorAll(".message[data-id]"),
+                                          function (row) { return row.dataset.id > m.id; });
+    list.insertBefore(el, after || list.querySelector(".message.pending"));
+    refreshSeparators();
+    renderSeen();
+    if (stick) { scrollToBottom(); } else { pill.classList.remove("d-none"); }
+  });
 
   // ---- older messages on scroll up -------------------------------------------------------
   var olderRequest = null;
@@ -548,6 +596,7 @@
   // `message` event brings it, whichever comes first. A refusal marks it failed, with Retry.
   var REFUSED = { empty: "Empty messages are not sent.", too_long: "That message is too long.",
     forbidden: "You cannot post in this conversation.", invalid: "That message could not be sent.",
+    archived: "This " + kind + " is archived: nobody can write in it.",
     conflict: "That message could not be sent.", rate_limited: "The server kept refusing: too many messages.",
     unavailable: "The server could not take the message." };
   var MAX_LIMITED = 10;      // rate_limited answers in a row before a message counts as failed
@@ -677,7 +726,15 @@
         setTimeout(flushPending, 1000);
         return;
       }
-      if (ack && ack.ok) {
+      if (ack && ack.ok && ack.command) {
+        // A slash command ran: nothing was stored; its answer comes as `ephemeral` or a message.
+        var ran = outbox.indexOf(item);
+        if (ran !== -1) { outbox.splice(ran, 1); item.el.remove(); saveOutbox(); }
+        refreshSeparators();
+        renderSeen();
+        if (!countdownTimer) { setStatus(""); }
+        flushPending();
+      } else if (ack && ack.ok) {
         if (!settle(ack.message)) {
           var at = outbox.indexOf(item);
           if (at !== -1) { outbox.splice(at, 1); item.el.remove(); saveOutbox(); }
@@ -722,6 +779,7 @@
     if (text.length > maxLength) { setStatus("That message is too long.", "danger"); return; }
     queue({ text: text, clientId: newClientId(), replyTo: replyingTo, attachments: attachments });
     input.value = "";
+    document.dispatchEvent(new CustomEvent("simplechat:sent", { detail: { text: text } }));
     files.clear();
     cancelReply(false);
     updateCounter();
@@ -859,12 +917,80 @@
     renderPresence();
   });
   // A process that dies sends no "offline": ask now and then (cheap: one Redis round trip).
+  function askPresence() {
+    var payload = { conversation_id: conversationId };
+    if (!presencePushed) { payload.user_ids = askedPresenceIds(); }
+    socket.emit("presence", payload, function (ack) {
+      if (ack && ack.ok) { takePresenceAnswer(ack.presence); }
+    });
+  }
   setInterval(function () {
     if (!socket.connected || !joined || document.hidden) { return; }
-    socket.emit("presence", { conversation_id: conversationId }, function (ack) {
-      if (ack && ack.ok) { takeStatuses(ack.presence); }
-    });
+    askPresence();
   }, 30000);
+
+  // In a big group (more members than the server's CHAT_PRESENCE_PUSH_MAX_MEMBERS: the join
+  // answer says presence_pushed: false) nobody's presence is pushed to the room. The header
+  // asks for the members it shows (presence with user_ids) after each join and every 30 s:
+  // every page of a big room shows the same first members, so following them would cost a
+  // delivery per open page each time one of them comes or goes (a room of 5,000 filling up
+  // after a deploy: 50 x 5,000). What shows members only while it is open (the members panel)
+  // follows them live: SimpleChat.showPresenceOf("members-panel", [ids]) subscribes this
+  // socket to them (presence_subscribe, at most 100; [] ends it). Statuses answered reach
+  // takeStatuses here and the document's `simplechat:presence` event (detail: {user id:
+  // status}); changes of the members followed arrive as `presence` events.
+  var PRESENCE_MAX = 100;
+  var presencePushed = true;
+  var presenceShownBy = {};  // source -> the user ids it follows
+  var presenceFollowing = false;  // whether this socket holds a subscription
+  var presenceTimer = null;
+  function firstIds(lists) {
+    var seen = {};
+    var ids = [];
+    lists.forEach(function (list) {
+      list.forEach(function (id) {
+        if (!seen[id] && ids.length < PRESENCE_MAX) { seen[id] = true; ids.push(id); }
+      });
+    });
+    return ids;
+  }
+  function followedIds() {
+    return firstIds(Object.keys(presenceShownBy).map(function (source) { return presenceShownBy[source]; }));
+  }
+  function headerMemberIds() {
+    return Array.prototype.map.call(membersBox.querySelectorAll(".member"), function (el) {
+      return parseInt(el.dataset.userId, 10);
+    });
+  }
+  function askedPresenceIds() { return firstIds([headerMemberIds(), followedIds()]); }
+  function takePresenceAnswer(map) {
+    takeStatuses(map);
+    if (map && typeof map === "object") {
+      document.dispatchEvent(new CustomEvent("simplechat:presence", { detail: map }));
+    }
+  }
+  function subscribePresence() {
+    presenceTimer = null;
+    if (presencePushed || !joined || !socket.connected) { return; }
+    var ids = followedIds();
+    if (!ids.length && !presenceFollowing) { return; }  // nothing to follow, nothing to end
+    presenceFollowing = ids.length > 0;
+    socket.emit("presence_subscribe", { conversation_id: conversationId, user_ids: ids }, function (ack) {
+      if (ack && ack.ok) { takePresenceAnswer(ack.presence); }
+    });
+  }
+  // Changes close together (a list scrolling, a catch-up's joins) make one subscription.
+  function schedulePresenceSubscription() {
+    if (!presenceTimer) { presenceTimer = setTimeout(subscribePresence, 200); }
+  }
+  function showPresenceOf(source, ids) {
+    presenceShownBy[source] = (Array.isArray(ids) ? ids : []).map(Number).filter(function (id) {
+      return id > 0 && Math.floor(id) === id;
+    });
+    if (!presencePushed) { schedulePresenceSubscription(); }
+  }
+  socket.on("disconnect", function () { presenceFollowing = false; });  // a new socket follows no one
+  SC.showPresenceOf = showPresenceOf;
   // "Last seen" reads relative to today: keep it fresh.
   setInterval(renderPresence, 60000);
 
@@ -873,6 +999,8 @@
     edit_window_closed: "Too late: messages can only be changed for a while after sending.",
     not_found: "That message is gone.", empty: "A message cannot be blank; delete it instead.",
     too_long: "That message is too long.", forbidden: "You cannot change that message.",
+    not_allowed: "Only this " + kind + "’s owners and admins can delete others’ messages.",
+    archived: "This " + kind + " is archived: its messages cannot be changed.",
     unavailable: "The server could not take the change; try again.", invalid: "That change could not be saved."
   };
   function changeRefused(ack) {
@@ -1034,15 +1162,48 @@
     }
     renderMembers(state.participants);
     renderSeen();
-    socket.emit("presence", { conversation_id: conversationId }, function (ack) {
-      if (ack && ack.ok) { takeStatuses(ack.presence); }
-    });
+    askPresence();
   });
   socket.on("conversation_left", function (data) {
     if (!data || data.conversation_id !== conversationId) { return; }
-    SC.leaveNotice("You left “" + titleBox.textContent + "”.");
+    if (typeof data.removed_by === "number") {
+      var by = memberNames()[data.removed_by];
+      SC.leaveNotice("You were removed from “" + titleBox.textContent + "”" + (by ? " by " + by : "") + ".");
+    } else {
+      SC.leaveNotice("You left “" + titleBox.textContent + "”.");
+    }
     window.location.href = listUrl;
   });
 
+  // ---- archived, and my role ---------------------------------------------------------------
+  // Archived, the conversation is read-only: the composer is off and messages have no menu.
+  // A new role changes what the menus hold. Both redraw the messages shown.
+  var sendButton = document.getElementById("send-button");
+  var attachButton = document.getElementById("attach-button");
+  function applyArchived() {
+    var off = isArchived() || sessionEnded;
+    input.disabled = off;
+    sendButton.disabled = off;
+    attachButton.disabled = off;
+    input.placeholder = isArchived() ? "Archived: read-only" : "Write a message…";
+  }
+  document.addEventListener("simplechat:conversation-state", function (e) {
+    var before = (e.detail && e.detail.before) || {};
+    if (before.archived !== isArchived()) { applyArchived(); }
+    rows.forEach(function (el, id) {
+      var m = payloads.get(id);
+      if (m && m.kind !== "system" && !el.classList.contains("message-editing")) { updateMessage(m); }
+    });
+  });
+
+  // ---- for unread.js, drafts.js and keyboard.js -------------------------------------------
+  SC.chatPage = {
+    conversationId: conversationId, myId: myId, list: list, scroller: scroller, input: input,
+    rows: rows, payloads: payloads, hasMore: function () { return hasMore; },
+    oldestId: function () { return oldestId; }, loadOlder: loadOlder, atBottom: atBottom,
+    scrollToBottom: scrollToBottom, jumpTo: jumpTo, startEdit: startEdit, setStatus: setStatus,
+    updateCounter: updateCounter, markReadIfVisible: markReadIfVisible, holdRead: holdRead,
+    releaseRead: releaseRead, socket: socket
+  };
   input.focus();
 })();

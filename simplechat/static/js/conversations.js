@@ -43,7 +43,9 @@
     return list.querySelector('.conversation-item[data-conversation-id="' + conversationId + '"]');
   }
   function idOf(el) { return parseInt(el.dataset.conversationId, 10); }
-  function onScreen(conversationId) { return conversationId === openId && !document.hidden; }
+  // The open conversation counts as read, unless I marked it unread while it is open.
+  var openMarkedUnread = false;
+  function onScreen(conversationId) { return conversationId === openId && !document.hidden && !openMarkedUnread; }
 
   function countOf(el) { return parseInt(el.dataset.unread, 10) || 0; }
   function isMuted(el) { return el.dataset.muted === "true"; }
@@ -117,14 +119,20 @@
     });
   }
 
-  // Fetch the list again: the server's counts, previews and presence after missed events.
-  function fetchList() {
-    return fetch(list.dataset.listUrl, { credentials: "same-origin", headers: { Accept: "text/html" } })
+  // A page of the list from the server (the first, or the one after `before`): its counts,
+  // previews and presence after missed events, or more conversations.
+  function fetchList(before) {
+    var url = list.dataset.pageUrl + (before ? "?before=" + encodeURIComponent(before) : "");
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (r) { if (!r.ok) { throw new Error(String(r.status)); } return r.text(); })
       .then(function (html) {
         return new DOMParser().parseFromString(html, "text/html").getElementById("conversation-list");
       });
   }
+  function adopt(nodes) {
+    return Array.prototype.slice.call(nodes).map(function (n) { return document.adoptNode(n); });
+  }
+  var loadedMore = false;  // the list holds more than the server's first page
   var refreshing = null;
   function refreshList() {
     if (refreshing) { return refreshing; }
@@ -135,20 +143,81 @@
         // write: keep the larger count (reading the conversation clears both).
         var mentions = {};
         items().forEach(function (el) { mentions[idOf(el)] = parseInt(el.dataset.mentions, 10) || 0; });
+        var firstPage = {};
         fresh.querySelectorAll(".conversation-item").forEach(function (el) {
           var kept = mentions[idOf(el)] || 0;
           if (kept > (parseInt(el.dataset.mentions, 10) || 0)) { el.dataset.mentions = String(kept); }
+          firstPage[idOf(el)] = true;
         });
-        list.replaceChildren.apply(list, Array.prototype.slice.call(fresh.childNodes).map(function (n) {
-          return document.adoptNode(n);
-        }));
+        var nodes = adopt(fresh.childNodes);
+        if (loadedMore) {
+          // Keep what later pages brought (the conversations the first page does not hold,
+          // after it) and the place they reached.
+          nodes = nodes.filter(function (n) {
+            return !(n.classList && (n.classList.contains("conversation-more") || n.id === "no-conversations"));
+          }).concat(Array.prototype.filter.call(list.children, function (el) {
+            return el.classList.contains("conversation-more") ||
+              (el.classList.contains("conversation-item") && !firstPage[idOf(el)]);
+          }));
+        }
+        list.replaceChildren.apply(list, nodes);
         formatTimes(list);
         markActive();
         renderAll();
+        watchMore();
       })
       .catch(function () { /* keep the list we have */ })
       .finally(function () { refreshing = null; });
     return refreshing;
+  }
+
+  // ---- more of the list: the button at its end, pressed or scrolled to ---------------------
+  var MORE_TEXT = "Show more conversations";
+  var loadingMore = null;
+  function loadMore() {
+    var button = list.querySelector(".conversation-more");
+    if (!button || loadingMore) { return; }
+    var hadFocus = document.activeElement === button;
+    button.setAttribute("aria-busy", "true");
+    button.textContent = "Loading more conversations…";
+    loadingMore = fetchList(button.dataset.before)
+      .then(function (more) {
+        if (!more) { throw new Error("no list"); }
+        var first = null;
+        adopt(more.querySelectorAll(".conversation-item")).forEach(function (el) {
+          if (itemFor(idOf(el))) { return; }  // moved up since: the list has it already
+          list.insertBefore(el, button);
+          first = first || el;
+        });
+        loadedMore = true;
+        var next = more.querySelector(".conversation-more");
+        if (next) { button.dataset.before = next.dataset.before; } else { button.remove(); }
+        if (hadFocus && first) { first.focus(); }  // on to what was asked for
+        formatTimes(list);
+        markActive();
+        renderAll();
+        watchMore();
+      })
+      .catch(function () { /* the button stays: pressing it tries again */ })
+      .finally(function () {
+        loadingMore = null;
+        button.removeAttribute("aria-busy");
+        button.textContent = MORE_TEXT;
+      });
+  }
+  list.addEventListener("click", function (e) {
+    if (e.target.closest && e.target.closest(".conversation-more")) { loadMore(); }
+  });
+  // Scrolling near the end of the list loads the next page (once the last one came in: a
+  // failed load waits for the button).
+  var moreObserver = "IntersectionObserver" in window ? new IntersectionObserver(function (entries) {
+    entries.forEach(function (entry) { if (entry.isIntersecting) { loadMore(); } });
+  }, { rootMargin: "200px 0px" }) : null;
+  function watchMore() {
+    if (!moreObserver) { return; }
+    moreObserver.disconnect();
+    var button = list.querySelector(".conversation-more");
+    if (button) { moreObserver.observe(button); }
   }
 
   function onActivity(a, refreshes) {
@@ -201,6 +270,7 @@
     if (!r || r.user_id !== me || typeof r.message_id !== "string") { return; }
     var el = itemFor(r.conversation_id);
     if (!el) { return; }
+    if (r.conversation_id === openId) { openMarkedUnread = false; }
     if (SC.newer(el.dataset.lastId, r.message_id)) { refreshList(); return; }
     if (SC.newer(r.message_id, el.dataset.countedUpto)) { el.dataset.countedUpto = r.message_id; }
     setCount(el, 0);
@@ -241,6 +311,8 @@
 
   function notify(a) {
     if (!canNotify || Notification.permission !== "granted" || !document.hidden || a.sender === me) { return; }
+    // A message mentioning me raises one notification: notifyMention's (the `mention` event).
+    if (Array.isArray(a.mentions) && a.mentions.indexOf(me) !== -1) { return; }
     var el = itemFor(a.conversation_id);
     if (el && isMuted(el)) { return; }  // a mention of me in it still notifies (notifyMention)
     var title = el ? el.querySelector(".conversation-name").textContent : (a.sender_name || "Simple Chat");
@@ -274,7 +346,7 @@
   document.addEventListener("visibilitychange", function () {
     if (document.hidden) { renderAll(); return; }
     var el = openId && itemFor(openId);
-    if (el) { setCount(el, 0); el.dataset.mentions = "0"; }  // the chat page marks what is on screen as read
+    if (el && !openMarkedUnread) { setCount(el, 0); el.dataset.mentions = "0"; }  // the chat page marks what is on screen as read
     renderAll();
   });
 
@@ -308,6 +380,7 @@
     renderAll();
   });
   socket.on("disconnect", renderAll);
+  socket.on("resync", refreshList);  // live events were missed: the list from the server again
   // A peer came or went: the server tells the personal rooms of the people one has a direct
   // conversation with (and the conversations' rooms, which the chat page's header reads).
   socket.on("presence", function (p) {
@@ -323,10 +396,11 @@
   // (through our personal room): the list takes its preview, time and unread count from it.
   socket.on("message", function (m) {
     if (!m || typeof m.message !== "string") { return; }
+    if (m.thread_id && !m.also_to_conversation) { return; }  // its thread's (thread_counts.js)
     onActivity({
       conversation_id: m.conversation_id, id: m.id, sender: m.sender,
       sender_name: m.sender_name, preview: (m.message || filesPreview(m.attachments)).slice(0, PREVIEW_LENGTH),
-      timestamp: m.timestamp, kind: m.kind
+      timestamp: m.timestamp, kind: m.kind, mentions: m.mentions
     }, 0);
   });
   // Someone mentioned me: a badge on the conversation, and a notification whenever the
@@ -335,7 +409,8 @@
     var m = data && data.message;
     if (!m || typeof data.conversation_id !== "number" || m.sender === me) { return; }
     var el = itemFor(data.conversation_id);
-    if (el && !onScreen(data.conversation_id)) {
+    var inThread = m.thread_id && !m.also_to_conversation;  // counted for its thread, not here
+    if (el && !inThread && !onScreen(data.conversation_id)) {
       el.dataset.mentions = String((parseInt(el.dataset.mentions, 10) || 0) + 1);
       renderMentions(el);
     }
@@ -387,6 +462,19 @@
     showMuted(d.conversation_id, d.muted);
   });
   socket.on("read", onRead);
+  // I marked a message unread (here or on another device): the server's new counts, which hold
+  // every message up to now.
+  socket.on("marked_unread", function (d) {
+    if (!d || d.user_id !== me || typeof d.conversation_id !== "number" || typeof d.unread !== "number") { return; }
+    var el = itemFor(d.conversation_id);
+    if (!el) { refreshList(); return; }
+    if (d.conversation_id === openId) { openMarkedUnread = true; }
+    setCount(el, d.unread);
+    el.dataset.mentions = String(Math.max(0, Number(d.unread_mentions) || 0));
+    if (SC.newer(el.dataset.lastId, el.dataset.countedUpto)) { el.dataset.countedUpto = el.dataset.lastId; }
+    renderBadge(el);
+    renderTitle();
+  });
   socket.on("conversation_updated", onConversationUpdated);
   socket.on("conversation_left", onConversationLeft);
   // Peers' presence and counts drift while the page stays open: refresh now and then, unless
@@ -397,4 +485,5 @@
 
   if (openId) { var open = itemFor(openId); if (open) { setCount(open, 0); } }
   renderAll();
+  watchMore();
 })();

@@ -1,5 +1,6 @@
-/* Group settings on the chat page: rename, add people (Select2 over /api/users), leave. The
- * page itself applies the resulting `conversation_updated` and `conversation_left` events. */
+/* Group and channel settings on the chat page: rename, add people (Select2 over /api/users),
+ * leave (channel.js does the description and archiving). The page itself applies the resulting
+ * `conversation_updated` and `conversation_left` events. */
 (function () {
   "use strict";
   var modal = document.getElementById("group-modal");
@@ -13,12 +14,15 @@
   var leaveCancel = document.getElementById("leave-cancel");
   var leaveConfirm = document.getElementById("leave-confirm");
   var $people = $("#add-people");
+  var kind = leaveButton.dataset.kind || "group";
 
   var REASONS = {
     invalid: "That is not a valid name.", empty: "The name cannot be blank.",
     too_long: "That name is too long.", not_found: "Someone picked is not available.",
-    too_many: "A group can have at most 50 people.", rate_limited: "Too fast; try again in a moment.",
-    forbidden: "You are not in this group any more.", unavailable: "The server could not do that; try again."
+    too_many: "That would be more people than a " + kind + " can have.", rate_limited: "Too fast; try again in a moment.",
+    forbidden: "You are not in this " + kind + " any more.", unavailable: "The server could not do that; try again.",
+    not_allowed: "Only this " + kind + "’s owners and admins can do that.",
+    archived: "This " + kind + " is archived: unarchive it first."
   };
 
   function say(text, kind) {
@@ -29,7 +33,14 @@
   function ask(event, payload, done) {
     socket.timeout(10000).emit(event, payload, function (err, ack) {
       if (err) { say("No answer from the server; try again.", "danger"); return; }
-      if (!ack || !ack.ok) { say(REASONS[ack && ack.error] || "That did not work.", "danger"); return; }
+      if (!ack || !ack.ok) {
+        var reason = REASONS[ack && ack.error] || "That did not work.";
+        if (ack && ack.error === "too_many" && ack.max_participants) {
+          reason = "A " + kind + " can have at most " + ack.max_participants + " people.";
+        }
+        say(reason, "danger");
+        return;
+      }
       done(ack);
     });
   }
@@ -75,17 +86,21 @@
   function confirming(on) {
     leaveConfirm.classList.toggle("d-none", !on);
     leaveCancel.classList.toggle("d-none", !on);
-    leaveButton.textContent = on ? "Leave" : "Leave group";
+    leaveButton.textContent = on ? "Leave" : "Leave " + kind;
     leaveButton.classList.toggle("btn-danger", on);
     leaveButton.classList.toggle("btn-outline-danger", !on);
   }
   leaveButton.addEventListener("click", function () {
     if (leaveConfirm.classList.contains("d-none")) { confirming(true); leaveCancel.focus(); return; }
     ask("leave_conversation", { conversation_id: conversationId }, function () {
-      say("You left the group.", "success");  // the page follows `conversation_left`
+      say("You left the " + kind + ".", "success");  // the page follows `conversation_left`
     });
   });
   leaveCancel.addEventListener("click", function () { confirming(false); leaveButton.focus(); });
   modal.addEventListener("hidden.bs.modal", function () { confirming(false); say(""); });
-  modal.addEventListener("shown.bs.modal", function () { titleInput.focus(); });
+  // The first field one may use: the name for owners and admins, else adding people.
+  modal.addEventListener("shown.bs.modal", function () {
+    var field = titleInput.offsetParent ? titleInput : modal.querySelector("#add-people-form .select2-search__field");
+    if (field) { field.focus(); }
+  });
 })();

@@ -33,6 +33,41 @@
     return true;
   }
 
+  // A message's own content: its text (or, deleted, what its tombstone says) and its files.
+  function content(m, myId, tombstone) {
+    var body = document.createElement("div");
+    body.className = "message-text";
+    if (m.deleted) { body.textContent = tombstone; } else { renderBody(body, m, myId); }
+    var files = !m.deleted && attachmentsBlock(m.attachments);
+    return files ? [body, files] : [body];
+  }
+
+  // "(edited)", with when on hover; null for a message never edited (or deleted).
+  function editedMark(m) {
+    if (!m.edited_at || m.deleted) { return null; }
+    var edited = document.createElement("span");
+    edited.className = "message-edited";
+    edited.textContent = "(edited)";
+    edited.title = "Edited " + SC.formatFull(SC.parseUtc(m.edited_at));
+    return edited;
+  }
+
+  // A time as shown ("8:21 PM", the viewer's locale and zone) with the full date on hover and,
+  // instead of the short form, for screen readers.
+  function timeElement(className, when) {
+    var time = document.createElement("time");
+    time.className = className;
+    var full = SC.formatFull(when);
+    time.dateTime = when.toISOString();
+    time.title = full;
+    time.textContent = SC.formatTime(when);
+    time.setAttribute("aria-hidden", "true");
+    var spoken = document.createElement("span");
+    spoken.className = "visually-hidden";
+    spoken.textContent = full;
+    return [time, spoken];
+  }
+
   // "Replying to"-style summary of the quoted message, as a button that jumps to it.
   function replyQuote(reply, onJump) {
     var quote = document.createElement("button");
@@ -103,6 +138,20 @@
     p.opener.setAttribute("aria-expanded", "false");
     if (refocus) { p.opener.focus(); }
   }
+  // Inside the viewport and the scrolling box it opens in (a phone's narrow screen, the first
+  // message's top edge): moved sideways, or below its button.
+  function keepInView(box) {
+    var frame = box.closest(".chat-body");
+    var bounds = frame ? frame.getBoundingClientRect() : { left: 0, right: window.innerWidth, top: 0 };
+    var left = Math.max(bounds.left, 0) + 4;
+    var right = Math.min(bounds.right, document.documentElement.clientWidth) - 4;
+    var rect = box.getBoundingClientRect();
+    var dx = 0;
+    if (rect.right > right) { dx = right - rect.right; }
+    if (rect.left + dx < left) { dx = left - rect.left; }
+    if (dx) { box.style.transform = "translateX(" + Math.round(dx) + "px)"; }
+    if (rect.top < Math.max(bounds.top, 0)) { box.classList.add("reaction-picker-below"); }
+  }
   function togglePicker(opener, onPick) {
     if (openPicker && openPicker.opener === opener) { closePicker(true); return; }
     closePicker(false);
@@ -131,6 +180,7 @@
     });
     opener.setAttribute("aria-expanded", "true");
     opener.after(box);
+    keepInView(box);
     openPicker = { box: box, opener: opener };
     box.querySelector("button").focus();
   }
@@ -253,6 +303,9 @@
   SC.parts = {
     PICKER: PICKER,
     renderBody: renderBody,
+    content: content,
+    editedMark: editedMark,
+    timeElement: timeElement,
     replyQuote: replyQuote,
     reactionsBar: reactionsBar,
     togglePicker: togglePicker,

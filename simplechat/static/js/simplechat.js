@@ -64,6 +64,21 @@
     socket.on("disconnect", function () { setState(socket.active ? "reconnecting" : "ended"); });
     socket.on("connect_error", function () { setState(socket.active ? "reconnecting" : "ended"); });
     socket.on("session_ended", function () { clearOutboxes(); setState("ended"); });
+    // A web process that is stopping (a deploy) says when to come back: reconnect after that
+    // time (plus a jitter of our own), not at once; the pages then catch up with `join` +
+    // `after` as after any reconnect.
+    var restartTimer = null;
+    socket.on("server_restart", function (data) {
+      var wait = Number(data && data.reconnect_in_ms);
+      wait = Math.min(isFinite(wait) && wait > 0 ? wait : 0, 60000) + Math.random() * 500;
+      socket.io.reconnection(false);  // the server closes this socket: no retry before `wait`
+      if (restartTimer) { clearTimeout(restartTimer); }
+      restartTimer = setTimeout(function () {
+        restartTimer = null;
+        socket.io.reconnection(true);
+        if (!socket.connected) { socket.connect(); }
+      }, wait);
+    });
     setInterval(function () {
       if (socket.connected) { socket.emit("heartbeat", {}); }
     }, HEARTBEAT_MS);
@@ -92,6 +107,19 @@
   }
 
   function newer(a, b) { return !!a && (!b || a > b); }
+
+  // Where a catch-up (`join` with `after`) starts: CATCH_UP_MARGIN_MS before the newest
+  // message held. An id is given when a send starts, so a message with a slightly older id can
+  // arrive after a newer one (a slow send, another web process); asking from a little earlier
+  // brings it too, and what is shown already is skipped by id.
+  var CATCH_UP_MARGIN_MS = 5000;
+  function catchUpFrom(id) {
+    if (!id || !/^[0-9a-f]{8}-[0-9a-f]{4}-/.test(id)) { return id || null; }
+    var ms = parseInt(id.slice(0, 8) + id.slice(9, 13), 16) - CATCH_UP_MARGIN_MS;
+    if (!(ms > 0)) { return null; }
+    var hex = ms.toString(16).padStart(12, "0");
+    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-7000-8000-000000000000";
+  }
 
   // The page's CSRF token, for the JSON writes a cookie session makes (header X-CSRFToken).
   function csrfToken() {
@@ -227,6 +255,7 @@
     onConnect: onConnect,
     connectionState: connectionState,
     newer: newer,
+    catchUpFrom: catchUpFrom,
     csrfToken: csrfToken,
     parseUtc: parseUtc,
     formatTime: formatTime,

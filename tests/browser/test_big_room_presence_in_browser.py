@@ -1,0 +1,91 @@
+"""Presence in a big channel, in Chromium against the real stack: the server pushes nobody's
+presence to a channel of more than CHAT_PRESENCE_PUSH_MAX_MEMBERS (50) members, so the chat page
+asks for the members its header shows (after joining, and every 30 s), and the members panel,
+while open, follows the members it lists (presence_subscribe): their dots follow them coming
+online and going offline."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from e2e.harness import ROOT, base_env
+from playwright.sync_api import expect
+
+from .conftest import PASSWORD
+
+pytestmark = pytest.mark.e2e
+
+FILLERS = 50  # with its owner and Bea, a channel of 52
+
+
+def seed_big_channel(stack) -> int:
+    """Bea and Otto (who log in), 50 members who never do, and Otto's public channel of all of
+    them, made in one process: its id."""
+    script = (
+        "import json, sys\n"
+        "from simplechat import create_app\n"
+        "from simplechat.conversations.channels import create_channel\n"
+        "from simplechat.extensions import db\n"
+        "from simplechat.models import User\n"
+        "app = create_app()\n"
+        "with app.app_context():\n"
+        "    def make(name, first, password=None):\n"
+        "        user = User(username=name, first_name=first, last_name='Big',\n"
+        "                    email=f'{name}@example.com', password_hash='!')\n"
+        "        if password:\n"
+        "            user.set_password(password)\n"
+        "        db.session.add(user)\n"
+        "        return user\n"
+        "    otto, bea = make('bigotto', 'Otto', sys.argv[1]), make('bigbea', 'Bea', sys.argv[1])\n"
+        f"    others = [make(f'bigfill{{n:02d}}', 'Member') for n in range({FILLERS})]\n"
+        "    db.session.commit()\n"
+        "    channel, refusal = create_channel(otto, 'Everyone', 'The whole company', 'public',\n"
+        "                                      limited=False, members=[bea, *others])\n"
+        "    assert refusal is None, refusal\n"
+        "    print(json.dumps(channel.id))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, PASSWORD], cwd=ROOT,
+                          env=base_env(stack.env), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"seeding failed: {done.stderr[-2000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_big_channels_page_asks_for_the_presence_it_shows(stack, open_tab):
+    channel = seed_big_channel(stack)
+    otto = open_tab()
+    otto.login("bigotto")
+    page = otto.goto(f"/chat/{channel}")
+    bea_id = stack.sql("SELECT id FROM users WHERE username = 'bigbea'")[0][0]
+    header_dot = page.locator(f'#chat-members .member[data-user-id="{bea_id}"] .presence-dot')
+    expect(page.locator("#chat-members .member")).to_have_count(50)  # the header's first 50
+    expect(header_dot).not_to_have_class(re.compile(r"\bunknown\b"))
+    expect(header_dot).not_to_have_class(re.compile(r"\bonline\b"))
+
+    bea = open_tab()
+    bea.login("bigbea")  # her conversation list opens a socket: she is online
+    expect(bea.page.locator("#connection-state")).to_have_attribute("data-state", "connected")
+    # The header asks when the page joins (and every 30 s): a reload shows her online. Her
+    # connect may still be being recorded as the first reload asks: a few reloads at most.
+    for attempt in range(4):
+        page.reload()
+        try:
+            expect(header_dot).to_have_class(re.compile(r"\bonline\b"), timeout=5000)
+            break
+        except AssertionError:
+            if attempt == 3:
+                raise
+
+    # The members panel follows the members it lists, live.
+    page.click("#members-button")
+    row_dot = page.locator(f'#members-list .member-row[data-user-id="{bea_id}"] .presence-dot')
+    expect(row_dot).to_have_class(re.compile(r"\bonline\b"))
+    bea.close()
+    expect(row_dot).not_to_have_class(re.compile(r"\bonline\b"))
+    bea = open_tab()
+    bea.login("bigbea")
+    expect(row_dot).to_have_class(re.compile(r"\bonline\b"))
+    otto.assert_clean()
