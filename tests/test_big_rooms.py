@@ -398,3 +398,48 @@ def test_sockets_missing_a_rooms_cached_members_at_once_read_them_from_sql_once(
         event.remove(db.engine, "before_cursor_execute", seen)
     assert answers == [({ada_id: None}, 4)] * 8
     assert len(reads) == 1, reads
+
+
+# --------------------------------------------------------------------------- answer first
+
+
+def test_a_wide_sends_answer_is_queued_before_this_processs_copies(app, people, monkeypatch):
+    """The sender of a message to a room wider than WIDE_EMIT_ROOMS (3 here) gets its answer
+    before the copy its own socket is sent (both go through that socket's one queue, so the
+    order it arrives in is the order they were queued); every member still gets it once. A
+    small room's send is delivered before its answer, as before: nothing held."""
+    from simplechat.realtime import answer_first
+
+    monkeypatch.setattr(answer_first, "WIDE_EMIT_ROOMS", 3)
+    p = people
+    big = channel_of(p["ada"], p["bob"], p["cy"], p["dee"]).id  # 1 room + 4 members' own
+    small, _ = start_conversation(p["ada"], [p["bob"]], "Two")  # 1 + 2: not wide
+    with serving(app) as (base, opened):
+        ada, bob = Listener(base, p["ada"], opened), Listener(base, p["bob"], opened)
+        arrived: dict[str, list] = {"ada": [], "bob": []}
+        for name, listener in (("ada", ada), ("bob", bob)):
+            listener.sio.on("message", lambda m, n=name: arrived[n].append(("message", m["id"])),
+                            namespace=NS)
+        for cid in (big, small.id):
+            for listener in (ada, bob):
+                assert listener.call("join", {"conversation_id": cid})["ok"]
+        orders = {}
+        for cid, text in ((big, "to the crowd"), (small.id, "to two")):
+            answers: list[str] = []
+
+            def answered(ack, answers=answers):
+                arrived["ada"].append(("ack", ack["message"]["id"]))
+                answers.append(ack["message"]["id"])
+
+            ada.sio.emit("send_message", {"conversation_id": cid, "message": text},
+                         namespace=NS, callback=answered)
+            wait_until(lambda answers=answers: answers, message="the answer")
+            sent = answers[0]
+            wait_until(lambda sent=sent: ("message", sent) in arrived["ada"]
+                       and ("message", sent) in arrived["bob"], message="both copies")
+            orders[cid] = [kind for kind, i in arrived["ada"] if i == sent]
+            assert bob.call("heartbeat", {}) == {"ok": True}  # anything more would be in by now
+            assert arrived["bob"].count(("message", sent)) == 1
+            arrived["ada"].clear()
+        assert orders[big] == ["ack", "message"]
+        assert orders[small.id] == ["message", "ack"]

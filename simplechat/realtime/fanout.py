@@ -18,6 +18,10 @@ Channels are spread over several Redis servers by CRC-32 of the channel name (a 
 pub/sub (``SOCKETIO_REDIS_CLUSTER=1``: ``SPUBLISH``/``SSUBSCRIBE``). With ``REDIS_SENTINELS``
 the one server is whichever the sentinels name primary, found again after a failover.
 
+A socket event's answer goes out before its own process's share of a wide emit: the sender of a
+message to a channel of 5,000 is answered first, then the 5,000 copies are queued (other
+processes get the publish at once, as before). See ``answer_first.py``.
+
 What is published while a listener is cut off (Redis restarted, failed over) never reaches its
 process: once it has subscribed again, the process sends ``resync {}`` to each of its sockets,
 and clients catch up with ``join`` + ``after``.
@@ -32,6 +36,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 from urllib.parse import urlparse
 
@@ -43,6 +48,7 @@ from socketio import Manager, PubSubManager, RedisManager
 
 from simplechat.infra import fastjson
 from simplechat.infra.redis_client import Sentinels, connection_options
+from simplechat.realtime.answer_first import WIDE_EMIT_ROOMS, AnswerFirst, is_wide  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +57,6 @@ SUBSCRIBE_WAIT = 3.0  # seconds a join waits at most for Redis to confirm its su
 RETRY_FIRST, RETRY_MAX = 0.1, 2.0  # the listener's reconnect backoff, in seconds
 QUIET_PING = 15.0  # a listener that heard nothing this long sends PING; no answer: reconnect
 RECENT_EMITS = 10_000  # emit ids remembered to drop a second copy (see RecentIds)
-WIDE_EMIT_ROOMS = 64  # an emit naming more rooms goes once to the namespace's channel
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 # ARGV: the payload, then the channels. Publishes the payload to each channel.
 PUBLISH_EACH = """
@@ -539,7 +544,7 @@ def _node_url(url: str, node) -> str:
     return parsed._replace(netloc=netloc, path="").geturl()
 
 
-class RoomFanoutManager(PubSubManager):
+class RoomFanoutManager(AnswerFirst, PubSubManager):
     """python-socketio's pub/sub manager, publishing per room and subscribing per room.
 
     The process emitting delivers to its own sockets at once (as the stock manager does) and
@@ -635,6 +640,30 @@ class RoomFanoutManager(PubSubManager):
             self.router.shard_of(self.channel_of(namespace, room)).release(
                 self.channel_of(namespace, room))
 
+    # ----- a socket event's answer before its wide fan-out (AnswerFirst)
+
+    def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None,
+             to=None, **kwargs):
+        if kwargs.get("ignore_queue") and callback is None:  # local only: PubSubManager
+            held = self.holding(wide=False)  # delivers it at once, through no _handle_emit
+            if held is not None:
+                held.append(partial(super().emit, event, self.kept(data),
+                                    namespace=namespace, room=room, skip_sid=skip_sid,
+                                    to=to, **kwargs))
+                return None
+        return super().emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid,
+                            callback=callback, to=to, **kwargs)
+
+    def _handle_emit(self, message: dict) -> None:
+        if message.get("host_id") == self.host_id and message.get("callback") is None:
+            held = self.holding(is_wide(message.get("room")))
+            if held is not None:
+                # The data as it is now (JSON already: the binary parts are base64).
+                kept = dict(message, data=self.json.loads(self.json.dumps(message["data"])))
+                held.append(partial(super()._handle_emit, kept))
+                return
+        super()._handle_emit(message)
+
     # ----- publishing
 
     def _channels_for(self, message: dict) -> list[bytes]:
@@ -643,7 +672,7 @@ class RoomFanoutManager(PubSubManager):
         if method == "emit":
             room = message.get("room")
             rooms = list(dict.fromkeys(room)) if isinstance(room, (list, tuple)) else [room]
-            if len(rooms) > WIDE_EMIT_ROOMS:
+            if is_wide(rooms):
                 # One copy per process, not one per room: a channel of 5,000 members named
                 # 5,001 rooms, each copy carrying the whole list, and the emitting process read
                 # back a copy for every member it held.

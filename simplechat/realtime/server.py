@@ -11,6 +11,7 @@ from flask import Flask
 from simplechat.extensions import socketio
 from simplechat.infra import fastjson
 from simplechat.infra.membership import MEMBERSHIP_LISTENERS
+from simplechat.realtime.answer_first import LocalManager, install_answer_first
 from simplechat.realtime.connection_guard import install_connection_guard
 from simplechat.realtime.event_limits import Refusals
 from simplechat.realtime.fanout import client_manager
@@ -23,7 +24,7 @@ def init_socketio(app: Flask) -> None:
     queue_url = app.config.get("SOCKETIO_MESSAGE_QUEUE", app.config.get("REDIS_URL"))
     # No queue: the in-process manager, said outright (Flask-SocketIO would keep the manager
     # of an app made earlier in this process).
-    queue: dict[str, Any] = {"client_manager": None}
+    queue: dict[str, Any] = {"client_manager": LocalManager()}
     if queue_url:
         queue["client_manager"] = client_manager(app.config, queue_url)
         if queue["client_manager"] is None:
@@ -48,6 +49,8 @@ def init_socketio(app: Flask) -> None:
     # Refusals that hold are answered as their packets arrive (chat/events.py records them).
     refusals = app.extensions.setdefault("simplechat.refusals", Refusals())
     app.extensions.setdefault(MEMBERSHIP_LISTENERS, []).append(refusals.members_changed)
+    # The event's answer before its wide emits' local copies (inside the cap: counted in flight).
+    install_answer_first(socketio.server)
     install_event_cap(socketio.server, refusals=refusals)
     # A stop signal drains the sockets first (gunicorn.conf.py calls its begin()).
     drain = app.extensions["simplechat.drain"] = Drain(socketio.server,
