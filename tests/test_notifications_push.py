@@ -208,6 +208,32 @@ def test_who_looks_at_the_conversation_is_not_notified(app, receiver, people):
     assert recipients(message) == [people["bob"].id]  # the socket closed
 
 
+def test_a_message_that_came_while_the_page_was_shown_is_not_pushed_once_it_is_hidden(
+        app, receiver, people):
+    """A message is decided after it is stored, which may be after the page was hidden: the
+    socket was looking when it came, and that counts; one sent after the page was hidden is
+    pushed."""
+    from simplechat.infra.ids import new_message_id
+
+    subscribe(app, receiver, "bob", unique("bob-tab"))
+    cid = people["direct"].id
+
+    def sent_now() -> dict:
+        return {"id": new_message_id(), "conversation_id": cid, "sender": people["ada"].id,
+                "sender_name": "Ada", "message": "hi", "mentions": []}
+
+    bob = socket_of(app, "bob")
+    assert bob.emit("join", {"conversation_id": cid}, namespace="/chat", callback=True)["ok"]
+    before = sent_now()
+    time.sleep(0.01)  # ids have millisecond precision
+    assert bob.emit("focus", {"conversation_id": None}, namespace="/chat", callback=True)["ok"]
+    time.sleep(0.01)
+    after = sent_now()
+    assert recipients(before) == []  # looking when it came
+    assert recipients(after) == [people["bob"].id]
+    bob.disconnect("/chat")
+
+
 def test_levels_mentions_and_dnd_decide_the_recipients(app, receiver, people):
     subscribe(app, receiver, "bob", unique("bob-a"))
     subscribe(app, receiver, "cy", unique("cy-a"))

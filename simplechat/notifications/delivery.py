@@ -21,13 +21,14 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from datetime import datetime
+from datetime import UTC, datetime
 
 from celery import shared_task
 from flask import current_app
 from sqlalchemy import delete, or_, select, update
 
 from simplechat.extensions import db, socketio
+from simplechat.infra.ids import message_id_time
 from simplechat.infra.offload import offload_pool
 from simplechat.mail.sending import beside
 from simplechat.models import (
@@ -179,7 +180,10 @@ def recipients(message: dict, now: datetime | None = None) -> list[int]:
                Participant.user_id.in_(select(PushSubscription.user_id)))).all()
     if not rows:
         return []
-    looking = focus_store().looking([r[0] for r in rows], conversation_id)
+    # Looking when it was sent counts: the page may have been hidden since (a decision comes
+    # after the message is stored, which can be seconds later).
+    looking = focus_store().looking([r[0] for r in rows], conversation_id,
+                                    since=_sent_at(message["id"]))
     mentioned = set(message["mentions"])
     chosen = []
     for uid, level, muted_until, dnd, q_start, q_end, q_zone in rows:
@@ -191,6 +195,14 @@ def recipients(message: dict, now: datetime | None = None) -> list[int]:
                          visibility=visibility, now=now):
             chosen.append(uid)
     return chosen
+
+
+def _sent_at(message_id: object) -> float | None:
+    """When the message was sent (from its id), in seconds since the epoch; None if unknown."""
+    try:
+        return message_id_time(message_id).replace(tzinfo=UTC).timestamp()
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def _clock(text: str):

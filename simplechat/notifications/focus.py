@@ -4,8 +4,10 @@ conversations were pushed to a user since they last read them (so a read clears 
 other devices). In Redis when there is one (the Celery workers read it), else in this process.
 
 A user's entry is one hash: ``r:<sid>:<conversation id>`` for each room a socket is in,
-``b:<sid>`` while that socket is blurred, ``p:<conversation id>`` for a conversation pushed and
-not read since (its value: when it was last pushed, in seconds since the epoch). It lives
+``b:<sid>`` while that socket is blurred (its value: when it was blurred, in seconds since the
+epoch), ``p:<conversation id>`` for a conversation pushed and not read since (its value: when it
+was last pushed). A message is decided after it is stored, which can be seconds after it was
+sent: a socket blurred since the message was sent was looking when it came, and counts so. It lives
 LOOK_TTL after its last change, so the sockets of a process that died without saying goodbye
 stop counting within that time.
 
@@ -111,11 +113,11 @@ class FocusStore:
         self._set(user_id, drop=[f"r:{sid}:{conversation_id}"])
 
     def focused(self, user_id: int, sid: str, on: bool) -> None:
-        """The socket's page shown again (``on``) or hidden/blurred."""
+        """The socket's page shown again (``on``) or hidden/blurred (when is kept)."""
         if on:
             self._set(user_id, drop=[f"b:{sid}"])
         else:
-            self._set(user_id, add=[f"b:{sid}"])
+            self._set(user_id, add=[f"b:{sid}"], value=repr(time.time()))
 
     def gone(self, user_id: int, sid: str) -> None:
         """A socket closed: it looks at nothing any more."""
@@ -124,15 +126,26 @@ class FocusStore:
         if mine:
             self._set(user_id, drop=mine)
 
-    def looking(self, user_ids: list[int], conversation_id: int) -> set[int]:
-        """Those of ``user_ids`` with a socket in the conversation's room that is not blurred."""
+    def _entries_with_values(self, user_ids: list[int]) -> list[dict[str, str]]:
+        if self._redis is None:
+            with self._lock:
+                return [dict(self._local.get(uid, {})) for uid in user_ids]
+        pipe = self._redis.pipeline(transaction=False)
+        for uid in user_ids:
+            pipe.hgetall(self._key(uid))
+        return [{_text(f): _text(v) for f, v in fields.items()} for fields in pipe.execute()]
+
+    def looking(self, user_ids: list[int], conversation_id: int,
+                since: float | None = None) -> set[int]:
+        """Those of ``user_ids`` with a socket in the conversation's room that is not blurred,
+        or was blurred after ``since`` (seconds since the epoch: when the message was sent)."""
         found = set()
         suffix = f":{conversation_id}"
-        for uid, fields in zip(user_ids, self._entries(user_ids), strict=True):
+        for uid, fields in zip(user_ids, self._entries_with_values(user_ids), strict=True):
             for field in fields:
                 if field.startswith("r:") and field.endswith(suffix):
-                    sid = field[2:-len(suffix)]
-                    if f"b:{sid}" not in fields:
+                    blurred = fields.get(f"b:{field[2:-len(suffix)]}")
+                    if blurred is None or (since is not None and _seconds(blurred) > since):
                         found.add(uid)
                         break
         return found
@@ -321,3 +334,7 @@ def _quietly(change: Callable[[FocusStore], None]) -> None:
             change(store)
     except Exception:
         log.warning("focus not recorded", exc_info=True)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
