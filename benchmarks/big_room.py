@@ -659,8 +659,9 @@ def main() -> int:
     parser.add_argument("--idle", type=float, default=0,
                         help="seconds to measure the web process's CPU with the sockets idle")
     parser.add_argument("--spy", help="py-spy the Simple Chat reconnect into this file (raw)")
-    parser.add_argument("--ref", help="also run Simple Chat as of this commit (before big rooms: "
-                                      "ce4c706), to compare")
+    parser.add_argument("--ref", help="also run Simple Chat as of this commit, to compare (the "
+                                      "channels and big rooms landed together in 83f95f7: main "
+                                      "has no commit of channels before big rooms)")
     parser.add_argument("--seed", nargs=2, type=int, metavar=("MEMBERS", "SMALL"),
                         help=argparse.SUPPRESS)  # the seeding step, run with the app's env
     args = parser.parse_args()
