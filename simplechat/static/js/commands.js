@@ -15,8 +15,12 @@
   var known = null;     // [{name, description}] once loaded
   var loadedAt = 0;
   var loading = null;
-  var options = [];
-  var active = -1;
+  var list = window.SimpleChat.suggestions(input, box, function (c) {
+    input.value = c.name + " ";
+    input.setSelectionRange(input.value.length, input.value.length);
+  }, function (c) {
+    return input.value.trim() === c.name;  // Enter on a name typed in full sends it
+  });
 
   function load() {
     if (loading) { return loading; }
@@ -38,31 +42,13 @@
     return match && input.value.slice(upto.length).trim() === "" ? match[1].toLowerCase() : null;
   }
 
-  function close() {
-    options = [];
-    active = -1;
-    box.classList.add("d-none");
-    box.replaceChildren();
-    input.removeAttribute("aria-activedescendant");
-  }
-
-  function highlight(n) {
-    active = n;
-    box.querySelectorAll('[role="option"]').forEach(function (li, i) {
-      li.setAttribute("aria-selected", i === n ? "true" : "false");
-      li.classList.toggle("active", i === n);
-      if (i === n) { input.setAttribute("aria-activedescendant", li.id); li.scrollIntoView({ block: "nearest" }); }
-    });
-  }
-
   function open(text, commands) {
-    options = commands.filter(function (c) { return c.name.slice(1).indexOf(text) === 0; }).slice(0, MAX_SHOWN);
-    if (!options.length) { close(); return; }
-    var nodes = options.map(function (c, i) {
+    list.show(commands.filter(function (c) {
+      return c.name.slice(1).indexOf(text) === 0;
+    }).slice(0, MAX_SHOWN), function (c, i) {
       var li = document.createElement("li");
       li.id = "command-option-" + i;
       li.className = "mention-option command-option";
-      li.setAttribute("role", "option");
       li.dataset.command = c.name;
       var name = document.createElement("span");
       name.className = "command-option-name";
@@ -75,42 +61,16 @@
         li.appendChild(document.createTextNode(" "));
         li.appendChild(about);
       }
-      li.addEventListener("mousedown", function (e) { e.preventDefault(); pick(i); });
       return li;
     });
-    box.replaceChildren.apply(box, nodes);
-    box.classList.remove("d-none");
-    highlight(0);
-  }
-
-  function pick(n) {
-    var c = options[n];
-    if (!c) { return; }
-    input.value = c.name + " ";
-    input.setSelectionRange(input.value.length, input.value.length);
-    close();
-    input.dispatchEvent(new Event("input", { bubbles: true }));
-    input.focus();
   }
 
   function update() {
     var text = query();
-    if (text === null) { close(); return; }
+    if (text === null) { list.close(); return; }
     load().then(function (commands) {
       if (query() === text) { open(text, commands); }
     });
   }
   input.addEventListener("input", update);
-  input.addEventListener("blur", function () { setTimeout(close, 0); });
-  input.addEventListener("keydown", function (e) {
-    if (!options.length || e.defaultPrevented) { return; }
-    if (e.key === "ArrowDown") { e.preventDefault(); highlight((active + 1) % options.length); }
-    else if (e.key === "ArrowUp") { e.preventDefault(); highlight((active - 1 + options.length) % options.length); }
-    else if ((e.key === "Enter" && !e.shiftKey && !e.isComposing) || e.key === "Tab") {
-      // Enter on a name typed in full sends it; otherwise it completes the name.
-      if (e.key === "Enter" && input.value.trim() === options[active].name) { close(); return; }
-      e.preventDefault(); pick(active);
-    }
-    else if (e.key === "Escape") { e.preventDefault(); close(); }
-  });
 })();

@@ -11,9 +11,15 @@
   var isGroup = root.dataset.isGroup === "true";
   var MAX_SHOWN = 8;
 
-  var options = [];   // {username, name}
-  var active = -1;
   var start = -1;     // where the "@" being completed is in the text
+  var list = window.SimpleChat.suggestions(input, box, function (p) {
+    var before = input.value.slice(0, start);
+    var after = input.value.slice(input.selectionStart);
+    var inserted = "@" + p.username + " ";
+    input.value = before + inserted + after.replace(/^\s+/, "");
+    var caret = before.length + inserted.length;
+    input.setSelectionRange(caret, caret);
+  });
 
   function people() {
     var found = [];
@@ -34,35 +40,15 @@
     return { at: upto.length - match[2].length - 1, text: match[2].toLowerCase() };
   }
 
-  function close() {
-    options = [];
-    active = -1;
-    box.classList.add("d-none");
-    box.replaceChildren();
-    input.removeAttribute("aria-activedescendant");
-  }
-
-  function highlight(n) {
-    active = n;
-    box.querySelectorAll('[role="option"]').forEach(function (li, i) {
-      li.setAttribute("aria-selected", i === n ? "true" : "false");
-      li.classList.toggle("active", i === n);
-      if (i === n) { input.setAttribute("aria-activedescendant", li.id); li.scrollIntoView({ block: "nearest" }); }
-    });
-  }
-
   function open(q) {
     start = q.at;
-    options = people().filter(function (p) {
+    list.show(people().filter(function (p) {
       return p.username.toLowerCase().indexOf(q.text) === 0 ||
         p.name.toLowerCase().split(/\s+/).some(function (w) { return w.indexOf(q.text) === 0; });
-    }).slice(0, MAX_SHOWN);
-    if (!options.length) { close(); return; }
-    var nodes = options.map(function (p, i) {
+    }).slice(0, MAX_SHOWN), function (p, i) {
       var li = document.createElement("li");
       li.id = "mention-option-" + i;
       li.className = "mention-option";
-      li.setAttribute("role", "option");
       li.dataset.username = p.username;
       var name = document.createElement("span");
       name.className = "mention-option-name";
@@ -73,40 +59,14 @@
       li.appendChild(name);
       li.appendChild(document.createTextNode(" "));
       li.appendChild(handle);
-      li.addEventListener("mousedown", function (e) { e.preventDefault(); pick(i); });
       return li;
     });
-    box.replaceChildren.apply(box, nodes);
-    box.classList.remove("d-none");
-    highlight(0);
-  }
-
-  function pick(n) {
-    var p = options[n];
-    if (!p) { return; }
-    var before = input.value.slice(0, start);
-    var after = input.value.slice(input.selectionStart);
-    var inserted = "@" + p.username + " ";
-    input.value = before + inserted + after.replace(/^\s+/, "");
-    var caret = before.length + inserted.length;
-    input.setSelectionRange(caret, caret);
-    close();
-    input.dispatchEvent(new Event("input", { bubbles: true }));
-    input.focus();
   }
 
   function update() {
     var q = query();
-    if (q) { open(q); } else { close(); }
+    if (q) { open(q); } else { list.close(); }
   }
   input.addEventListener("input", update);
   input.addEventListener("click", update);
-  input.addEventListener("blur", function () { setTimeout(close, 0); });
-  input.addEventListener("keydown", function (e) {
-    if (!options.length) { return; }
-    if (e.key === "ArrowDown") { e.preventDefault(); highlight((active + 1) % options.length); }
-    else if (e.key === "ArrowUp") { e.preventDefault(); highlight((active - 1 + options.length) % options.length); }
-    else if ((e.key === "Enter" && !e.shiftKey && !e.isComposing) || e.key === "Tab") { e.preventDefault(); pick(active); }
-    else if (e.key === "Escape") { e.preventDefault(); close(); }
-  });
 })();

@@ -249,6 +249,63 @@
   }
   showNotice();
 
+  // A listbox of suggestions that the composer's textarea controls (aria-activedescendant: a
+  // textarea may not take the combobox role): arrows move, Enter or Tab picks, Escape closes,
+  // leaving the textarea closes. `insert(item)` puts the picked item into the text;
+  // `enterSends(item)`, if given, says when Enter is left to send the message instead. `show`
+  // takes the items and `render(item, i)`, which makes each one's <li>.
+  function suggestions(input, box, insert, enterSends) {
+    var items = [];
+    var active = -1;
+    function close() {
+      items = [];
+      active = -1;
+      box.classList.add("d-none");
+      box.replaceChildren();
+      input.removeAttribute("aria-activedescendant");
+    }
+    function highlight(n) {
+      active = n;
+      box.querySelectorAll('[role="option"]').forEach(function (li, i) {
+        li.setAttribute("aria-selected", i === n ? "true" : "false");
+        li.classList.toggle("active", i === n);
+        if (i === n) { input.setAttribute("aria-activedescendant", li.id); li.scrollIntoView({ block: "nearest" }); }
+      });
+    }
+    function pick(n) {
+      var item = items[n];
+      if (!item) { return; }
+      insert(item);
+      close();
+      input.dispatchEvent(new Event("input", { bubbles: true }));
+      input.focus();
+    }
+    function show(list, render) {
+      items = list;
+      if (!items.length) { close(); return; }
+      box.replaceChildren.apply(box, items.map(function (item, i) {
+        var li = render(item, i);
+        li.setAttribute("role", "option");
+        li.addEventListener("mousedown", function (e) { e.preventDefault(); pick(i); });
+        return li;
+      }));
+      box.classList.remove("d-none");
+      highlight(0);
+    }
+    input.addEventListener("blur", function () { setTimeout(close, 0); });
+    input.addEventListener("keydown", function (e) {
+      if (!items.length || e.defaultPrevented) { return; }
+      if (e.key === "ArrowDown") { e.preventDefault(); highlight((active + 1) % items.length); }
+      else if (e.key === "ArrowUp") { e.preventDefault(); highlight((active - 1 + items.length) % items.length); }
+      else if ((e.key === "Enter" && !e.shiftKey && !e.isComposing) || e.key === "Tab") {
+        if (e.key === "Enter" && enterSends && enterSends(items[active])) { close(); return; }
+        e.preventDefault(); pick(active);
+      }
+      else if (e.key === "Escape") { e.preventDefault(); close(); }
+    });
+    return { show: show, close: close };
+  }
+
   window.SimpleChat = {
     userId: userId ? parseInt(userId, 10) : null,
     socket: getSocket,
@@ -267,6 +324,7 @@
     avatar: avatar,
     loadOutbox: loadOutbox,
     saveOutbox: saveOutbox,
-    leaveNotice: leaveNotice
+    leaveNotice: leaveNotice,
+    suggestions: suggestions
   };
 })();
