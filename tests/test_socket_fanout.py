@@ -19,6 +19,7 @@ from config import Config
 from simplechat.extensions import socketio as app_socketio
 from simplechat.infra import fastjson
 from simplechat.realtime import fanout as socket_fanout
+from simplechat.realtime.answer_first import WIDE_EMIT_ROOMS
 from simplechat.realtime.fanout import (
     RecentIds,
     ResyncingRedisManager,
@@ -739,7 +740,7 @@ def test_an_emit_to_many_rooms_is_one_copy_per_process_on_the_namespace_channel(
     other; the emitting process's own sockets get it once too."""
     a, b = processes(2)
     sender, both, one, neither = (processes.connect(p) for p in (a, b, b, b))
-    rooms = [f"user:{n}" for n in range(socket_fanout.WIDE_EMIT_ROOMS + 6)]
+    rooms = [f"user:{n}" for n in range(WIDE_EMIT_ROOMS + 6)]
     for room in ("conversation:9", rooms[3], rooms[-1]):
         assert both.call("join", room) == "joined"
     assert one.call("join", rooms[5]) == "joined"

@@ -95,16 +95,6 @@ class FocusStore:
         pipe.expire(key, LOOK_TTL)
         pipe.execute()
 
-    def _entries(self, user_ids: list[int]) -> list[set[str]]:
-        if self._redis is None:
-            with self._lock:
-                return [set(self._local.get(uid, ())) for uid in user_ids]
-        pipe = self._redis.pipeline(transaction=False)
-        for uid in user_ids:
-            pipe.hkeys(self._key(uid))
-        return [{f.decode() if isinstance(f, bytes) else f for f in fields}
-                for fields in pipe.execute()]
-
     # ------------------------------------------------------------------ sockets
     def joined(self, user_id: int, sid: str, conversation_id: int) -> None:
         self._set(user_id, add=[f"r:{sid}:{conversation_id}"])
@@ -126,7 +116,8 @@ class FocusStore:
         if mine:
             self._set(user_id, drop=mine)
 
-    def _entries_with_values(self, user_ids: list[int]) -> list[dict[str, str]]:
+    def _entries(self, user_ids: list[int]) -> list[dict[str, str]]:
+        """Each user's hash: field -> value."""
         if self._redis is None:
             with self._lock:
                 return [dict(self._local.get(uid, {})) for uid in user_ids]
@@ -141,7 +132,7 @@ class FocusStore:
         or was blurred after ``since`` (seconds since the epoch: when the message was sent)."""
         found = set()
         suffix = f":{conversation_id}"
-        for uid, fields in zip(user_ids, self._entries_with_values(user_ids), strict=True):
+        for uid, fields in zip(user_ids, self._entries(user_ids), strict=True):
             for field in fields:
                 if field.startswith("r:") and field.endswith(suffix):
                     blurred = fields.get(f"b:{field[2:-len(suffix)]}")

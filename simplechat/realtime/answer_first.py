@@ -38,14 +38,14 @@ class AnswerFirst:
     """For a client manager: ``answer_first`` runs a socket event's handler holding the local
     delivery of its wide emits (and of what it emits after them) until it returns."""
 
-    def answer_first(self, run: Callable[[], Any]) -> Any:
-        """``run()`` (which queues the event's answer before it returns), then the local
+    def answer_first(self, run: Callable[..., Any], *args: Any) -> Any:
+        """``run(*args)`` (which queues the event's answer before it returns), then the local
         deliveries it held, in order."""
         local = self._answering_local()
         outer = getattr(local, "held", None)
         held = local.held = []
         try:
-            return run()
+            return run(*args)
         finally:
             local.held = outer
             if held:
@@ -100,8 +100,8 @@ def install_answer_first(server) -> None:
         return
     run = server._handle_event_internal
 
-    def answered_first(srv, *args):
-        return manager.answer_first(lambda: run(srv, *args))
+    def answered_first(*args):
+        return manager.answer_first(run, *args)
 
     answered_first.answers_first = True
     server._handle_event_internal = answered_first

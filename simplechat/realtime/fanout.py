@@ -48,7 +48,7 @@ from socketio import Manager, PubSubManager, RedisManager
 
 from simplechat.infra import fastjson
 from simplechat.infra.redis_client import Sentinels, connection_options
-from simplechat.realtime.answer_first import WIDE_EMIT_ROOMS, AnswerFirst, is_wide  # noqa: F401
+from simplechat.realtime.answer_first import AnswerFirst, is_wide
 
 log = logging.getLogger(__name__)
 
@@ -658,9 +658,8 @@ class RoomFanoutManager(AnswerFirst, PubSubManager):
         if message.get("host_id") == self.host_id and message.get("callback") is None:
             held = self.holding(is_wide(message.get("room")))
             if held is not None:
-                # The data as it is now (JSON already: the binary parts are base64).
-                kept = dict(message, data=self.json.loads(self.json.dumps(message["data"])))
-                held.append(partial(super()._handle_emit, kept))
+                held.append(partial(super()._handle_emit,
+                                    dict(message, data=self.kept(message["data"]))))
                 return
         super()._handle_emit(message)
 
