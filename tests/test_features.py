@@ -174,6 +174,30 @@ def test_the_list_counts_and_previews_messages_still_on_their_way_to_sql(
     assert stored["id"] < again.counted_upto
 
 
+def test_a_message_stored_while_the_list_is_read_is_counted_once(
+        app, trio, monkeypatch):
+    """The worker can store a message between the list's statements. Its unread count and its
+    mentions come from one statement, so the message is in both or in neither; then the cache
+    adds it, once, as unread and as a mention (a reload once showed "mentioned 2 times")."""
+    from simplechat.conversations import inbox
+    from simplechat.infra.write_buffer import write_buffer
+
+    ada, bob, eve, conversation = trio
+    app.extensions["celery"].conf.task_always_eager = False
+    waiting = send_message(ada, conversation.id, "@bob on its way")["message"]
+    counted = inbox.unread_state
+
+    def then_the_worker_stores(*args, **kwargs):
+        state = counted(*args, **kwargs)
+        assert write_buffer().flush(store_messages).stored == 1
+        return state
+
+    monkeypatch.setattr(inbox, "unread_state", then_the_worker_stores)
+    (listed,) = inbox.conversations_for(bob)
+    assert (listed.unread, listed.mentions, listed.counted_upto) == (1, 1, waiting["id"])
+    assert db.session.scalar(select(Message.id).where(Message.id == waiting["id"]))
+
+
 def test_read_refusals(trio, socket_client, make_conversation):
     ada, bob, eve, conversation = trio
     mine = send_message(ada, conversation.id, "hello")["message"]

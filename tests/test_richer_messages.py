@@ -5,6 +5,7 @@ lines, and every new field's bad input answered with its code and nothing stored
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 
@@ -13,7 +14,7 @@ import redis as redis_lib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 
 from simplechat.attachments.store import attachment_store
 from simplechat.extensions import db
@@ -255,6 +256,27 @@ def test_unread_mentions_are_counted_for_the_list_and_the_api(app, trio, make_co
     assert emit(b, "read", {"conversation_id": direct.id, "message_id": last["id"]})["ok"]
     db.session.expire_all()
     assert unread_mentions(bob.id) == {group.id: 1}
+
+
+def test_a_mention_is_matched_exactly_wherever_it_stands_in_the_list(app, trio):
+    """The SQL test for "mentions me" reads the JSON list as text: the id counts only as a
+    whole element, first, last, alone or between others, with or without spaces."""
+    from simplechat.messaging.read_state import mentioning
+
+    ada, bob, cy, direct, a, b, c = trio
+    message = send(a, direct.id, "lists")["message"]
+    n = 7
+    holding = ["[7]", "[7, 17]", "[17, 7]", "[1, 7, 71]", "[7,17]", "[17,7]", "[1,7,71]"]
+    not_holding = ["[17]", "[71]", "[17, 77]", "[1, 70]", "[]", "null", "[177, 717]"]
+    for text in holding + not_holding:
+        db.session.execute(Message.__table__.update().where(Message.id == message["id"])
+                           .values(mentions=json.loads(text)))
+        db.session.commit()
+        raw = db.session.scalar(select(cast(Message.mentions, String))
+                                .where(Message.id == message["id"]))
+        found = db.session.scalar(select(func.count(Message.id))
+                                  .where(Message.id == message["id"], mentioning(n)))
+        assert found == (text in holding), (text, raw)
 
 
 # --------------------------------------------------------------------------- reactions

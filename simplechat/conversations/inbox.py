@@ -18,7 +18,7 @@ from simplechat.infra.services import services
 from simplechat.messaging.formatting import plain_text
 from simplechat.messaging.payload import PREVIEW_LENGTH
 from simplechat.messaging.payload import SYSTEM as SYSTEM_KIND
-from simplechat.messaging.read_state import unread_mentions, unread_state
+from simplechat.messaging.read_state import NOTHING_UNREAD, unread_state
 from simplechat.models import Attachment, Conversation, Message, Participant, User
 from simplechat.realtime.presence import presence
 
@@ -116,7 +116,7 @@ def inbox_page(user: User, limit: int = DEFAULT_PAGE, before: Cursor | None = No
     with its last message as a preview, unread counts and its first members.
 
     A fixed number of SQL statements whatever the number of conversations: the page, the last
-    messages, the unread counts, the mentions, the channel fields (member counts and the
+    messages, the unread counts with their mentions, the channel fields (member counts and the
     user's role among them) and the first members."""
     limit = min(max(limit, 1), MAX_PAGE)
     activity = func.coalesce(Conversation.last_message_at, Conversation.created_at)
@@ -143,7 +143,6 @@ def inbox_page(user: User, limit: int = DEFAULT_PAGE, before: Cursor | None = No
     ids = [row[0].id for row in rows]
     lasts = _last_messages(ids)
     unread = unread_state(user.id, ids)
-    mentioned = unread_mentions(user.id, ids)
     fields = channel_fields(user.id, ids)
     rows = [row for row in rows if row[0].id in fields]  # none deleted in between
     members = first_members({cid: fields[cid]["member_count"] for cid in ids})
@@ -156,7 +155,7 @@ def inbox_page(user: User, limit: int = DEFAULT_PAGE, before: Cursor | None = No
     for conversation, marker, is_muted, at in rows:
         cid = conversation.id
         last, sender, files = lasts.get(cid, (None, None, (None, 0)))
-        count, counted = unread.get(cid, (0, ""))
+        count, counted, mentions = unread.get(cid, NOTHING_UNREAD)
         summary = ConversationSummary(
             id=cid,
             title=display_title(conversation, user.id, [m.user for m in members[cid]],
@@ -171,7 +170,7 @@ def inbox_page(user: User, limit: int = DEFAULT_PAGE, before: Cursor | None = No
             preview=preview_of(last.text, last.html, *files) if last else None,
             unread=count,
             counted_upto=max(counted or "", marker or ""),
-            mentions=mentioned.get(cid, 0),
+            mentions=mentions,
             muted=bool(is_muted),
             peer_id=peers.get(cid),
             peer_online=statuses.get(peers.get(cid), {}).get("online", False),

@@ -5,7 +5,9 @@ it was sent ``also_to_conversation``."""
 
 from __future__ import annotations
 
-from sqlalchemy import String, and_, cast, func, or_, select, tuple_, update
+from typing import NamedTuple
+
+from sqlalchemy import String, and_, case, cast, func, or_, select, tuple_, update
 
 from simplechat.answers import error
 from simplechat.extensions import db
@@ -86,45 +88,58 @@ def _of(user_id: int, conversation_ids: list[int] | None):
         mine, Participant.conversation_id.in_(conversation_ids))
 
 
-def unread_state(user_id: int, conversation_ids: list[int] | None = None
-                 ) -> dict[int, tuple[int, str]]:
-    """Per conversation of the user (or of those given): how many messages are unread, and
-    the newest of them.
+class Unread(NamedTuple):
+    """A conversation's unread messages for one user: how many, the newest of them, and how
+    many of them mention the user."""
+    count: int
+    newest: str
+    mentions: int
 
-    One statement, so one snapshot: the newest id says which messages the count holds. The
+
+NOTHING_UNREAD = Unread(0, "", 0)
+
+
+def mentioning(user_id: int, mentions=Message.mentions):
+    """Whether a message's JSON list of mentioned ids holds ``user_id`` (an ``@all``
+    included), exactly, on every database: the list's text has the id between ``[`` or a
+    comma and ``]`` or a comma (``[7, 17]`` holds 7 and 17, never 1), whether the database
+    keeps the spaces after the commas or not."""
+    text = cast(mentions, String)
+    n = int(user_id)
+    return or_(*(text.like(pattern) for pattern in (
+        f"[{n}]", f"[{n},%", f"%,{n}]", f"%, {n}]", f"%,{n},%", f"%, {n},%")))
+
+
+def unread_state(user_id: int, conversation_ids: list[int] | None = None
+                 ) -> dict[int, Unread]:
+    """Per conversation of the user (or of those given) with anything unread: how many
+    messages, the newest of them, and how many mention the user.
+
+    One statement, so one snapshot: the newest id says which messages both counts hold. The
     list's other reads (its last messages) are statements of their own, which a message
-    written in between is in and this count is not; the page adds to the count only what is
-    newer than this id."""
+    written in between is in and these counts are not; the page adds only what is newer than
+    this id, so a message stored meanwhile is counted once, as unread and as a mention."""
     rows = db.session.execute(
-        select(Participant.conversation_id, func.count(Message.id), func.max(Message.id))
+        select(Participant.conversation_id, func.count(Message.id), func.max(Message.id),
+               func.coalesce(func.sum(case((mentioning(user_id), 1), else_=0)), 0))
         .join(Message, _unread())
         .where(_of(user_id, conversation_ids))
         .group_by(Participant.conversation_id)
     ).all()
-    return {cid: (n, newest) for cid, n, newest in rows}
+    return {cid: Unread(n, newest, int(mentions)) for cid, n, newest, mentions in rows}
 
 
 def unread_counts(user_id: int) -> dict[int, int]:
     """Per conversation of the user: how many messages are unread."""
-    return {cid: n for cid, (n, _) in unread_state(user_id).items()}
+    return {cid: state.count for cid, state in unread_state(user_id).items()}
 
 
 def unread_mentions(user_id: int, conversation_ids: list[int] | None = None
                     ) -> dict[int, int]:
     """Per conversation of the user (or of those given): how many unread messages mention
-    them (an ``@all`` included), for the list's badge. The JSON list of ids is matched as text
-    first, which every database can do, then exactly (the text of 7 is in 17 too)."""
-    rows = db.session.execute(
-        select(Participant.conversation_id, Message.mentions)
-        .join(Message, _unread())
-        .where(_of(user_id, conversation_ids),
-               cast(Message.mentions, String).like(f"%{int(user_id)}%"))
-    ).all()
-    counts: dict[int, int] = {}
-    for cid, mentioned in rows:
-        if isinstance(mentioned, list) and user_id in mentioned:
-            counts[cid] = counts.get(cid, 0) + 1
-    return counts
+    them (an ``@all`` included), for the list's badge."""
+    return {cid: state.mentions for cid, state in unread_state(user_id, conversation_ids).items()
+            if state.mentions}
 
 
 def mark_unread(user: User, data: dict) -> dict:
@@ -178,8 +193,8 @@ def _place_in_main_flow(conversation_id: int, message_id: str) -> tuple[bool, st
 def unread_now(user_id: int, conversation_id: int, marker: str | None) -> tuple[int, int]:
     """The user's unread and unread-mention counts in one conversation: SQL's, and the
     messages the recent list holds that SQL has not stored yet."""
-    count, counted = unread_state(user_id, [conversation_id]).get(conversation_id, (0, ""))
-    mentions = unread_mentions(user_id, [conversation_id]).get(conversation_id, 0)
+    count, counted, mentions = unread_state(user_id, [conversation_id]).get(conversation_id,
+                                                                           NOTHING_UNREAD)
     counted = max(counted or "", marker or "")
     waiting = [m for m in cached_messages(conversation_id)
                if m["id"] > counted and m.get("sender") != user_id

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, and_, bindparam, cast, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from simplechat.answers import TIMESTAMP_FORMAT, error
@@ -19,6 +19,7 @@ from simplechat.infra.membership import membership, valid_conversation_id
 from simplechat.messaging.formatting import mention_candidates
 from simplechat.messaging.mentions import ALL
 from simplechat.messaging.payload import payload_from_row
+from simplechat.messaging.read_state import mentioning
 from simplechat.messaging.replies import find_message
 from simplechat.messaging.storage import insert_ignoring_duplicates
 from simplechat.messaging.stored import reactions_for, summaries_for
@@ -261,12 +262,11 @@ def followed_threads(user_id: int, unread_only: bool = False, limit: int = DEFAU
 
 
 def _unread_mentions(user_id: int, root_ids: list[str]) -> dict[str, int]:
-    """Per thread: how many of the user's unread replies mention them (matched as text first,
-    as read_state.unread_mentions does, then exactly)."""
+    """Per thread: how many of the user's unread replies mention them."""
     if not root_ids:
         return {}
     rows = db.session.execute(
-        select(ThreadFollow.thread_id, Message.mentions)
+        select(ThreadFollow.thread_id, func.count(Message.id))
         .join(Message, and_(
             Message.conversation_id == ThreadFollow.conversation_id,
             Message.thread_id == ThreadFollow.thread_id,
@@ -275,13 +275,10 @@ def _unread_mentions(user_id: int, root_ids: list[str]) -> dict[str, int]:
             or_(ThreadFollow.last_read_message_id.is_(None),
                 Message.id > ThreadFollow.last_read_message_id)))
         .where(ThreadFollow.user_id == user_id, ThreadFollow.thread_id.in_(root_ids),
-               cast(Message.mentions, String).like(f"%{int(user_id)}%"))
+               mentioning(user_id))
+        .group_by(ThreadFollow.thread_id)
     ).all()
-    counts: dict[str, int] = {}
-    for root_id, mentioned in rows:
-        if isinstance(mentioned, list) and user_id in mentioned:
-            counts[root_id] = counts.get(root_id, 0) + 1
-    return counts
+    return {root_id: n for root_id, n in rows}
 
 
 def _root_payloads(roots: list[Message]) -> dict[str, dict]:
