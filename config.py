@@ -124,6 +124,9 @@ class Config:
     CHAT_PRESENCE_PUSH_MAX_MEMBERS = env_int("CHAT_PRESENCE_PUSH_MAX_MEMBERS", 50)
     # Open /chat sockets per user on all web processes together; one more is refused (0: no cap).
     CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 20)
+    # Socket connects and joins a web process runs at once; more wait their turn (0: no bound).
+    # A reconnect storm then holds Redis connections for a round trip each, not for seconds.
+    CHAT_CONNECT_CONCURRENCY = env_int("CHAT_CONNECT_CONCURRENCY", 32)
     # Seconds an engine.io connection may stay on no Socket.IO namespace before it is closed.
     CHAT_NAMESPACE_CONNECT_TIMEOUT = float(os.environ.get("CHAT_NAMESPACE_CONNECT_TIMEOUT") or 5)
     # A web process told to stop (SIGTERM, a graceful reload) tells each client to reconnect

@@ -59,13 +59,14 @@ from simplechat.realtime.presence import (
 )
 from simplechat.realtime.rooms import NAMESPACE, room, user_room
 from simplechat.realtime.sockets import SocketUser, arrive, depart, enter_rooms, socket_user
+from simplechat.realtime.turns import TURNS, Turns
 from simplechat.slash_commands.invoke import run_if_command
 
 log = logging.getLogger(__name__)
 
 
 def chat_event(name: str, budget: str | None = "events", one_at_a_time: bool = False,
-               holds: bool = False) -> Callable:
+               holds: bool = False, in_turn: bool = False) -> Callable:
     """Register a handler that gets the socket's user and a dict payload, and always answers.
 
     The user comes from the socket's session, checked against the shared session cache (no SQL
@@ -75,6 +76,9 @@ def chat_event(name: str, budget: str | None = "events", one_at_a_time: bool = F
     ``rate_limited`` and does nothing. Any other payload shape gets ``invalid``; an unexpected
     exception is recorded in GenericErrorLog and answered with ``unavailable``.
 
+    With ``in_turn``, the event waits for a turn among the process's connects and joins
+    (realtime/turns.py) before anything else, the session check included.
+
     A budget's refusal, and with ``holds`` the handler's ``rate_limited`` (with its
     retry_after) or ``forbidden`` for a conversation, is answered again as the user's next
     such events arrive, without running them, while it holds (held_refusals()).
@@ -83,6 +87,12 @@ def chat_event(name: str, budget: str | None = "events", one_at_a_time: bool = F
     def decorator(handler: Callable[[SocketUser, dict], dict]) -> Callable:
         @functools.wraps(handler)
         def wrapper(data=None, *_ignored):
+            if in_turn:
+                with connect_turns().turn():
+                    return checked(data)
+            return checked(data)
+
+        def checked(data) -> dict:
             try:
                 user = socket_user(request.sid)
             except Exception:
@@ -139,8 +149,17 @@ def chat_event(name: str, budget: str | None = "events", one_at_a_time: bool = F
     return decorator
 
 
+def connect_turns() -> Turns:
+    return current_app.extensions[TURNS]
+
+
 @socketio.on("connect", namespace=NAMESPACE)
 def on_connect(auth=None):
+    with connect_turns().turn():
+        return _connect(auth)
+
+
+def _connect(auth) -> bool:
     # The session check: from the session cache when warm, else one SQL read (socket_login);
     # a program sends an API token instead (auth: {"token": ...}), checked the same way.
     user = (socket_token_login(auth["token"]) if isinstance(auth, dict) and "token" in auth
@@ -231,7 +250,7 @@ def _stranger_refusal(user_id: int, conversation_id: object) -> str | None:
 
 # A join's answer holds up to CHAT_RECENT_MESSAGES messages: a socket runs one at a time (the
 # page waits for each answer), so a user's sockets cannot pile up hundreds of them at once.
-@chat_event("join", budget="join", one_at_a_time=True)
+@chat_event("join", budget="join", one_at_a_time=True, in_turn=True)
 @count_join
 def on_join(user: SocketUser, data: dict) -> dict:
     conversation_id = data.get("conversation_id")

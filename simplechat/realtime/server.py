@@ -17,6 +17,7 @@ from simplechat.realtime.event_limits import Refusals
 from simplechat.realtime.fanout import client_manager
 from simplechat.realtime.packet_guard import JsonPacket, install_event_cap, install_packet_guard
 from simplechat.realtime.restart import Drain
+from simplechat.realtime.turns import TURNS, Turns
 from simplechat.realtime.ws_mask import install_fast_mask
 
 
@@ -52,6 +53,8 @@ def init_socketio(app: Flask) -> None:
     # The event's answer before its wide emits' local copies (inside the cap: counted in flight).
     install_answer_first(socketio.server)
     install_event_cap(socketio.server, refusals=refusals)
+    # Connects and joins take turns: a reconnect storm forms a line, not a pile (turns.py).
+    app.extensions[TURNS] = Turns(app.config["CHAT_CONNECT_CONCURRENCY"])
     # A stop signal drains the sockets first (gunicorn.conf.py calls its begin()).
     drain = app.extensions["simplechat.drain"] = Drain(socketio.server,
                                                        app.config["CHAT_RESTART_WINDOW_MS"])

@@ -1,0 +1,126 @@
+"""Connects and joins take turns (realtime/turns.py): past CHAT_CONNECT_CONCURRENCY at once, the
+next one waits, before it takes anything, until one ends; other events do not wait."""
+
+import threading
+import time
+
+import pytest
+
+from simplechat.infra.services import init_services
+from simplechat.realtime.turns import TURNS, Turns
+
+NS = "/chat"
+
+
+def test_turns_let_in_at_most_their_limit_and_the_next_waits():
+    turns = Turns(2)
+    inside, order, most = [], [], [0]
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def holder(n: int) -> None:
+        with turns.turn():
+            with lock:
+                inside.append(n)
+                order.append(n)
+                most[0] = max(most[0], len(inside))
+            release.wait(5)
+            with lock:
+                inside.remove(n)
+
+    first = [threading.Thread(target=holder, args=(n,)) for n in (1, 2)]
+    for t in first:
+        t.start()
+    deadline = time.monotonic() + 5
+    while len(order) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    third = threading.Thread(target=holder, args=(3,))
+    third.start()
+    deadline = time.monotonic() + 5
+    while turns.waiting < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert turns.waiting == 1 and order == [1, 2]  # the third waits its turn
+    release.set()
+    for t in [*first, third]:
+        t.join(5)
+    assert order[2] == 3 and most[0] == 2 and turns.waiting == 0
+
+
+def test_no_limit_means_no_line():
+    turns = Turns(0)
+    with turns.turn(), turns.turn(), turns.turn():
+        assert turns.waiting == 0
+
+
+def test_a_turn_is_given_back_when_the_holder_fails():
+    turns = Turns(1)
+    with pytest.raises(RuntimeError):
+        with turns.turn():
+            raise RuntimeError("the handler failed")
+    with turns.turn():  # not left taken
+        pass
+
+
+@pytest.fixture
+def one_at_a_time(app):
+    app.config["CHAT_RATE_LIMIT"] = "off"
+    init_services(app)
+    turns = Turns(1)
+    saved = app.extensions[TURNS]
+    app.extensions[TURNS] = turns
+    yield turns
+    app.extensions[TURNS] = saved
+
+
+def _in_background(app, work):
+    done: dict = {}
+
+    def run():
+        with app.app_context():
+            done["result"] = work()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, done
+
+
+def test_a_connect_waits_while_the_process_has_no_turn_free(
+        app, make_user, socket_client, one_at_a_time):
+    ada = make_user("ada")
+    taken = one_at_a_time.turn()
+    taken.__enter__()  # a connect or join of someone else, still running
+    try:
+        thread, done = _in_background(app, lambda: socket_client(ada))
+        deadline = time.monotonic() + 5
+        while one_at_a_time.waiting < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert one_at_a_time.waiting == 1
+        time.sleep(0.2)
+        assert thread.is_alive() and "result" not in done
+    finally:
+        taken.__exit__(None, None, None)
+    thread.join(10)
+    assert done["result"].is_connected(NS)
+
+
+def test_a_join_waits_its_turn_and_other_events_do_not(
+        app, make_user, make_conversation, socket_client, one_at_a_time):
+    ada, bob = make_user("ada"), make_user("bob")
+    conversation = make_conversation(ada, bob)
+    a = socket_client(ada)
+    taken = one_at_a_time.turn()
+    taken.__enter__()
+    try:
+        # An event outside the line answers while the line is held.
+        assert a.emit("typing", {"conversation_id": conversation.id, "typing": True},
+                      namespace=NS, callback=True) == {"ok": True}
+        thread, done = _in_background(app, lambda: a.emit(
+            "join", {"conversation_id": conversation.id}, namespace=NS, callback=True))
+        deadline = time.monotonic() + 5
+        while one_at_a_time.waiting < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert one_at_a_time.waiting == 1 and "result" not in done
+    finally:
+        taken.__exit__(None, None, None)
+    thread.join(10)
+    assert done["result"]["ok"] is True
