@@ -1,5 +1,6 @@
-"""Connects and joins take turns (realtime/turns.py): past CHAT_CONNECT_CONCURRENCY at once, the
-next one waits, before it takes anything, until one ends; other events do not wait."""
+"""Connects and joins take turns (realtime/event_limits.py: Turns): past
+CHAT_CONNECT_CONCURRENCY at once, the next one waits, before it takes anything, until one
+ends; other events do not wait."""
 
 import threading
 import time
@@ -7,7 +8,7 @@ import time
 import pytest
 
 from simplechat.infra.services import init_services
-from simplechat.realtime.turns import TURNS, Turns
+from simplechat.realtime.event_limits import TURNS, Turns
 
 NS = "/chat"
 

@@ -49,7 +49,7 @@ from simplechat.observability.metrics import (
     socket_disconnected,
 )
 from simplechat.realtime.emit import emit_to
-from simplechat.realtime.event_limits import Refusals, held_refusals, spend, spend_ms
+from simplechat.realtime.event_limits import TURNS, Refusals, Turns, held_refusals, spend, spend_ms
 from simplechat.realtime.presence import (
     asked_user_ids,
     presence,
@@ -59,7 +59,6 @@ from simplechat.realtime.presence import (
 )
 from simplechat.realtime.rooms import NAMESPACE, room, user_room
 from simplechat.realtime.sockets import SocketUser, arrive, depart, enter_rooms, socket_user
-from simplechat.realtime.turns import TURNS, Turns
 from simplechat.slash_commands.invoke import run_if_command
 
 log = logging.getLogger(__name__)
@@ -77,7 +76,7 @@ def chat_event(name: str, budget: str | None = "events", one_at_a_time: bool = F
     exception is recorded in GenericErrorLog and answered with ``unavailable``.
 
     With ``in_turn``, the event waits for a turn among the process's connects and joins
-    (realtime/turns.py) before anything else, the session check included.
+    (realtime/event_limits.py) before anything else, the session check included.
 
     A budget's refusal, and with ``holds`` the handler's ``rate_limited`` (with its
     retry_after) or ``forbidden`` for a conversation, is answered again as the user's next

@@ -13,11 +13,10 @@ from simplechat.infra import fastjson
 from simplechat.infra.membership import MEMBERSHIP_LISTENERS
 from simplechat.realtime.answer_first import LocalManager, install_answer_first
 from simplechat.realtime.connection_guard import install_connection_guard
-from simplechat.realtime.event_limits import Refusals
+from simplechat.realtime.event_limits import TURNS, Refusals, Turns
 from simplechat.realtime.fanout import client_manager
 from simplechat.realtime.packet_guard import JsonPacket, install_event_cap, install_packet_guard
 from simplechat.realtime.restart import Drain
-from simplechat.realtime.turns import TURNS, Turns
 from simplechat.realtime.ws_mask import install_fast_mask
 
 
@@ -53,7 +52,7 @@ def init_socketio(app: Flask) -> None:
     # The event's answer before its wide emits' local copies (inside the cap: counted in flight).
     install_answer_first(socketio.server)
     install_event_cap(socketio.server, refusals=refusals)
-    # Connects and joins take turns: a reconnect storm forms a line, not a pile (turns.py).
+    # Connects and joins take turns: a reconnect storm forms a line, not a pile (event_limits.py: Turns).
     app.extensions[TURNS] = Turns(app.config["CHAT_CONNECT_CONCURRENCY"])
     # A stop signal drains the sockets first (gunicorn.conf.py calls its begin()).
     drain = app.extensions["simplechat.drain"] = Drain(socketio.server,
