@@ -52,7 +52,8 @@ def init_socketio(app: Flask) -> None:
     # The event's answer before its wide emits' local copies (inside the cap: counted in flight).
     install_answer_first(socketio.server)
     install_event_cap(socketio.server, refusals=refusals)
-    # Connects and joins take turns: a reconnect storm forms a line, not a pile (event_limits.py: Turns).
+    # Connects and joins take turns: a reconnect storm forms a line, not a pile
+    # (event_limits.py: Turns).
     app.extensions[TURNS] = Turns(app.config["CHAT_CONNECT_CONCURRENCY"])
     # A stop signal drains the sockets first (gunicorn.conf.py calls its begin()).
     drain = app.extensions["simplechat.drain"] = Drain(socketio.server,
