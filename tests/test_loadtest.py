@@ -11,7 +11,13 @@ import sys
 
 import pytest
 
-from simplechat.tools.loadtest import WorkerResult, record_delivery, split_clients, summarise
+from simplechat.tools.loadtest import (
+    Received,
+    WorkerResult,
+    record_delivery,
+    split_clients,
+    summarise,
+)
 from tests.e2e.harness import ROOT, Stack, TestDatabase, base_env, wait_until
 
 CONFIG = {"url": "http://127.0.0.1:1", "baseline": True, "users": 2, "conversations": 1,
@@ -50,6 +56,30 @@ def test_a_duplicate_does_not_hide_a_missing_delivery():
 
     report = summarise(CONFIG, [result])
     assert report["deliveries_missing"] == 1 and report["deliveries_duplicate"] == 1
+
+
+def test_a_catch_up_and_the_room_may_both_bring_a_message_once_each():
+    """A socket joins the room before its catch-up's answer is read, so a message sent then
+    comes in the answer and live: the protocol's clients skip the second copy by id. A second
+    live copy, or a live copy of a message that came live before, is a duplicate still."""
+    result = WorkerResult()
+    result.acks_ok[7] = 3
+    result.connected[7] = 1
+    client = Received()
+    fetched, live, twice = _message(0, 10), _message(1, 20), _message(2, 30)
+
+    assert client.record(result, fetched, True, 0, 100)  # in the catch-up's answer
+    assert not client.record(result, dict(fetched), False, 0, 110)  # then live: skipped
+    assert not client.record(result, dict(fetched), False, 0, 120)  # live again: a duplicate
+    assert client.record(result, live, False, 0, 130)
+    assert not client.record(result, dict(live), True, 0, 140)  # a catch-up asks from before
+    assert client.record(result, twice, False, 0, 150)
+    assert not client.record(result, dict(twice), False, 0, 160)  # live twice: a duplicate
+
+    assert (result.caught_up, result.overlaps, result.duplicates) == (1, 1, 2)
+    report = summarise(CONFIG, [result])
+    assert report["deliveries_missing"] == 0 and report["deliveries_duplicate"] == 2
+    assert report["deliveries_overlap"] == 1
 
 
 def test_messages_the_load_test_did_not_send_are_not_counted():

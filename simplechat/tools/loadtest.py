@@ -174,6 +174,9 @@ class WorkerResult:
     ack_latencies: array = field(default_factory=lambda: array("d"))  # ms, one per ack
     max_send_lag_ms: float = 0.0  # how far the sender fell behind its schedule
     duplicates: int = 0  # copies of a message that a client had already received
+    # live copies of a message that a catch-up had just brought (the socket joins the room
+    # before the answer is read, so such a message may come both ways; skipped by id)
+    overlaps: int = 0
     resyncs: int = 0  # resync events received (each answered by a join with after)
     restarts: int = 0  # server_restart events received (each: reconnect, then join with after)
     caught_up: int = 0  # deliveries that came in the answer of such a join
@@ -241,6 +244,36 @@ def record_delivery(result: WorkerResult, seen: set[str], data: object, start_ns
     return True
 
 
+@dataclass
+class Received:
+    """What one client has received: the client_ids of every copy, and of those that came
+    first in a catch-up's answer (``join`` with ``after``), whose one live copy may still
+    follow."""
+
+    seen: set[str] = field(default_factory=set)
+    fetched: set[str] = field(default_factory=set)
+
+    def record(self, result: WorkerResult, data: object, caught_up: bool, start_ns: int,
+               now_ns: int) -> bool:
+        """Count a copy as record_delivery does; but a catch-up's copy of a message held
+        already, and the one live copy of a message a catch-up brought first, are skipped by
+        id (docs/PROTOCOL.md: a catch-up and the room may both bring a message). Returns
+        whether it was a new delivery."""
+        cid = data.get("client_id") if isinstance(data, dict) else None
+        if caught_up and cid in self.seen:
+            return False  # asked from a little before the newest: had it already
+        if not caught_up and cid in self.fetched:
+            self.fetched.discard(cid)
+            result.overlaps += 1
+            return False
+        if not record_delivery(result, self.seen, data, start_ns, now_ns):
+            return False
+        if caught_up:
+            self.fetched.add(cid)
+            result.caught_up += 1
+        return True
+
+
 async def _run_worker(plan: WorkerPlan, progress, lineup, ready, go, sending) -> WorkerResult:
     import socketio
 
@@ -251,16 +284,13 @@ async def _run_worker(plan: WorkerPlan, progress, lineup, ready, go, sending) ->
     senders: list[tuple[list, int]] = []  # [the client's socket now], its conversation
 
     def receiver(newest: list):
-        seen: set[str] = set()  # client_ids this socket received
+        received = Received()  # what this client received, on any of its sockets
 
         def on_message(data, caught_up: bool = False):
             if isinstance(data, dict) and isinstance(data.get("id"), str):
                 newest[0] = max(newest[0] or "", data["id"])
-            if caught_up and isinstance(data, dict) and data.get("client_id") in seen:
-                return  # asked from a little before the newest: had it already
-            if record_delivery(result, seen, data, start_ns, time.monotonic_ns()):
+            if received.record(result, data, caught_up, start_ns, time.monotonic_ns()):
                 progress[plan.index * 3 + 2] += 1
-                result.caught_up += caught_up
         return on_message
 
     async def catch_up(sio, conversation_id: int, on_message, newest: list) -> None:
@@ -524,6 +554,7 @@ def summarise(config: dict, results: list[WorkerResult]) -> dict:
         "resyncs": sum(r.resyncs for r in results),
         "restarts": sum(r.restarts for r in results),
         "deliveries_caught_up": sum(r.caught_up for r in results),
+        "deliveries_overlap": sum(r.overlaps for r in results),
         "deliveries_per_s": _rounded(in_window / duration),
         "latency_ms": {
             "p50": _rounded(percentile(ordered, 50)),
@@ -555,7 +586,8 @@ def format_report(report: dict) -> str:
         f"({report['deliveries_missing']} missing, {report['deliveries_duplicate']} duplicate), "
         f"{report['deliveries_per_s']}/s",
         f"caught up    {report['deliveries_caught_up']} late, after {report['resyncs']} resync "
-        f"and {report['restarts']} server_restart event(s)",
+        f"and {report['restarts']} server_restart event(s); {report['deliveries_overlap']} of "
+        f"them also came live (skipped by id)",
         f"latency ms   p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}  max {lat['max']}",
         f"ack ms       p50 {ack['p50']}  p99 {ack['p99']}",
         f"refusals     {report['refusals'] or 'none'}",
