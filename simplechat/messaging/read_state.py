@@ -99,12 +99,12 @@ class Unread(NamedTuple):
 NOTHING_UNREAD = Unread(0, "", 0)
 
 
-def mentioning(user_id: int, mentions=Message.mentions):
+def mentioning(user_id: int):
     """Whether a message's JSON list of mentioned ids holds ``user_id`` (an ``@all``
     included), exactly, on every database: the list's text has the id between ``[`` or a
     comma and ``]`` or a comma (``[7, 17]`` holds 7 and 17, never 1), whether the database
     keeps the spaces after the commas or not."""
-    text = cast(mentions, String)
+    text = cast(Message.mentions, String)
     n = int(user_id)
     return or_(*(text.like(pattern) for pattern in (
         f"[{n}]", f"[{n},%", f"%,{n}]", f"%, {n}]", f"%,{n},%", f"%, {n},%")))
