@@ -110,9 +110,17 @@ def test_pushed_notifications_show_open_and_clear(push_stack, open_tab):
         if notes:
             break
     assert notes == expected
-    deliver({"conversation_id": 999999, "tag": "conversation-999999", "type": "message",
-             "url": "https://elsewhere.example/x", "title": "Other", "body": "elsewhere"})
-    notes = shown(settings, lambda notes: len(notes) >= 2)
+    other = {"conversation_id": 999999, "tag": "conversation-999999", "type": "message",
+             "url": "https://elsewhere.example/x", "title": "Other", "body": "elsewhere"}
+    # Headless Chromium has once dropped every shown notification in a full run (the list read
+    # [] for 30 s): then both are delivered again, each replacing its own tag.
+    for attempt in range(3):
+        deliver(other)
+        notes = shown(settings, lambda notes: len(notes) >= 2,
+                      seconds=30 if attempt == 2 else 10, fail=attempt == 2)
+        if len(notes) >= 2:
+            break
+        deliver({**base, "type": "message", "title": "Pia Push", "body": "second"})
     assert {n["url"] for n in notes} == {push_stack.base_url + url, push_stack.base_url + "/"}
 
     # A click opens the notification's URL (the worker's notificationclick: Chromium lets a
