@@ -34,6 +34,8 @@ from simplechat.infra.membership import (
     membership_refusal,
     valid_conversation_id,
 )
+from simplechat.infra.redis_client import Batch
+from simplechat.infra.services import services
 from simplechat.messaging.edits import edit_message
 from simplechat.messaging.history import messages_after, recent_messages
 from simplechat.messaging.reactions import react
@@ -167,9 +169,10 @@ def _connect(auth) -> bool:
         return False  # refused: the client gets a connect_error
     g._login_user = user  # current_user, for anything connect calls
     end_transaction()  # a database connection goes back to the pool before the Redis work
-    # Counted, recorded, and who hears of the user's presence: one Redis round trip.
-    rooms = arrive(request.sid, user)
-    if rooms is None:
+    # Counted, recorded, marked live, and who hears of the user's presence: one Redis round
+    # trip.
+    arrived = arrive(request.sid, user)
+    if arrived is None:
         # The client gets a connect_error whose message is the code (and does not retry).
         raise ConnectRefused("too_many_sockets",
                              {"max_sockets": current_app.config["CHAT_MAX_SOCKETS_PER_USER"]})
@@ -184,7 +187,8 @@ def _connect(auth) -> bool:
     # session cookie again for every event.
     request.environ.pop("HTTP_COOKIE", None)
     socket_connected()
-    _presence_changed(user.id, request.sid, rooms, online=True)
+    if arrived.came_online:
+        _announce_presence(user.id, arrived.rooms, status_after(True))
     return True
 
 
@@ -194,9 +198,9 @@ def on_disconnect(reason=None):
     held_refusals().forget(request.sid)
     gone = depart(request.sid)
     if gone is not None:
-        user, rooms = gone
-        _presence_changed(user.id, request.sid, rooms, online=False)
-        socket_gone(user.id, request.sid)
+        if gone.last_seen is not None:
+            _announce_presence(gone.user.id, gone.rooms, status_after(False, gone.last_seen))
+        socket_gone(gone.user.id, request.sid)
 
 
 @socketio.on("*", namespace=NAMESPACE)
@@ -212,28 +216,21 @@ def on_unknown_event(event, *_args):
     return error("unknown_event")
 
 
-def _presence_changed(user_id: int, sid: str, rooms: list[str], online: bool) -> None:
-    """Record a socket coming or going; tell ``rooms``, those who follow the user
-    (realtime/presence.py: audience; never a big group's room), when that changes whether the
-    user is online. Presence is a nicety: a Redis outage must not refuse sockets.
+def _announce_presence(user_id: int, rooms: list[str], status: dict) -> None:
+    """Tell ``rooms``, those who follow the user (realtime/presence.py: audience; never a big
+    group's room), that the user came online or went offline. Presence is a nicety: a Redis
+    outage must not refuse sockets.
 
-    The rooms were read before the change (``arrive``, ``depart``): between the change and its
-    announcement nothing waits on Redis, so a socket going and another coming at once (a page
-    reloaded) are announced in the order Redis recorded them. With a read in between, the
-    offline announcement could overtake the online one that followed it, leaving the peer
-    shown offline."""
+    The rooms were read in the same round trip as the change, before it (``arrive``,
+    ``depart``), and nothing waits on Redis between the change and its announcement: a socket
+    going and another coming at once (a page reloaded) are announced in the order Redis
+    recorded them, so the peer is not left seeing the user offline."""
+    if not rooms:
+        return
     try:
-        tracker = presence()
-        if online:
-            changed = tracker.touch(user_id, sid)
-            status = status_after(True)
-        else:
-            last_seen = tracker.drop(user_id, sid)
-            changed, status = last_seen is not None, status_after(False, last_seen)
-        if changed and rooms:
-            emit_to(rooms, "presence", {"user_id": user_id, **status})
+        emit_to(rooms, "presence", {"user_id": user_id, **status})
     except Exception:
-        log.warning("presence of user %s not updated", user_id, exc_info=True)
+        log.warning("presence of user %s not announced", user_id, exc_info=True)
 
 
 def _stranger_refusal(user_id: int, conversation_id: object) -> str | None:
@@ -270,18 +267,50 @@ def on_join(user: SocketUser, data: dict) -> dict:
             return error("invalid")
     join_room(room(conversation_id))
     socket_joined(user.id, request.sid, conversation_id)  # looking at it, for notifications
+    pushed = member_count <= current_app.config["CHAT_PRESENCE_PUSH_MAX_MEMBERS"]
+    # A big room's answer names the caller alone, online on this very socket: no round trip
+    # to the tracker for that.
+    asked = list(markers) if pushed else []
     if after is None:
-        messages, has_more, _source = recent_messages(conversation_id)
+        read, present = _recent_and_presence(conversation_id, asked)
+        messages, has_more, _source = recent_messages(conversation_id, read=read)
     else:
         messages, has_more, _source = messages_after(conversation_id, after)
-    pushed = member_count <= current_app.config["CHAT_PRESENCE_PUSH_MAX_MEMBERS"]
+        present = statuses(asked)
     return {"ok": True, "messages": messages, "has_more": has_more,
             "read": {str(uid): mid for uid, mid in markers.items()},
-            # A big room's answer names the caller alone, online on this very socket: no
-            # round trip to the tracker for that.
-            "presence": (statuses(list(markers)) if pushed
-                         else {str(user.id): status_after(True)}),
+            "presence": present if pushed else {str(user.id): status_after(True)},
             "presence_pushed": pushed}
+
+
+def _recent_and_presence(conversation_id: int, user_ids: list[int]
+                         ) -> tuple[tuple[list[dict], str | None] | None, dict[str, dict]]:
+    """What the recent-message cache holds for a conversation (None: ask again, the usual way)
+    and the status of ``user_ids``: with Redis, one round trip for both. Read after the socket
+    entered the room, as a join's answer must be."""
+    cache, tracker, redis = services().cache, presence(), services().redis
+    if redis is None or not hasattr(cache, "queue_recent") or not hasattr(tracker,
+                                                                          "queue_status"):
+        return None, statuses(user_ids)
+    batch = Batch(redis)
+    listed = cache.queue_recent(batch, conversation_id)
+    asked = tracker.queue_status(batch, user_ids) if user_ids else None
+    try:
+        replies = batch.run()
+    except Exception as exc:  # Redis away: every step failed alike
+        replies = [exc] * len(batch)
+    try:
+        read = cache.recent_from(replies, listed)
+    except Exception:
+        read = None  # recent_messages asks again, and says why when it fails
+    if asked is None:
+        return read, {}
+    try:
+        found = tracker.status_from(user_ids, replies[asked])
+    except Exception:
+        log.warning("presence unavailable", exc_info=True)
+        return read, {}
+    return read, {str(uid): status for uid, status in found.items()}
 
 
 @chat_event("leave")

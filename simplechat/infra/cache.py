@@ -25,6 +25,7 @@ from typing import Protocol
 import redis as redis_lib
 
 from simplechat.infra.fastjson import dumps, loads
+from simplechat.infra.redis_client import Batch
 
 ALL = "all"
 PARTIAL = "partial"
@@ -326,11 +327,24 @@ class RedisRecentCache:
         return loads(raw) if raw else None
 
     def recent(self, conversation_id: int) -> tuple[list[dict], str | None]:
-        list_key, state_key = self.keys(conversation_id)
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.lrange(list_key, 0, -1)
-            pipe.get(state_key)
-            raw, state = pipe.execute()
+        batch = Batch(self._redis)
+        at = self.queue_recent(batch, conversation_id)
+        return self.recent_from(batch.run(), at)
+
+    def queue_recent(self, batch: Batch, list_id: ListId) -> int:
+        """``recent`` as steps of a batch (a Batch): the index of the first; the replies go
+        to ``recent_from``."""
+        list_key, state_key = self.keys(list_id)
+        at = batch.command("LRANGE", list_key, 0, -1)
+        batch.command("GET", state_key)
+        return at
+
+    @staticmethod
+    def recent_from(replies: list, at: int) -> tuple[list[dict], str | None]:
+        raw, state = replies[at], replies[at + 1]
+        for reply in (raw, state):
+            if isinstance(reply, Exception):
+                raise reply
         state = state.decode() if isinstance(state, bytes) else state
         if not raw:
             return [], (ALL if state == EMPTY else None)

@@ -79,13 +79,15 @@ def cached_messages(conversation_id: int) -> list[dict]:
 
 
 @count_history_source
-def recent_messages(conversation_id: int, thread_id: str | None = None
+def recent_messages(conversation_id: int, thread_id: str | None = None,
+                    read: tuple[list[dict], str | None] | None = None
                     ) -> tuple[list[dict], bool, str]:
     """The last N messages (of the main flow, or of a thread's replies), oldest first, whether
-    older ones exist, and the source used."""
+    older ones exist, and the source used. ``read``: what the recent-message cache answered
+    for the list just now (``queue_recent``, in a caller's round trip), not asked again."""
     size = current_app.config["CHAT_RECENT_MESSAGES"]
     list_id = _list_id(conversation_id, thread_id)
-    cached, state = _cached(list_id)
+    cached, state = read if read is not None else _cached(list_id)
     if state == ALL or (state == PARTIAL and len(cached) >= size):
         return cached[-size:], state == PARTIAL, "cache"
     # Flushed, expired or never warmed: SQL holds the truth (plus what the list has that is

@@ -160,8 +160,19 @@ class RedisPresence:
     def status(self, user_ids: list[int]) -> dict[int, dict]:
         if not user_ids:
             return {}
-        replies = self._status(keys=[k for uid in user_ids for k in self._keys(uid)],
-                               args=[time.time()])
+        return self.status_from(user_ids, self._status(
+            keys=[k for uid in user_ids for k in self._keys(uid)], args=[time.time()]))
+
+    def queue_status(self, batch: Batch, user_ids: list[int]) -> int:
+        """``status`` as a step of a batch (``user_ids`` not empty); its reply goes to
+        ``status_from``."""
+        return batch.script(self._status, [k for uid in user_ids for k in self._keys(uid)],
+                            [time.time()])
+
+    @staticmethod
+    def status_from(user_ids: list[int], replies) -> dict[int, dict]:
+        if isinstance(replies, Exception):
+            raise replies
         result = {}
         for i, uid in enumerate(user_ids):
             online, seen = replies[2 * i], replies[2 * i + 1]

@@ -25,7 +25,7 @@ from simplechat.infra.redis_client import Batch
 from simplechat.infra.services import services
 from simplechat.observability.metrics import count_refusal
 from simplechat.realtime.emit import emit_to
-from simplechat.realtime.presence import audience, audience_from, queue_audience
+from simplechat.realtime.presence import audience, audience_from, presence, queue_audience
 from simplechat.realtime.rooms import NAMESPACE
 from simplechat.realtime.socket_cap import socket_cap
 
@@ -79,6 +79,25 @@ class SocketUser:
         return self.identify(self.login_id)
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """A socket ``arrive`` let in: who hears of its user's presence, and whether the user just
+    came online (then they hear ``status_after(True)``)."""
+
+    rooms: list[str]
+    came_online: bool
+
+
+@dataclass(frozen=True)
+class Departure:
+    """A socket ``depart`` forgot: its user, who hears of the user's presence, and the user's
+    last-seen time when this was their last live socket (else None: nothing to announce)."""
+
+    user: SocketUser
+    rooms: list[str]
+    last_seen: float | None
+
+
 # A closed socket's entry is kept this long: events it sent just before closing (a message sent
 # as a tab closes) are handled on greenlets of their own and may run after the disconnect.
 CLOSED_GRACE = 30.0
@@ -98,67 +117,79 @@ def _sweep(registry: dict[str, SocketUser], now: float) -> None:
         registry.pop(sid, None)
 
 
-def arrive(sid: str, user: SocketUser) -> list[str] | None:
+def arrive(sid: str, user: SocketUser) -> Arrival | None:
     """A connecting socket: counted for its user (None when the user already holds
-    CHAT_MAX_SOCKETS_PER_USER sockets: refused), recorded for its login and in this process's
-    registry. Returns the rooms that hear of the user's presence (realtime/presence.py:
-    ``audience``), read before the presence change, as ``announce`` needs; empty when they
-    could not be read. With Redis all of it is one round trip (a Batch). When the count
-    cannot be read (Redis down), the socket is let in uncounted: an outage must not lock
-    everyone out."""
-    cap, (store, login_id) = socket_cap(), user.liveness()
+    CHAT_MAX_SOCKETS_PER_USER sockets: refused), recorded for its login, marked live for
+    presence and put in this process's registry. Returns who hears of the user's presence
+    (realtime/presence.py: ``audience``), read before the presence change as ``announce``
+    needs (empty when it could not be read), and whether the user just came online. With
+    Redis all of it is one round trip (a Batch). When the count cannot be read (Redis down),
+    the socket is let in uncounted: an outage must not lock everyone out."""
+    cap, (store, login_id), tracker = socket_cap(), user.liveness(), presence()
     if services().redis is None:
         admitted = _admit_alone(cap, sid, user)
         if admitted:
             store.add_socket(login_id, sid)
             rooms = _quietly(audience, user.id, what="announced")
+            came_online = _quietly(tracker.touch, user.id, sid, what="marked live",
+                                   failed=False)
     else:
         batch = Batch(services().redis)
         admit = cap.queue_admit(batch, user.id, sid) if cap is not None else None
         recorded = len(batch)
         store.queue_add_socket(batch, login_id, sid)
         heard = queue_audience(batch, user.id)
+        touched = tracker.queue_touch(batch, user.id, sid)
         replies = _run(batch)
         admitted = admit is None or _quietly(cap.admitted, user.id, sid, replies[admit],
                                              what="counted", failed=True)
-        if not admitted:
+        if not admitted:  # the user is online on the sockets that count: nothing to announce
             _quietly(store.drop_socket, login_id, sid, what="forgotten")
+            _quietly(tracker.drop, user.id, sid, what="forgotten")
         elif any(isinstance(r, Exception) for r in replies[recorded:heard]):
             log.warning("socket %s of %s not recorded", sid, user.room)
         rooms = _quietly(audience_from, user.id, replies[heard], what="announced")
+        came_online = _quietly(tracker.touched, replies[touched], what="marked live",
+                               failed=False)
     if not admitted:
         count_refusal("max_sockets_per_user")
         return None
     registry = _registry()
     _sweep(registry, time.monotonic())
     registry[sid] = user
-    return rooms or []
+    return Arrival(rooms or [], came_online)
 
 
-def depart(sid: str) -> tuple[SocketUser, list[str]] | None:
-    """Forget a closed socket: its count, its login's record (its registry entry stays a
-    little while for events still in flight). Returns its user and the rooms that hear of the
-    user's presence, read before the presence change (empty when they could not be read); None
-    for a socket already gone or never registered. With Redis, one round trip."""
+def depart(sid: str) -> Departure | None:
+    """Forget a closed socket: its count, its login's record, its presence (its registry entry
+    stays a little while for events still in flight). Returns its user, who hears of the
+    user's presence (read before the presence change; empty when it could not be read) and,
+    when no live socket of the user is left, the last-seen time; None for a socket already
+    gone or never registered. With Redis, one round trip."""
     cap, user = socket_cap(), _registry().get(sid)
     if user is None or user.closed_at is not None:
         _release(cap, sid)  # a connect that failed after admission
         return None
     user.closed_at = time.monotonic()
-    store, login_id = user.liveness()
+    (store, login_id), tracker = user.liveness(), presence()
     if services().redis is None:
         _release(cap, sid)
         store.drop_socket(login_id, sid)
-        return user, _quietly(audience, user.id, what="announced") or []
+        rooms = _quietly(audience, user.id, what="announced")
+        last_seen = _quietly(tracker.drop, user.id, sid, what="forgotten")
+        return Departure(user, rooms or [], last_seen)
     batch = Batch(services().redis)
     if cap is not None:
         cap.queue_release(batch, sid)
     store.queue_drop_socket(batch, login_id, sid)
     heard = queue_audience(batch, user.id)
+    dropped, now = tracker.queue_drop(batch, user.id, sid)
     replies = _run(batch)
     if any(isinstance(r, Exception) for r in replies[:heard]):  # the count, the record
         log.warning("socket %s of %s not forgotten", sid, user.room)
-    return user, _quietly(audience_from, user.id, replies[heard], what="announced") or []
+    rooms = _quietly(audience_from, user.id, replies[heard], what="announced")
+    last_seen = _quietly(tracker.dropped, replies[dropped], now, what="forgotten")
+    return Departure(user, rooms or [], last_seen)
 
 
 def _admit_alone(cap, sid: str, user: SocketUser) -> bool:
