@@ -540,7 +540,11 @@ def restart_phase(workers: Workers, procs, target: str, port: int, env: dict, lo
         values = [p[key] for p in parts if p[key] is not None]
         return max(values) - go if values else None
 
+    # The new worker's CPU from its start (imports included) to the last join: next to the
+    # wall time, whether the reconnect was busy or waiting.
+    worker_cpu = harness.cpu_seconds(harness.worker_pid(master))
     out["restart"] = {"sockets": total, "back": opened, "still_open_at_kill": still,
+                      "worker_cpu_s": round(worker_cpu, 1),
                       "failures": sum(p["failures"] for p in parts),
                       "examples": [f for p in parts for f in p["failed"]][:3],
                       "all_connected_s": last("connected"), "all_joined_s": last("joined"),
@@ -630,7 +634,8 @@ def report(results: dict, args) -> None:
                 print(f"presence deliveries, {who}: leaving {left}, connecting {came}")
         s = r["restart"]
         print(f"restart: {s['back']}/{s['sockets']} back; all connected "
-              f"{s['all_connected_s']:.2f} s, all joined {s['all_joined_s']:.2f} s"
+              f"{s['all_connected_s']:.2f} s, all joined {s['all_joined_s']:.2f} s "
+              f"(the new worker's CPU by then: {s['worker_cpu_s']:.1f} s)"
               + (f", all had the header's presence {s['all_subscribed_s']:.2f} s"
                  if s.get("all_subscribed_s") else "")
               + f"; {s['failures']} gave up; retries {r['errors']}; then a message reached "

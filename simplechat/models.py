@@ -84,7 +84,12 @@ class User(UserMixin, db.Model):
 
     @property
     def full_name(self) -> str:
-        return f"{self.first_name} {self.last_name}".strip() or self.username
+        return self.name_of(self.first_name, self.last_name, self.username)
+
+    @staticmethod
+    def name_of(first_name: str | None, last_name: str | None, username: str) -> str:
+        """``full_name`` from the columns, for a query that reads them and no User."""
+        return f"{first_name or ''} {last_name or ''}".strip() or username
 
     def __repr__(self) -> str:
         return f"<User {self.username}>"

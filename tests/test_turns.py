@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from simplechat.extensions import socketio
 from simplechat.infra.services import init_services
 from simplechat.realtime.event_limits import TURNS, Turns
 
@@ -125,3 +126,34 @@ def test_a_join_waits_its_turn_and_other_events_do_not(
         taken.__exit__(None, None, None)
     thread.join(10)
     assert done["result"]["ok"] is True
+
+
+def test_the_sids_waiting_to_connect_are_a_set_with_the_manager_s_list_methods(app):
+    """python-socketio keeps the sids between pre_connect and connect (all those waiting their
+    turn) in a list it searches on every event: here a dict of sets, and the manager's own
+    pre_connect / connect / disconnect steps still work on it."""
+    from simplechat.realtime.server import SidSet
+
+    manager = socketio.server.manager
+    namespace = "/turns-test"
+    sids = [manager.pre_connect(f"eio-{n}", namespace) for n in range(3)]
+    try:
+        pending = manager.pending_connect[namespace]
+        assert isinstance(pending, SidSet) and list(pending) == sids
+        assert manager.is_pre_connected(sids[1], namespace)
+        assert not manager.is_connected(sids[1], namespace)
+        manager.connect(sids[1], namespace)
+        assert manager.is_connected(sids[1], namespace)
+        assert list(manager.pending_connect[namespace]) == [sids[0], sids[2]]
+        for sid in (sids[0], sids[2]):
+            manager.connect(sid, namespace)
+        assert namespace not in manager.pending_connect  # emptied and dropped, as before
+        manager.pre_disconnect(sids[0], namespace)
+        assert isinstance(manager.pending_disconnect[namespace], SidSet)
+        assert not manager.is_connected(sids[0], namespace)
+        manager.disconnect(sids[0], namespace)
+        assert namespace not in manager.pending_disconnect
+    finally:
+        for sid in sids:
+            if manager.is_connected(sid, namespace):
+                manager.disconnect(sid, namespace)
