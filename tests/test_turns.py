@@ -157,3 +157,16 @@ def test_the_sids_waiting_to_connect_are_a_set_with_the_manager_s_list_methods(a
         for sid in sids:
             if manager.is_connected(sid, namespace):
                 manager.disconnect(sid, namespace)
+
+
+def test_a_socket_event_s_request_context_matches_a_route(app):
+    """Each socket event runs in a request context of the socket's first request
+    (/socket.io/): it finds its route at once, and an HTTP request there never reaches it."""
+    from flask import request
+
+    with app.test_request_context("/socket.io/", query_string={"EIO": "4",
+                                                               "transport": "websocket"}):
+        assert request.routing_exception is None
+        assert request.url_rule.endpoint == "socketio_transport"
+    answer = app.test_client().get("/socket.io/")
+    assert answer.status_code == 400  # the Socket.IO server's answer: no engine.io session
