@@ -32,6 +32,7 @@ from simplechat.observability.logging_setup import configure_logging
 from simplechat.observability.metrics import init_metrics
 from simplechat.realtime.server import init_socketio
 from simplechat.threads import init_threads
+from simplechat.web.cookie_session import init_cookie_session
 from simplechat.web.errors import init_http_errors
 from simplechat.web.health import init_health
 from simplechat.web.manifest import init_web_app
@@ -105,6 +106,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     init_routing(app)
+    init_cookie_session(app)
     init_http_errors(app)
     app.register_blueprint(auth.bp, url_prefix="/auth")
     app.register_blueprint(profile.bp, url_prefix="/profile")

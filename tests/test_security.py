@@ -383,3 +383,32 @@ def test_forwarded_for_is_ignored_unless_a_proxy_is_trusted(database_uri, redis_
         assert other.status_code == 302
     finally:
         _drop_redis_keys(proxied)
+
+
+def test_the_cookie_signer_is_made_once_per_key_set_and_a_new_key_refuses_old_cookies(app):
+    """Flask's session signer is kept between requests (it is built anew only when the keys
+    change): a new SECRET_KEY refuses the cookies signed with the old one, unless the old one is
+    listed in SECRET_KEY_FALLBACKS."""
+    from flask import session
+
+    interface = app.session_interface
+    first = interface.get_signing_serializer(app)
+    assert interface.get_signing_serializer(app) is first
+    with app.test_request_context("/"):
+        session["probe"] = "kept"
+        cookie = first.dumps(dict(session))
+    old_key = app.secret_key
+    try:
+        app.secret_key = app.config["SECRET_KEY"] = old_key + "-rotated"
+        rotated = interface.get_signing_serializer(app)
+        assert rotated is not first
+        with app.test_request_context("/", headers={
+                "Cookie": f"{app.config['SESSION_COOKIE_NAME']}={cookie}"}):
+            assert "probe" not in session  # signed with a key no longer known
+        app.config["SECRET_KEY_FALLBACKS"] = [old_key]
+        with app.test_request_context("/", headers={
+                "Cookie": f"{app.config['SESSION_COOKIE_NAME']}={cookie}"}):
+            assert session.get("probe") == "kept"
+    finally:
+        app.secret_key = app.config["SECRET_KEY"] = old_key
+        app.config["SECRET_KEY_FALLBACKS"] = []
