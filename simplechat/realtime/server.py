@@ -4,7 +4,7 @@ connections that hold the worker without using it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask, abort
 
@@ -51,7 +51,7 @@ def quick_pending(manager: Any) -> None:
 SOCKETIO_PATH = "socket.io"  # Flask-SocketIO's default, which this app keeps
 
 
-def _socketio_transport() -> tuple[str, int]:
+def _socketio_transport() -> NoReturn:
     abort(404)
 
 
