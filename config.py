@@ -127,6 +127,10 @@ class Config:
     # Socket connects and joins a web process runs at once; more wait their turn (0: no bound).
     # A reconnect storm then holds Redis connections for a round trip each, not for seconds.
     CHAT_CONNECT_CONCURRENCY = env_int("CHAT_CONNECT_CONCURRENCY", 32)
+    # The web process's garbage collector (simplechat/web/heap.py): young, middle and old
+    # thresholds; a full collection of a process holding thousands of sockets scans them all,
+    # so it runs after 100 middle collections, not 10. Empty: Python's own (700,10,10).
+    WEB_GC_THRESHOLDS = os.environ.get("WEB_GC_THRESHOLDS", "700,10,100")
     # Seconds an engine.io connection may stay on no Socket.IO namespace before it is closed.
     CHAT_NAMESPACE_CONNECT_TIMEOUT = float(os.environ.get("CHAT_NAMESPACE_CONNECT_TIMEOUT") or 5)
     # A web process told to stop (SIGTERM, a graceful reload) tells each client to reconnect

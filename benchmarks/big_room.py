@@ -530,7 +530,7 @@ def restart_phase(workers: Workers, procs, target: str, port: int, env: dict, lo
     if args.spy and target == FULL:  # py-spy's raw stacks of the reconnect
         spy = subprocess.Popen([f"{harness.BIN}/py-spy", "record", "--pid",
                                 str(harness.worker_pid(master)), "--rate", "100", "--format",
-                                "raw", "--nonblocking", "--output", args.spy])
+                                "raw", "--output", args.spy])
     total = args.members + args.small
     go = time.time()
     parts = workers.open(url, list(range(total)), None, subscribe, go + 300)

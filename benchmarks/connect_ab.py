@@ -68,7 +68,7 @@ async def run(arms: dict[str, tuple], args) -> dict[str, tuple[float, float]]:
         for name in ("bare", "now"):
             spies.append(subprocess.Popen(
                 [f"{harness.BIN}/py-spy", "record", "--pid", str(arms[name][3]), "--rate", "200",
-                 "--nonblocking", "--format", "raw", "--output",
+                 "--format", "raw", "--output",
                  os.path.join(args.stacks, f"{name}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         await asyncio.sleep(1.5)
