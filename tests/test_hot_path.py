@@ -411,3 +411,29 @@ def test_a_marker_moved_while_nothing_is_cached_spoils_a_fill_in_flight(
         with racing_the_fill(bob_reads):
             assert cache.members(conversation.id)[bob.id] is None  # read before the marker
         assert cache.members(conversation.id)[bob.id] == "0009"
+
+
+def test_a_token_socket_whose_identity_went_stale_is_confirmed_by_one_sql_read(app, chatting):
+    """An API client idle for more than IDENTITY_TTL reconnects: its token's hint names the
+    token, the identity kept there is no longer trusted, so SQL is read once (by the token's
+    id) and the identity put back; the store is not asked again in between."""
+    from simplechat.auth.tokens import create_token, token_store
+
+    ada, bob, conversation, a, b = chatting
+    token = create_token(ada, "bot")
+    warm = socketio.test_client(app, namespace="/chat", auth={"token": token.secret})
+    assert warm.is_connected("/chat")
+    warm.disconnect("/chat")
+    with app.app_context():
+        store = token_store()
+        identity = store.get(token.row.id)
+        store.put(token.row.id, identity, fresh_for=0)  # kept, no longer trusted
+    with counting(app) as connect:
+        tab = socketio.test_client(app, namespace="/chat", auth={"token": token.secret})
+        assert tab.is_connected("/chat")
+    with app.app_context():
+        assert token_store().get(token.row.id)["username"] == "ada"  # trusted again
+    # the hint; the identity put back; the socket's batch (arrive)
+    assert connect == ({"redis": 3, "sql": 1} if app.extensions["simplechat"].redis
+                       else {"sql": 1})
+    tab.disconnect("/chat")

@@ -288,13 +288,13 @@ def socket_login() -> SocketUser | None:
                       services().liveness, session_identity)
 
 
-def session_identity(session_id: int) -> dict | None:
+def session_identity(session_id: int, look_first: bool = True) -> dict | None:
     """The identity of a live session, from the shared cache, else from SQL (and cached)."""
     def from_sql() -> dict | None:
         row, user = _session_and_user(UserSession.id == session_id)
         return identity_of(user, row) if _usable(row, user) else None
 
-    return cached_identity(services().liveness, session_id, from_sql, "session")
+    return cached_identity(services().liveness, session_id, from_sql, "session", look_first)
 
 
 # --------------------------------------------------------------------------- ending

@@ -12,9 +12,10 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
-from simplechat.extensions import db, end_transaction
+from simplechat.auth.batched import BatchedReads
+from simplechat.extensions import db, end_transaction, socketio
 from simplechat.infra.liveness import (
     LivenessStore,
     MemoryLiveness,
@@ -140,13 +141,32 @@ def close_token_sockets(token_id: int, reason: str) -> int:
     return close_login_sockets(token_room(token_id), token_store(), token_id, reason)
 
 
-def token_identity(token_id: int) -> dict | None:
-    """The identity of a live token, from the token cache, else from SQL (and cached)."""
-    def from_sql() -> dict | None:
-        found = _live_identity(ApiToken.id == token_id)
-        return None if found is None else found[1]
+def token_identity(token_id: int, look_first: bool = True) -> dict | None:
+    """The identity of a live token, from the token cache, else from SQL (and cached); the SQL
+    reads of tokens asked for together are one query (``_identity_reads``)."""
+    return cached_identity(token_store(), token_id, lambda: _identity_reads().get(token_id),
+                           "token", look_first)
 
-    return cached_identity(token_store(), token_id, from_sql, "token")
+
+def _live_identities(token_ids: list[int]) -> dict[int, dict]:
+    """The identities of the live tokens among ``token_ids`` (of active users): one query."""
+    rows = db.session.execute(_IDENTITIES, {"ids": token_ids})
+    return {token_id: {"user_id": user_id, "username": username, "token": digest,
+                       "name": User.name_of(first_name, last_name, username)}
+            for token_id, digest, user_id, username, first_name, last_name in rows}
+
+
+_IDENTITIES = (
+    select(ApiToken.id, ApiToken.token_hash, User.id, User.username, User.first_name,
+           User.last_name)
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.id.in_(bindparam("ids", expanding=True)), ApiToken.revoked_at.is_(None),
+           User.is_active.is_(True)))
+
+
+def _identity_reads() -> BatchedReads[int, dict]:
+    return built_once("simplechat.token_identity_reads",
+                      lambda app: BatchedReads(_live_identities, lambda: socketio.sleep(0)))
 
 
 def revoke_tokens(rows: list[ApiToken]) -> int:

@@ -170,7 +170,8 @@ class MemoryLiveness:
             if len(self._identities) > 100_000:
                 now = time.monotonic()
                 self._identities = {k: v for k, v in self._identities.items() if v[0] > now}
-            self._identities[session_id] = (time.monotonic() + self._ttl, dict(identity))
+            ttl = self._ttl if fresh_for is None else min(fresh_for, self._ttl)
+            self._identities[session_id] = (time.monotonic() + ttl, dict(identity))
 
     def forget(self, session_ids: list[int]) -> None:
         with self._lock:
@@ -227,18 +228,21 @@ def _fresh(raw: bytes | str | None) -> dict | None:
 
 
 def cached_identity(store: LivenessStore, key: int, load: Callable[[], dict | None],
-                    what: str) -> dict | None:
+                    what: str, look_first: bool = True) -> dict | None:
     """The identity cached under ``key``, else ``load()`` (SQL) put back. A store that does not
     answer is skipped: the caller gets SQL's answer. SQL that does not answer falls back on the
-    stale identity kept, confirmed within OUTAGE_GRACE, trusted again for OUTAGE_RETRY."""
-    try:
-        identity = store.get(key)
-    except Exception:
-        log.warning("%s cache unavailable; reading %s %s from SQL", what, what, key,
-                    exc_info=True)
-        return load()
-    if identity is not None:
-        return identity
+    stale identity kept, confirmed within OUTAGE_GRACE, trusted again for OUTAGE_RETRY.
+    ``look_first=False``: the caller has just found no fresh identity there (a token's hint
+    without one), so SQL is read without asking the store again."""
+    if look_first:
+        try:
+            identity = store.get(key)
+        except Exception:
+            log.warning("%s cache unavailable; reading %s %s from SQL", what, what, key,
+                        exc_info=True)
+            return load()
+        if identity is not None:
+            return identity
     try:
         identity = load()
     except Exception:
@@ -272,12 +276,15 @@ def _kept(store: LivenessStore, key: int) -> tuple[dict, float] | None:
     return kept
 
 
-def identity_by_token(store: LivenessStore, digest: str, by_id: Callable[[int], dict | None],
+def identity_by_token(store: LivenessStore, digest: str,
+                      by_id: Callable[[int, bool], dict | None],
                       by_token: Callable[[], tuple[int, dict] | None],
                       what: str) -> tuple[int, dict] | None:
     """A connecting socket's id and identity from its token's hash: from the store's hint and
     cached identity when they are there and the identity names this token (one round trip),
-    else ``by_token()`` (SQL), whose answer goes back in the store."""
+    else ``by_token()`` (SQL), whose answer goes back in the store. A hint without a fresh
+    identity asks ``by_id(key, False)``: SQL (or the kept identity while SQL is away), without
+    asking the store again."""
     try:
         hint = store.by_token(digest)
     except Exception:
@@ -287,7 +294,7 @@ def identity_by_token(store: LivenessStore, digest: str, by_id: Callable[[int], 
     if hint is not None:
         key, identity = hint
         if identity is None:
-            identity = by_id(key)
+            identity = by_id(key, False)
         if identity is not None and identity.get("token") == digest:
             return key, identity
     found = by_token()
