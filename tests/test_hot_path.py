@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 from conftest import PASSWORD, make_app
-from sqlalchemy import delete, event
+from sqlalchemy import delete, event, select
 
 import simplechat.infra.membership as membership_module
 from simplechat.conversations.records import start_conversation
@@ -17,7 +17,7 @@ from simplechat.infra.membership import MemoryMembership, RedisMembership, membe
 from simplechat.infra.ratelimit import Rate
 from simplechat.infra.redis_client import redis_from_url
 from simplechat.infra.write_buffer import write_buffer
-from simplechat.models import Message, Participant
+from simplechat.models import Message, Participant, User
 
 _active: list[Counter] = []
 
@@ -437,3 +437,34 @@ def test_a_token_socket_whose_identity_went_stale_is_confirmed_by_one_sql_read(a
     assert connect == ({"redis": 3, "sql": 1} if app.extensions["simplechat"].redis
                        else {"sql": 1})
     tab.disconnect("/chat")
+
+
+def _driver_autocommits() -> bool:
+    dbapi = db.session.connection().connection.dbapi_connection
+    if hasattr(dbapi, "get_autocommit"):  # PyMySQL
+        return bool(dbapi.get_autocommit())
+    if hasattr(dbapi, "autocommit") and not isinstance(dbapi.autocommit, type(None)) \
+            and type(dbapi).__module__.startswith("psycopg2"):
+        return bool(dbapi.autocommit)
+    return dbapi.isolation_level is None  # sqlite3
+
+
+def test_a_cache_fill_s_own_read_runs_in_autocommit_and_a_caller_s_transaction_is_joined(
+        app, make_user):
+    """A fill that begins no transaction of the caller's reads in autocommit (no BEGIN and
+    COMMIT round trips), and the pooled connection is back to transactions afterwards; inside
+    a caller's transaction (its writes not yet committed) the read joins it and sees them."""
+    from simplechat.infra.membership import _read_released
+
+    ada = make_user("ada")
+    db.session.commit()
+    seen = []
+    assert _read_released(lambda: seen.append(_driver_autocommits()) or "read") == "read"
+    assert seen == [True] and not db.session().in_transaction()
+    assert _driver_autocommits() is False  # a transaction of the caller's own: not autocommit
+    ada.first_name = "Renamed"
+    db.session.flush()
+    assert _read_released(lambda: db.session.execute(
+        select(User.first_name).where(User.id == ada.id)).scalar_one()) == "Renamed"
+    db.session.rollback()
+    assert db.session.get(User, ada.id).first_name != "Renamed"

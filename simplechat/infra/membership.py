@@ -147,9 +147,16 @@ def _read_released(load):
     """``load()``, an SQL read; when it began the session's transaction, that ends at once,
     so the connection goes back to the pool before the event's Redis work (under load, events
     holding idle transactions ran the pool dry). A caller's own transaction, or changes waiting
-to be flushed, are left alone."""
+    to be flushed, are left alone.
+
+    A read of its own runs in autocommit: its one statement is its own snapshot, and the
+    driver's BEGIN and COMMIT (two more round trips to PostgreSQL, with the event loop
+    stopped under psycopg2) are not sent. A burst of sockets connecting to a conversation just
+    started fills each member's list so."""
     session = db.session()
     began = not (session.in_transaction() or session.new or session.dirty or session.deleted)
+    if began:
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     value = load()
     if began:
         end_transaction()
