@@ -468,3 +468,32 @@ def test_a_cache_fill_s_own_read_runs_in_autocommit_and_a_caller_s_transaction_i
         select(User.first_name).where(User.id == ada.id)).scalar_one()) == "Renamed"
     db.session.rollback()
     assert db.session.get(User, ada.id).first_name != "Renamed"
+
+
+def test_a_presence_ask_for_named_members_is_one_round_trip(app, chatting, make_user):
+    """A page's header asks the presence of the members it shows: the user's own list (a
+    stranger's id fills nothing), the members among those named and their presence, in one
+    round trip with warm caches; no SQL. Someone named who is not a member is left out, a
+    conversation the user is not in is refused."""
+    ada, bob, conversation, a, b = chatting
+    eve = make_user("eve")
+    other = make_conversation_of(app, eve, make_user("zed"))
+    ids = conversation.id, ada.id, bob.id, eve.id  # read before counting (the ORM reloads)
+    with counting(app) as ask:
+        answer = emit(a, "presence", {"conversation_id": ids[0],
+                                      "user_ids": [ids[2], ids[3], ids[1]]})
+    assert answer["ok"] is True and set(answer["presence"]) == {str(ids[2]), str(ids[1])}
+    assert answer["presence"][str(ids[2])]["online"] is True
+    assert ask == ({"redis": 1} if app.extensions["simplechat"].redis else {})
+    with counting(app) as refused:
+        assert emit(a, "presence", {"conversation_id": other, "user_ids": [ids[3]]}) == {
+            "ok": False, "error": "forbidden"}
+    assert "sql" not in refused  # the stranger's id filled nothing
+    for bad in ({"conversation_id": ids[0], "user_ids": "x"},
+                {"conversation_id": "x", "user_ids": [ids[2]]}):
+        assert emit(a, "presence", bad)["error"] == "invalid"
+
+
+def make_conversation_of(app, *users) -> int:
+    conversation, _ = start_conversation(users[0], list(users[1:]))
+    return conversation.id

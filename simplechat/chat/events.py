@@ -359,22 +359,55 @@ def on_presence(user: SocketUser, data: dict) -> dict:
     """Online state and last-seen time of a conversation's participants: those named in
     ``user_ids`` (up to 100), else all of a small conversation's (a big one's: the caller's)."""
     conversation_id = data.get("conversation_id")
+    wanted = asked_user_ids(data["user_ids"]) if "user_ids" in data else None
+    if wanted is not None and valid_conversation_id(conversation_id):
+        found = _members_presence(user.id, conversation_id, wanted)
+        return error("forbidden") if found is None else {"ok": True, "presence": found}
     refusal = _stranger_refusal(user.id, conversation_id)
     if refusal:
         return error(refusal)
-    if "user_ids" not in data:
-        markers, _count = membership().markers_view(conversation_id, user.id)
-        if user.id not in markers:
-            return error("forbidden")
-        return {"ok": True, "presence": statuses(list(markers))}
-    wanted = asked_user_ids(data["user_ids"])
-    if wanted is None:
+    if "user_ids" in data:  # not a list of user ids
         return error("invalid")
-    members = membership().members_among(conversation_id, [user.id, *wanted])
-    if user.id not in members:
+    markers, _count = membership().markers_view(conversation_id, user.id)
+    if user.id not in markers:
         return error("forbidden")
+    return {"ok": True, "presence": statuses(list(markers))}
+
+
+def _members_presence(user_id: int, conversation_id: int, wanted: list[int]
+                      ) -> dict[str, dict] | None:
+    """The status of those of ``wanted`` who take part in a conversation the user takes part
+    in, else None: with Redis, one round trip for the user's own list (asked first, as
+    ``_stranger_refusal`` does), the members among them and their presence (a page's header
+    asks so for the members it shows, every socket of a reconnect storm at once)."""
+    cache, tracker, redis = membership(), presence(), services().redis
+    if redis is None or not hasattr(cache, "queue_listed_among") \
+            or not hasattr(tracker, "queue_status"):
+        if _stranger_refusal(user_id, conversation_id):
+            return None
+        members = cache.members_among(conversation_id, [user_id, *wanted])
+        present = set(members) if user_id in members else None
+        return None if present is None else statuses([uid for uid in wanted if uid in present])
+    batch = Batch(redis)
+    steps = cache.queue_listed_among(batch, conversation_id, user_id, wanted)
+    asked = tracker.queue_status(batch, wanted) if wanted else None
+    try:
+        replies = batch.run()
+    except Exception as exc:  # Redis away: every step failed alike
+        replies = [exc] * len(batch)
+    members = cache.listed_among_from(conversation_id, user_id, wanted, replies, steps)
+    if members is None or user_id not in members:
+        return None
     present = set(members)
-    return {"ok": True, "presence": statuses([uid for uid in wanted if uid in present])}
+    shown = [uid for uid in wanted if uid in present]
+    if asked is None or not shown:
+        return {}
+    try:
+        found = tracker.status_from(wanted, replies[asked])
+    except Exception:
+        log.warning("presence unavailable", exc_info=True)
+        return {}
+    return {str(uid): found[uid] for uid in shown}
 
 
 @chat_event("presence_subscribe")

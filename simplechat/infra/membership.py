@@ -368,6 +368,32 @@ class RedisMembership:
             return [uid for uid in user_ids if uid in members]
         return [uid for uid, v in zip(user_ids, values[1:], strict=True) if v is not None]
 
+    def queue_listed_among(self, batch: Batch, conversation_id: int, user_id: int,
+                           user_ids: list[int]) -> tuple[int, int]:
+        """``members_among`` of ``[user_id, *user_ids]`` for a conversation in the user's own
+        list, as two steps of a batch (the list; the members' fields): ``listed_among_from``
+        reads their replies."""
+        listed = batch.command("HGETALL", self.conversations_key(user_id))
+        among = batch.command("HMGET", self.members_key(conversation_id), FILLED, user_id,
+                              *user_ids)
+        return listed, among
+
+    def listed_among_from(self, conversation_id: int, user_id: int, user_ids: list[int],
+                          replies: list, steps: tuple[int, int]) -> list[int] | None:
+        """None when the conversation is not in the user's list (its members' fields, read in
+        the same round trip, are then ignored: a stranger's id fills nothing from SQL); else
+        those of ``[user_id, *user_ids]`` who take part, filled from SQL once when the members
+        were not cached."""
+        listed, among = steps
+        if conversation_id not in self._kinds_from(user_id, replies[listed]):
+            return None
+        asked = [user_id, *user_ids]
+        values = replies[among]
+        if isinstance(values, Exception) or values[0] is None:
+            members = self.state(conversation_id, missed=not isinstance(values, Exception))[0]
+            return [uid for uid in asked if uid in members]
+        return [uid for uid, v in zip(asked, values[1:], strict=True) if v is not None]
+
     def changed(self, conversation_ids: Iterable[int], user_ids: Iterable[int]) -> None:
         keys = [self.members_key(c) for c in set(conversation_ids)]
         keys += [self.conversations_key(u) for u in set(user_ids)]
