@@ -17,7 +17,6 @@ from werkzeug.serving import make_server
 
 from simplechat import create_app
 from simplechat.auth.sessions import end_user_sessions, live_sessions
-from simplechat.conversations.records import start_conversation
 from simplechat.extensions import db, socketio
 from simplechat.infra.ratelimit import LoginLimiter, MemoryRateLimiter, Rate, RedisRateLimiter
 from simplechat.infra.redis_client import redis_from_url
@@ -413,40 +412,3 @@ def test_the_cookie_signer_is_made_once_per_key_set_and_a_new_key_refuses_old_co
     finally:
         app.secret_key = app.config["SECRET_KEY"] = old_key
         app.config["SECRET_KEY_FALLBACKS"] = []
-
-
-def test_a_socket_s_cookie_is_decoded_at_its_first_event_only_and_its_session_kept(
-        app, make_user, socket_client, monkeypatch):
-    """Flask-SocketIO puts the socket's own copy of the session in every later event's request
-    context, so the cookie is not decoded again for those; the socket still acts as its user,
-    and HTTP requests still read their cookie."""
-    from flask.sessions import SecureCookieSessionInterface
-
-    decoded = []
-    original = SecureCookieSessionInterface.open_session
-
-    def counting(self, app_, request):
-        decoded.append(request.path)
-        return original(self, app_, request)
-
-    ada, bob = make_user("ada"), make_user("bob")
-    conversation, _ = start_conversation(ada, [bob])
-    monkeypatch.setattr(SecureCookieSessionInterface, "open_session", counting)
-    sio = socket_client(ada)
-    sockets_before = [path for path in decoded if path.startswith("/socket.io")]
-    for _ in range(3):
-        answer = sio.emit("join", {"conversation_id": conversation.id}, namespace="/chat",
-                          callback=True)
-        assert answer["ok"] is True
-    assert sio.emit("heartbeat", namespace="/chat", callback=True) is not None
-    sent = sio.emit("send_message", {"conversation_id": conversation.id, "message": "still me",
-                                     "client_id": "cookie-once"}, namespace="/chat",
-                    callback=True)
-    assert sent["ok"] is True and sent["message"]["sender"] == ada.id
-    assert [path for path in decoded if path.startswith("/socket.io")] == sockets_before
-    assert len(sockets_before) == 1  # the connect's
-    http = app.test_client()
-    http.post("/auth/login", data={"username": "bob", "password": PASSWORD})
-    decoded.clear()
-    assert http.get("/chat/").status_code == 200
-    assert decoded == ["/chat/"]

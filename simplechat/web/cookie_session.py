@@ -6,17 +6,12 @@ value whenever one is built, a third of the context's cost (89 µs pushed and po
 serializer, 60 µs with this one). A serializer keeps nothing between calls, so one serves every
 request until the keys change (SECRET_KEY, SECRET_KEY_FALLBACKS): then the next request builds
 one with the new keys.
-
-A Socket.IO event after a socket's first does not decode the cookie at all: Flask-SocketIO
-(``manage_session``) keeps a copy of the session made at the socket's first event in the
-socket's environ (``saved_session``) and puts it in place of the request context's session as
-soon as the context is pushed, so what ``open_session`` would read there is thrown away.
 """
 
 from __future__ import annotations
 
-from flask import Flask, Request
-from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 
 
@@ -32,11 +27,6 @@ class SigningOnceSessionInterface(SecureCookieSessionInterface):
         if made is None or made[0] != keys:
             made = self._made = (keys, super().get_signing_serializer(app))
         return made[1]
-
-    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
-        if "saved_session" in request.environ:  # replaced by the socket's own copy at once
-            return self.make_null_session(app)
-        return super().open_session(app, request)
 
 
 def init_cookie_session(app: Flask) -> None:
