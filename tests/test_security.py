@@ -17,6 +17,7 @@ from werkzeug.serving import make_server
 
 from simplechat import create_app
 from simplechat.auth.sessions import end_user_sessions, live_sessions
+from simplechat.conversations.records import start_conversation
 from simplechat.extensions import db, socketio
 from simplechat.infra.ratelimit import LoginLimiter, MemoryRateLimiter, Rate, RedisRateLimiter
 from simplechat.infra.redis_client import redis_from_url
@@ -412,3 +413,38 @@ def test_the_cookie_signer_is_made_once_per_key_set_and_a_new_key_refuses_old_co
     finally:
         app.secret_key = app.config["SECRET_KEY"] = old_key
         app.config["SECRET_KEY_FALLBACKS"] = []
+
+
+def test_a_socket_s_events_after_its_connect_carry_no_cookie_and_still_act_as_its_user(
+        app, make_user, socket_client, monkeypatch):
+    """The connect drops the cookie from the socket's environ (chat/events.py): later events
+    do not decode and verify the signed session again, and act as the socket's user all the
+    same; HTTP requests still read their cookie."""
+    from flask.sessions import SecureCookieSessionInterface
+
+    seen = []
+    original = SecureCookieSessionInterface.open_session
+
+    def recording(self, app_, request):
+        seen.append((request.path, app_.config["SESSION_COOKIE_NAME"] in request.cookies))
+        return original(self, app_, request)
+
+    ada, bob = make_user("ada"), make_user("bob")
+    conversation, _ = start_conversation(ada, [bob])
+    conversation_id = conversation.id
+    monkeypatch.setattr(SecureCookieSessionInterface, "open_session", recording)
+    sio = socket_client(ada)
+    assert [cookie for path, cookie in seen if path.startswith("/socket.io")] == [True]
+    seen.clear()
+    for _ in range(3):
+        assert sio.emit("join", {"conversation_id": conversation_id}, namespace="/chat",
+                        callback=True)["ok"] is True
+    sent = sio.emit("send_message", {"conversation_id": conversation_id, "message": "still me",
+                                     "client_id": "no-cookie"}, namespace="/chat", callback=True)
+    assert sent["ok"] is True and sent["message"]["sender"] == ada.id
+    assert seen and all(not cookie for path, cookie in seen if path.startswith("/socket.io"))
+    http = app.test_client()
+    http.post("/auth/login", data={"username": "bob", "password": PASSWORD})
+    seen.clear()
+    assert http.get("/chat/").status_code == 200
+    assert seen == [("/chat/", True)]
