@@ -12,7 +12,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Select, bindparam, select, update
 
 from simplechat.auth.batched import BatchedReads
 from simplechat.extensions import db, end_transaction, socketio
@@ -101,21 +101,26 @@ def bearer_user(raw: str) -> tuple[ApiToken, User] | None:
     return row, user
 
 
-def _live_identity(condition) -> tuple[int, dict] | None:
-    """A live token's id and identity (of an active user), else None: one query of the six
-    columns it needs. A socket's token is read so at connect, and once a minute after, by every
-    socket of a reconnect storm: loading the ORM's two objects cost twice the CPU."""
-    found = db.session.execute(
-        select(ApiToken.id, ApiToken.token_hash, User.id, User.username, User.first_name,
-               User.last_name)
-        .join(User, User.id == ApiToken.user_id)
-        .where(condition, ApiToken.revoked_at.is_(None), User.is_active.is_(True))
-    ).first()
-    if found is None:
-        return None
-    token_id, digest, user_id, username, first_name, last_name = found
+def _live_tokens(condition) -> Select:
+    """The six columns a socket's identity needs, of the live tokens (of active users) that
+    meet ``condition``. A socket's token is read so at connect, and once a minute after, by
+    every socket of a reconnect storm: loading the ORM's two objects cost twice the CPU."""
+    return (select(ApiToken.id, ApiToken.token_hash, User.id, User.username, User.first_name,
+                   User.last_name)
+            .join(User, User.id == ApiToken.user_id)
+            .where(condition, ApiToken.revoked_at.is_(None), User.is_active.is_(True)))
+
+
+def _identity_of(row) -> tuple[int, dict]:
+    token_id, digest, user_id, username, first_name, last_name = row
     return token_id, {"user_id": user_id, "username": username, "token": digest,
                       "name": User.name_of(first_name, last_name, username)}
+
+
+def _live_identity(condition) -> tuple[int, dict] | None:
+    """A live token's id and identity, else None: one query."""
+    found = db.session.execute(_live_tokens(condition)).first()
+    return None if found is None else _identity_of(found)
 
 
 def socket_token_login(raw: object) -> SocketUser | None:
@@ -149,19 +154,11 @@ def token_identity(token_id: int, look_first: bool = True) -> dict | None:
 
 
 def _live_identities(token_ids: list[int]) -> dict[int, dict]:
-    """The identities of the live tokens among ``token_ids`` (of active users): one query."""
-    rows = db.session.execute(_IDENTITIES, {"ids": token_ids})
-    return {token_id: {"user_id": user_id, "username": username, "token": digest,
-                       "name": User.name_of(first_name, last_name, username)}
-            for token_id, digest, user_id, username, first_name, last_name in rows}
+    """The identities of the live tokens among ``token_ids``: one query."""
+    return dict(_identity_of(row) for row in db.session.execute(_BY_IDS, {"ids": token_ids}))
 
 
-_IDENTITIES = (
-    select(ApiToken.id, ApiToken.token_hash, User.id, User.username, User.first_name,
-           User.last_name)
-    .join(User, User.id == ApiToken.user_id)
-    .where(ApiToken.id.in_(bindparam("ids", expanding=True)), ApiToken.revoked_at.is_(None),
-           User.is_active.is_(True)))
+_BY_IDS = _live_tokens(ApiToken.id.in_(bindparam("ids", expanding=True)))
 
 
 def _identity_reads() -> BatchedReads[int, dict]:
