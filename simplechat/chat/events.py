@@ -295,22 +295,33 @@ def _recent_and_presence(conversation_id: int, user_ids: list[int]
     batch = Batch(redis)
     listed = cache.queue_recent(batch, conversation_id)
     asked = tracker.queue_status(batch, user_ids) if user_ids else None
-    try:
-        replies = batch.run()
-    except Exception as exc:  # Redis away: every step failed alike
-        replies = [exc] * len(batch)
+    replies = _replies(batch)
     try:
         read = cache.recent_from(replies, listed)
     except Exception:
         read = None  # recent_messages asks again, and says why when it fails
     if asked is None:
         return read, {}
+    return read, _statuses_from(tracker, user_ids, replies[asked], user_ids)
+
+
+def _replies(batch: Batch) -> list:
+    """A batch's replies; while Redis is away, its error as every step's reply."""
     try:
-        found = tracker.status_from(user_ids, replies[asked])
+        return batch.run()
+    except Exception as exc:
+        return [exc] * len(batch)
+
+
+def _statuses_from(tracker, user_ids: list[int], reply, shown: list[int]) -> dict[str, dict]:
+    """The status of ``shown`` (among ``user_ids``) from a batch's reply to
+    ``queue_status(user_ids)``; empty when the tracker could not answer, as ``statuses``."""
+    try:
+        found = tracker.status_from(user_ids, reply)
     except Exception:
         log.warning("presence unavailable", exc_info=True)
-        return read, {}
-    return read, {str(uid): status for uid, status in found.items()}
+        return {}
+    return {str(uid): found[uid] for uid in shown}
 
 
 @chat_event("leave")
@@ -391,10 +402,7 @@ def _members_presence(user_id: int, conversation_id: int, wanted: list[int]
     batch = Batch(redis)
     steps = cache.queue_listed_among(batch, conversation_id, user_id, wanted)
     asked = tracker.queue_status(batch, wanted) if wanted else None
-    try:
-        replies = batch.run()
-    except Exception as exc:  # Redis away: every step failed alike
-        replies = [exc] * len(batch)
+    replies = _replies(batch)
     members = cache.listed_among_from(conversation_id, user_id, wanted, replies, steps)
     if members is None or user_id not in members:
         return None
@@ -402,12 +410,7 @@ def _members_presence(user_id: int, conversation_id: int, wanted: list[int]
     shown = [uid for uid in wanted if uid in present]
     if asked is None or not shown:
         return {}
-    try:
-        found = tracker.status_from(wanted, replies[asked])
-    except Exception:
-        log.warning("presence unavailable", exc_info=True)
-        return {}
-    return {str(uid): found[uid] for uid in shown}
+    return _statuses_from(tracker, wanted, replies[asked], shown)
 
 
 @chat_event("presence_subscribe")
