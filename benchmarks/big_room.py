@@ -11,9 +11,11 @@ then for Simple Chat, each one gunicorn-eventlet process, the same clients:
   size (other users), over raw websocket Socket.IO clients in ``--workers`` processes (a few
   thousand per process; the script raises its open-file limit). Users, API tokens (the clients
   connect with ``auth: {"token"}``), the channel and the group are written straight to SQL.
-  Like the chat page, each channel socket joins and then asks for the presence of the
-  ``--shown`` members a page header shows (owner first, then by name); ``--follow-header``
-  subscribes to them instead (presence_subscribe), to see what that would cost.
+  Like the chat page, each channel socket joins asking for the presence of the ``--shown``
+  members a page header shows (owner first, then by name: ``presence_of``; a server whose join
+  does not answer it is asked with a ``presence`` event after the join, as the page did
+  before); ``--follow-header`` subscribes to them instead (presence_subscribe), to see what
+  that would cost.
 - messages: ``--rounds`` sends into the channel and as many into the group, alternating, one in
   flight: each next send waits until every member socket has the last one. The sender's
   acknowledgement p50/p99 for each, their ratio (goal: channel p99 <= 1.5x group p99), and
@@ -157,6 +159,8 @@ class Client:
         payload = {"conversation_id": self.conversation}
         if self.newest:
             payload["after"] = self.newest
+        if subscribe is not None and not self.worker.follow:
+            payload["presence_of"] = subscribe  # as the chat page's join asks for its header
         while True:
             joined = await self.call("join", payload)
             if joined.get("ok"):
@@ -167,14 +171,19 @@ class Client:
         for m in joined.get("messages", []):
             self.newest = max(self.newest or "", m["id"])
         times["joined"] = time.time()
-        if subscribe is not None and joined.get("presence_pushed") is False:
-            # The page asks for the members its header shows (or, --follow-header, follows them).
+        answered = joined.get("presence") or {}
+        if subscribe is not None and joined.get("presence_pushed") is False and (
+                self.worker.follow or not all(str(u) in answered for u in subscribe)):
+            # The page follows the members its header shows (--follow-header), or asks for
+            # them with a presence event (a server whose join takes no presence_of).
             event = "presence_subscribe" if self.worker.follow else "presence"
             answer = await self.call(event, {"conversation_id": self.conversation,
                                              "user_ids": subscribe})
             if not answer.get("ok"):
                 raise RuntimeError(f"{event} refused: {answer}")
             times["subscribed"] = time.time()
+        elif subscribe is not None and joined.get("presence_pushed") is False:
+            times["subscribed"] = times["joined"]  # the join's answer had them
         return times
 
     async def call(self, event: str, data: dict, timeout: float = 120) -> dict:

@@ -275,6 +275,80 @@ def test_join_answers_a_bounded_read_and_presence_in_a_big_room(app, people, roo
         "ok": False, "error": "forbidden"}
 
 
+@pytest.mark.parametrize("after", [False, True])
+def test_join_answers_the_presence_of_the_members_named_in_presence_of(app, people, rooms,
+                                                                      socket_client, after):
+    """A page's join names the members its header shows: a big room's answer holds their
+    presence (members only, strangers left out) with the caller's, on a first join and on a
+    catch-up (``after``) alike; a small room's holds every member's whatever is named."""
+    big, small = rooms
+    p = people
+    socket_client(p["cy"])
+    bob = socket_client(p["bob"])
+    payload = {"conversation_id": big,
+               "presence_of": [p["ada"].id, p["cy"].id, p["bob"].id, p["eve"].id, 10**9]}
+    if after:
+        from simplechat.messaging.send import send_message
+
+        assert send_message(p["dee"], big, "before")["ok"]
+        assert send_message(p["dee"], big, "since")["ok"]
+        first = ask(bob, "join", {"conversation_id": big})
+        payload["after"] = first["messages"][0]["id"]  # one missed: "since"
+    joined = ask(bob, "join", payload)
+    assert joined["ok"] and joined["presence_pushed"] is False, joined
+    if after:
+        assert [m["message"] for m in joined["messages"]] == ["since"]
+    assert joined["presence"] == {
+        str(p["ada"].id): {"online": False, "last_seen": None},
+        str(p["cy"].id): {"online": True, "last_seen": None},
+        str(p["bob"].id): {"online": True, "last_seen": None}}
+    joined = ask(bob, "join", {"conversation_id": small, "presence_of": [p["ada"].id]})
+    assert set(joined["presence"]) == {str(p[n].id) for n in ("bob", "dee", "eve")}
+
+
+def test_a_catch_up_join_naming_members_is_two_round_trips_and_no_sql(app, people, rooms,
+                                                                      socket_client):
+    """With warm caches: the user's list with the markers, then (in the room) the recent
+    messages, the members among those named and their presence, together."""
+    from test_hot_path import counting
+
+    big, _ = rooms
+    p = people
+    bob = socket_client(p["bob"])
+    first = ask(bob, "join", {"conversation_id": big, "presence_of": [p["cy"].id]})
+    named = [p["ada"].id, p["cy"].id, p["eve"].id]
+    with counting(app) as trips:
+        joined = ask(bob, "join", {"conversation_id": big, "presence_of": named,
+                                   "after": "018f0000-0000-7000-8000-000000000000"})
+    assert joined["ok"] and set(joined["presence"]) == {str(p[n].id) for n in ("ada", "cy",
+                                                                                "bob")}
+    assert first["ok"] and "sql" not in trips
+    assert trips == ({"redis": 2} if app.extensions["simplechat"].redis else {})
+
+
+@pytest.mark.parametrize("presence_of", MALFORMED)
+def test_a_malformed_presence_of_is_invalid_and_joins_nothing(app, people, rooms,
+                                                              socket_client, presence_of):
+    big, _ = rooms
+    p = people
+    bob = socket_client(p["bob"])
+    assert ask(bob, "join", {"conversation_id": big, "presence_of": presence_of}) == {
+        "ok": False, "error": "invalid"}
+    # Refused before the room was entered: "typing" there (relayed to the room alone) does
+    # not reach this socket, as it does once the join is well formed.
+    ada = socket_client(p["ada"])
+    for joined in (False, True):
+        if joined:
+            assert ask(bob, "join", {"conversation_id": big, "presence_of": []})["ok"]
+        assert ask(ada, "typing", {"conversation_id": big})["ok"]
+        assert ask(bob, "heartbeat", {}) == {"ok": True}
+        assert bool([e for e in bob.get_received(NS) if e["name"] == "typing"]) is joined
+    # And a stranger naming members is refused as before.
+    assert ask(socket_client(p["eve"]), "join", {"conversation_id": big,
+                                                 "presence_of": [p["ada"].id]}) == {
+        "ok": False, "error": "forbidden"}
+
+
 def test_the_bounded_reads_never_load_a_big_rooms_members_once_cached(app, people, rooms,
                                                                      socket_client):
     """join, presence and presence_subscribe in a big room read no SQL once its members are

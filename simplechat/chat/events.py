@@ -252,6 +252,18 @@ def on_join(user: SocketUser, data: dict) -> dict:
     conversation_id = data.get("conversation_id")
     if not valid_conversation_id(conversation_id):
         return error("invalid")
+    after = data.get("after")
+    if after is not None:
+        after = parse_message_id(after)
+        if after is None:
+            return error("invalid")
+    # The members a page shows, whose presence a big room's answer carries (the page asked
+    # for it with a `presence` event after each join before).
+    wanted: list[int] | None = []
+    if "presence_of" in data:
+        wanted = asked_user_ids(data["presence_of"])
+        if wanted is None:
+            return error("invalid")
     # The members' read markers from the membership cache: in a conversation of more than
     # CHAT_PRESENCE_PUSH_MAX_MEMBERS, the caller's alone, so the answer stays small. Asked
     # with the user's own list of conversations in one round trip: None when the id is not
@@ -260,40 +272,41 @@ def on_join(user: SocketUser, data: dict) -> dict:
     if view is None or user.id not in view[0]:
         return error("forbidden")
     markers, member_count = view
-    after = data.get("after")
-    if after is not None:
-        after = parse_message_id(after)
-        if after is None:
-            return error("invalid")
     join_room(room(conversation_id))
     socket_joined(user.id, request.sid, conversation_id)  # looking at it, for notifications
     pushed = member_count <= current_app.config["CHAT_PRESENCE_PUSH_MAX_MEMBERS"]
-    # A big room's answer names the caller alone, online on this very socket: no round trip
-    # to the tracker for that.
-    asked = list(markers) if pushed else []
+    # A small room's answer holds every member's presence (presence_of adds nothing); a big
+    # room's the caller's, online on this very socket, and that of the members among those
+    # named in presence_of.
+    asked = list(markers) if pushed else [uid for uid in wanted if uid != user.id]
+    read, present = _recent_and_presence(conversation_id, asked, among=not pushed)
     if after is None:
-        read, present = _recent_and_presence(conversation_id, asked)
         messages, has_more, _source = recent_messages(conversation_id, read=read)
     else:
-        messages, has_more, _source = messages_after(conversation_id, after)
-        present = statuses(asked)
+        messages, has_more, _source = messages_after(conversation_id, after, read=read)
+    if not pushed:
+        present[str(user.id)] = status_after(True)
     return {"ok": True, "messages": messages, "has_more": has_more,
             "read": {str(uid): mid for uid, mid in markers.items()},
-            "presence": present if pushed else {str(user.id): status_after(True)},
-            "presence_pushed": pushed}
+            "presence": present, "presence_pushed": pushed}
 
 
-def _recent_and_presence(conversation_id: int, user_ids: list[int]
+def _recent_and_presence(conversation_id: int, user_ids: list[int], among: bool = False
                          ) -> tuple[tuple[list[dict], str | None] | None, dict[str, dict]]:
     """What the recent-message cache holds for a conversation (None: ask again, the usual way)
-    and the status of ``user_ids``: with Redis, one round trip for both. Read after the socket
-    entered the room, as a join's answer must be."""
+    and the status of ``user_ids`` (with ``among``, of those of them who take part in it): with
+    Redis, one round trip for all of it. Read after the socket entered the room, as a join's
+    answer must be."""
     cache, tracker, redis = services().cache, presence(), services().redis
     if redis is None or not hasattr(cache, "queue_recent") or not hasattr(tracker,
                                                                           "queue_status"):
+        if among and user_ids:
+            user_ids = membership().members_among(conversation_id, user_ids)
         return None, statuses(user_ids)
     batch = Batch(redis)
     listed = cache.queue_recent(batch, conversation_id)
+    members = membership().queue_among(batch, conversation_id, user_ids) \
+        if among and user_ids else None
     asked = tracker.queue_status(batch, user_ids) if user_ids else None
     replies = _replies(batch)
     try:
@@ -302,7 +315,9 @@ def _recent_and_presence(conversation_id: int, user_ids: list[int]
         read = None  # recent_messages asks again, and says why when it fails
     if asked is None:
         return read, {}
-    return read, _statuses_from(tracker, user_ids, replies[asked], user_ids)
+    shown = user_ids if members is None else \
+        membership().among_from(conversation_id, user_ids, replies[members])
+    return read, _statuses_from(tracker, user_ids, replies[asked], shown)
 
 
 def _replies(batch: Batch) -> list:

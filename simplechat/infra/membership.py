@@ -368,15 +368,26 @@ class RedisMembership:
             return [uid for uid in user_ids if uid in members]
         return [uid for uid, v in zip(user_ids, values[1:], strict=True) if v is not None]
 
+    def queue_among(self, batch: Batch, conversation_id: int, user_ids: list[int]) -> int:
+        """``members_among`` as a step of a batch; its reply goes to ``among_from``."""
+        return batch.command("HMGET", self.members_key(conversation_id), FILLED, *user_ids)
+
+    def among_from(self, conversation_id: int, user_ids: list[int], reply) -> list[int]:
+        """``members_among`` from a batch's reply to ``queue_among``: filled from SQL once
+        when the members were not cached (or Redis refused, then read as ``members_among``
+        does)."""
+        if isinstance(reply, Exception) or reply[0] is None:
+            members = self.state(conversation_id, missed=not isinstance(reply, Exception))[0]
+            return [uid for uid in user_ids if uid in members]
+        return [uid for uid, v in zip(user_ids, reply[1:], strict=True) if v is not None]
+
     def queue_listed_among(self, batch: Batch, conversation_id: int, user_id: int,
                            user_ids: list[int]) -> tuple[int, int]:
         """``members_among`` of ``[user_id, *user_ids]`` for a conversation in the user's own
         list, as two steps of a batch (the list; the members' fields): ``listed_among_from``
         reads their replies."""
         listed = batch.command("HGETALL", self.conversations_key(user_id))
-        among = batch.command("HMGET", self.members_key(conversation_id), FILLED, user_id,
-                              *user_ids)
-        return listed, among
+        return listed, self.queue_among(batch, conversation_id, [user_id, *user_ids])
 
     def listed_among_from(self, conversation_id: int, user_id: int, user_ids: list[int],
                           replies: list, steps: tuple[int, int]) -> list[int] | None:
@@ -387,12 +398,7 @@ class RedisMembership:
         listed, among = steps
         if conversation_id not in self._kinds_from(user_id, replies[listed]):
             return None
-        asked = [user_id, *user_ids]
-        values = replies[among]
-        if isinstance(values, Exception) or values[0] is None:
-            members = self.state(conversation_id, missed=not isinstance(values, Exception))[0]
-            return [uid for uid in asked if uid in members]
-        return [uid for uid, v in zip(asked, values[1:], strict=True) if v is not None]
+        return self.among_from(conversation_id, [user_id, *user_ids], replies[among])
 
     def changed(self, conversation_ids: Iterable[int], user_ids: Iterable[int]) -> None:
         keys = [self.members_key(c) for c in set(conversation_ids)]

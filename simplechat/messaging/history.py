@@ -162,11 +162,13 @@ def messages_before(
 
 
 @count_history_source
-def messages_after(conversation_id: int, after: str, thread_id: str | None = None
+def messages_after(conversation_id: int, after: str, thread_id: str | None = None,
+                   read: tuple[list[dict], str | None] | None = None
                    ) -> tuple[list[dict], bool, str]:
-    """Up to N messages newer than ``after``, oldest first (reconnect catch-up), and has_more."""
+    """Up to N messages newer than ``after``, oldest first (reconnect catch-up), and has_more.
+    ``read``: as for ``recent_messages``."""
     size = current_app.config["CHAT_RECENT_MESSAGES"]
-    cached, state = _cached(_list_id(conversation_id, thread_id))
+    cached, state = read if read is not None else _cached(_list_id(conversation_id, thread_id))
     if state == ALL or (state == PARTIAL and cached and cached[0]["id"] <= after):
         newer = [m for m in cached if m["id"] > after]
         return newer[:size], len(newer) > size, "cache"

@@ -1,6 +1,6 @@
 """Presence in a big channel, in Chromium against the real stack: the server pushes nobody's
 presence to a channel of more than CHAT_PRESENCE_PUSH_MAX_MEMBERS (50) members, so the chat page
-asks for the members its header shows (after joining, and every 30 s), and the members panel,
+asks for the members its header shows (in each join, and every 30 s), and the members panel,
 while open, follows the members it lists (presence_subscribe): their dots follow them coming
 online and going offline. And in a channel wide enough that the server answers a send before it
 queues the members' copies (more than 64 rooms named), the sender's message shows once."""
@@ -70,8 +70,11 @@ def test_a_big_channels_page_asks_for_the_presence_it_shows(stack, open_tab):
     bea = open_tab()
     bea.login("bigbea")  # her conversation list opens a socket: she is online
     expect(bea.page.locator("#connection-state")).to_have_attribute("data-state", "connected")
-    # The header asks when the page joins (and every 30 s): a reload shows her online. Her
-    # connect may still be being recorded as the first reload asks: a few reloads at most.
+    # The header names its members in each join (and asks every 30 s): a reload shows her
+    # online, with no presence event of its own. Her connect may still be being recorded as the
+    # first reload asks: a few reloads at most.
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent.append(str(frame))))
     for attempt in range(4):
         page.reload()
         try:
@@ -80,6 +83,9 @@ def test_a_big_channels_page_asks_for_the_presence_it_shows(stack, open_tab):
         except AssertionError:
             if attempt == 3:
                 raise
+    joins = [f for f in sent if '["join",' in f]
+    assert joins and all('"presence_of":[' in f and str(bea_id) in f for f in joins), joins
+    assert not [f for f in sent if '["presence",' in f], sent
 
     # The members panel follows the members it lists, live.
     page.click("#members-button")

@@ -411,6 +411,10 @@
     if (joinRetry) { clearTimeout(joinRetry); joinRetry = null; }
     var payload = { conversation_id: conversationId };
     if (after) { payload.after = after; }
+    // The members this page shows: a big room's answer carries their presence (a small
+    // room's carries every member's anyway).
+    var shown = askedPresenceIds();
+    if (shown.length) { payload.presence_of = shown; }
     socket.emit("join", payload, function (ack) {
       if (ack && ack.error === "rate_limited" && attempt < JOIN_RETRIES) {
         var wait = Math.min(Math.max(Number(ack.retry_after) || 1, 0.5), 30);
@@ -425,8 +429,8 @@
       var first = !joined;
       joined = true;
       takeMarkers(ack.read);
-      takeStatuses(ack.presence);
       presencePushed = ack.presence_pushed !== false;
+      if (presencePushed) { takeStatuses(ack.presence); } else { takePresenceAnswer(ack.presence); }
       // unread.js opens the page at the first unread message (a function to call once the
       // messages are in), or leaves it at the newest (null).
       var landing = first && !target && SC.unreadLanding ? SC.unreadLanding(ack) : null;
@@ -438,8 +442,7 @@
         join(ack.messages[ack.messages.length - 1].id);  // more missed messages: keep catching up
         return;
       }
-      if (!presencePushed) {  // a big group: ask for the members shown, follow the panel's again
-        askPresence();
+      if (!presencePushed) {  // a big group: follow the panel's members again
         schedulePresenceSubscription();
       }
       if (!countdownTimer) { setStatus(""); }
@@ -931,7 +934,8 @@
 
   // In a big group (more members than the server's CHAT_PRESENCE_PUSH_MAX_MEMBERS: the join
   // answer says presence_pushed: false) nobody's presence is pushed to the room. The header
-  // asks for the members it shows (presence with user_ids) after each join and every 30 s:
+  // asks for the members it shows in each join (presence_of) and every 30 s (presence with
+  // user_ids):
   // every page of a big room shows the same first members, so following them would cost a
   // delivery per open page each time one of them comes or goes (a room of 5,000 filling up
   // after a deploy: 50 x 5,000). What shows members only while it is open (the members panel)
