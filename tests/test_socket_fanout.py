@@ -26,6 +26,7 @@ from simplechat.realtime.fanout import (
     RoomFanoutManager,
     client_manager,
 )
+from simplechat.realtime.presence import FOLLOWERS_COUNTABLE, heard_by
 
 NS = "/chat"
 OWN_SERVER_PORTS = range(18000, 18100)  # redis-servers of a test's own (e2e/harness.py free_port)
@@ -718,9 +719,23 @@ def test_the_app_builds_the_manager_of_its_mode_on_its_prefix(
         assert type(manager) is manager_class
         assert manager.channel == app.config["REDIS_KEY_PREFIX"] + "socketio"
         assert manager.json is fastjson
+        # Only the room fan-out on the app's own Redis lets presence count a room's followers.
+        assert app.extensions[FOLLOWERS_COUNTABLE] is (mode == "rooms")
     finally:
         if isinstance(manager, RoomFanoutManager):
             manager.close()
+
+
+def test_followers_are_not_counted_on_a_fanout_of_another_redis(database_uri, queue_url):
+    from conftest import make_app
+
+    other = queue_url.rstrip("/0123456789") + "/14"  # another database: another keyspace
+    app = make_app(database_uri, queue_url, SOCKETIO_MESSAGE_QUEUE=other)
+    try:
+        assert app.extensions[FOLLOWERS_COUNTABLE] is False
+    finally:
+        app_socketio.server.manager.close()
+    assert make_app(database_uri, queue_url).extensions[FOLLOWERS_COUNTABLE] is False  # none
 
 
 def test_the_default_mode_is_rooms():
@@ -777,3 +792,11 @@ def test_a_listener_that_subscribes_again_closes_its_idle_publishing_connections
     assert all(c._sock is None for c in idle)
     b.manager.emit("note", "after", namespace=NS, room="conversation:4")
     wait_until(lambda: alice.notes == ["before", "after"], message="the note after")
+
+
+def test_heard_by_leaves_out_only_a_presence_room_nobody_follows():
+    rooms = ["conversation:4", "user:9", "presence:7"]
+    assert heard_by(7, rooms, [b"c", 0]) == ["conversation:4", "user:9"]
+    assert heard_by(7, ["presence:7"], [b"c", 0]) == []
+    for kept in ([b"c", 2], None, ConnectionError("down"), [b"c"], 5):
+        assert heard_by(7, rooms, kept) == rooms

@@ -47,7 +47,7 @@ from redis.retry import Retry
 from socketio import Manager, PubSubManager, RedisManager
 
 from simplechat.infra import fastjson
-from simplechat.infra.redis_client import Sentinels, connection_options
+from simplechat.infra.redis_client import QuickPool, Sentinels, connection_options
 from simplechat.realtime.answer_first import AnswerFirst, is_wide
 
 log = logging.getLogger(__name__)
@@ -183,8 +183,9 @@ class Shard:
             self._pool = sentinels.pool(url, **listening)
         else:
             options = connection_options(url)
-            self.client = redis.Redis.from_url(url, **publishing, **options)
-            self._pool = redis.ConnectionPool.from_url(url, **listening, **options)
+            self.client = redis.Redis.from_pool(QuickPool.from_url(url, **publishing,
+                                                                   **options))
+            self._pool = QuickPool.from_url(url, **listening, **options)
         self.sharded = sharded
         prefix = "S" if sharded else ""
         self._publish, self._subscribe, self._unsubscribe = (
@@ -489,6 +490,11 @@ class ShardRouter:
         self._by_node: dict[str, Shard] = {}
         self._cluster: redis.RedisCluster | None = None
         self._lock = threading.Lock()
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the channels live on a Redis Cluster (by key slot)."""
+        return self._cluster_mode
 
     def shard_of(self, channel: bytes) -> Shard:
         if not self._cluster_mode:

@@ -19,6 +19,8 @@ import threading
 import time
 from datetime import UTC, datetime
 
+from flask import current_app
+
 from simplechat.answers import TIMESTAMP_FORMAT, error
 from simplechat.extensions import socketio
 from simplechat.infra.membership import membership, valid_conversation_id
@@ -267,6 +269,40 @@ def _rooms_of(user_id: int, found: tuple[list[int], set[int]]) -> list[str]:
     conversation_ids, peers = found
     return ([room(cid) for cid in conversation_ids] + [user_room(uid) for uid in sorted(peers)]
             + [presence_room(user_id)])
+
+
+# Set by init_socketio when the fan-out's channels live on the app's own Redis (one server,
+# room by room): a presence room's subscribers can then be counted in a batch of the app's.
+FOLLOWERS_COUNTABLE = "simplechat.presence.followers_countable"
+
+
+def queue_followers(batch: Batch, user_id: int) -> int | None:
+    """How many web processes hold a socket that follows the user's presence (``subscribe``),
+    as a step of a batch: PUBSUB NUMSUB of the presence room's channel (a process subscribes
+    to it while one of its sockets is in the room). None when it cannot be counted so (no
+    Redis, the stock broadcast fan-out, another Redis, a cluster): the room is then taken as
+    followed. Queue it after the presence change: a socket that starts following after this
+    count reads the status after its subscription is confirmed, so it sees the change."""
+    if not current_app.extensions.get(FOLLOWERS_COUNTABLE):
+        return None
+    return batch.command("PUBSUB", "NUMSUB",
+                         socketio.server.manager.channel_of(NAMESPACE, presence_room(user_id)))
+
+
+def heard_by(user_id: int, rooms: list[str], followers) -> list[str]:
+    """``rooms`` (an ``audience``) without the user's presence room when ``followers``, the
+    reply to ``queue_followers`` (None: not asked), says no process follows it: a user in big
+    rooms only, whom no page follows, is then announced to nobody, with no publish at all."""
+    if followers is None or isinstance(followers, Exception):
+        return rooms
+    try:
+        _channel, count = followers  # PUBSUB NUMSUB's reply: [channel, subscribers]
+    except (TypeError, ValueError):
+        return rooms
+    if count:
+        return rooms
+    quiet = presence_room(user_id)
+    return [name for name in rooms if name != quiet]
 
 
 def statuses(user_ids: list[int]) -> dict[str, dict]:

@@ -14,8 +14,9 @@ from simplechat.infra.membership import MEMBERSHIP_LISTENERS
 from simplechat.realtime.answer_first import LocalManager, install_answer_first
 from simplechat.realtime.connection_guard import install_connection_guard
 from simplechat.realtime.event_limits import TURNS, Refusals, Turns
-from simplechat.realtime.fanout import client_manager
+from simplechat.realtime.fanout import RoomFanoutManager, client_manager
 from simplechat.realtime.packet_guard import JsonPacket, install_event_cap, install_packet_guard
+from simplechat.realtime.presence import FOLLOWERS_COUNTABLE
 from simplechat.realtime.restart import Drain
 from simplechat.realtime.ws_mask import install_fast_mask
 
@@ -79,6 +80,12 @@ def init_socketio(app: Flask) -> None:
         engineio_logger=False,
     )
     quick_pending(socketio.server.manager)
+    manager = socketio.server.manager
+    # A presence room's subscribers can be counted with the app's own Redis commands (see
+    # presence.py: queue_followers) when the room fan-out's one server is the app's Redis.
+    app.extensions[FOLLOWERS_COUNTABLE] = (
+        isinstance(manager, RoomFanoutManager) and not manager.router.cluster
+        and queue_url is not None and queue_url.strip() == app.config.get("REDIS_URL"))
     # Flask-SocketIO runs every socket event in a request context of the socket's first
     # request, whose path matched no route: each event paid Werkzeug's failed match and its
     # NotFound (70 of the context's 170 µs). A route of that path makes the match a look-up;

@@ -25,7 +25,14 @@ from simplechat.infra.redis_client import Batch
 from simplechat.infra.services import services
 from simplechat.observability.metrics import count_refusal
 from simplechat.realtime.emit import emit_to
-from simplechat.realtime.presence import audience, audience_from, presence, queue_audience
+from simplechat.realtime.presence import (
+    audience,
+    audience_from,
+    heard_by,
+    presence,
+    queue_audience,
+    queue_followers,
+)
 from simplechat.realtime.rooms import NAMESPACE
 from simplechat.realtime.socket_cap import socket_cap
 
@@ -140,6 +147,7 @@ def arrive(sid: str, user: SocketUser) -> Arrival | None:
         store.queue_add_socket(batch, login_id, sid)
         heard = queue_audience(batch, user.id)
         touched = tracker.queue_touch(batch, user.id, sid)
+        followers = queue_followers(batch, user.id)
         replies = _run(batch)
         admitted = admit is None or _quietly(cap.admitted, user.id, sid, replies[admit],
                                              what="counted", failed=True)
@@ -149,6 +157,7 @@ def arrive(sid: str, user: SocketUser) -> Arrival | None:
         elif any(isinstance(r, Exception) for r in replies[recorded:heard]):
             log.warning("socket %s of %s not recorded", sid, user.room)
         rooms = _quietly(audience_from, user.id, replies[heard], what="announced")
+        rooms = heard_by(user.id, rooms or [], None if followers is None else replies[followers])
         came_online = _quietly(tracker.touched, replies[touched], what="marked live",
                                failed=False)
     if not admitted:
@@ -184,10 +193,12 @@ def depart(sid: str) -> Departure | None:
     store.queue_drop_socket(batch, login_id, sid)
     heard = queue_audience(batch, user.id)
     dropped, now = tracker.queue_drop(batch, user.id, sid)
+    followers = queue_followers(batch, user.id)
     replies = _run(batch)
     if any(isinstance(r, Exception) for r in replies[:heard]):  # the count, the record
         log.warning("socket %s of %s not forgotten", sid, user.room)
     rooms = _quietly(audience_from, user.id, replies[heard], what="announced")
+    rooms = heard_by(user.id, rooms or [], None if followers is None else replies[followers])
     last_seen = _quietly(tracker.dropped, replies[dropped], now, what="forgotten")
     return Departure(user, rooms or [], last_seen)
 
