@@ -66,10 +66,18 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
-    """SIGTERM drains the worker's sockets (simplechat/realtime/restart.py) as well as stopping
-    its accepting, as gunicorn's own handler does; its Socket.IO sockets would otherwise hold it
-    until graceful_timeout and then be cut off all at once."""
-    drain = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("simplechat.drain")
+    """Before the worker accepts: the connections its first sockets need are opened
+    (simplechat/web/warm.py: a restart is met by every client at once). SIGTERM drains the
+    worker's sockets (simplechat/realtime/restart.py) as well as stopping its accepting, as
+    gunicorn's own handler does; its Socket.IO sockets would otherwise hold it until
+    graceful_timeout and then be cut off all at once."""
+    app = getattr(worker, "wsgi", None)
+    extensions = getattr(app, "extensions", {})
+    if "simplechat" in extensions:
+        from simplechat.web.warm import open_pools
+
+        open_pools(app)
+    drain = extensions.get("simplechat.drain")
     if drain is None:
         return
 

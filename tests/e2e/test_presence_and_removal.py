@@ -86,6 +86,10 @@ def test_a_member_of_big_rooms_only_is_announced_to_followers_alone(make_stack):
     bob = stack.register(web_b, "bob")
     cyd = stack.register(web_a, "cyd")
     crowd = ada.start_conversation(web_a, [bob.id, cyd.id], title="Crowd")  # 3 > 2: big
+    # Each worker opened its first sockets' connections before it accepted (web/warm.py).
+    for web in (web_a, web_b):
+        assert "connections opened before the first socket: 40 to Redis, 1 for the fan-out, " \
+               "4 to the database" in web.log(), web.tail()
 
     observer = redis_lib.Redis.from_url(stack.redis_url).pubsub()
     # A pattern subscription: PUBSUB NUMSUB does not count it, so it sees without following.
