@@ -405,6 +405,13 @@
   // A join the server asks to wait for (rate_limited: many tabs catching up at once) is sent
   // again after retry_after, a few times; a newer join (a reconnect) replaces a waiting one.
   var JOIN_RETRIES = 5;
+  // The presence state join reads (see "presence" below). Set before anything can call join:
+  // when the socket connected before this script ran, onConnect joins at once.
+  var PRESENCE_MAX = 100;
+  var presencePushed = true;
+  var presenceShownBy = {};  // source -> the user ids it follows
+  var presenceFollowing = false;  // whether this socket holds a subscription
+  var presenceTimer = null;
   var joinRetry = null;
   function join(after, attempt) {
     attempt = attempt || 0;
@@ -943,11 +950,8 @@
   // socket to them (presence_subscribe, at most 100; [] ends it). Statuses answered reach
   // takeStatuses here and the document's `simplechat:presence` event (detail: {user id:
   // status}); changes of the members followed arrive as `presence` events.
-  var PRESENCE_MAX = 100;
-  var presencePushed = true;
-  var presenceShownBy = {};  // source -> the user ids it follows
-  var presenceFollowing = false;  // whether this socket holds a subscription
-  var presenceTimer = null;
+  // (PRESENCE_MAX and the presence state are set above, before join: a page whose socket
+  // connected before this script ran joins while the script is still running.)
   function firstIds(lists) {
     var seen = {};
     var ids = [];
