@@ -71,17 +71,23 @@ def _fanout() -> int:
 
 def _held_and_released(pool, wanted: int, what: str) -> int:
     """Take ``wanted`` connections from a redis-py pool at once (each new one connects), then
-    give them all back; stops at the first that fails."""
+    give them all back."""
+    return _opened(pool.get_connection, pool.release, wanted, what)
+
+
+def _opened(take, give_back, wanted: int, what: str) -> int:
+    """``take()`` ``wanted`` times, holding every one (so each is a new connection), then
+    ``give_back`` each; stops at the first that fails. How many were opened."""
     held = []
     try:
         for _ in range(wanted):
-            held.append(pool.get_connection())
+            held.append(take())
     except Exception as exc:
         log.warning("%s not reached before the first socket (%s): its connections open on "
                     "first use", what, exc)
     finally:
         for connection in held:
-            pool.release(connection)
+            give_back(connection)
     return len(held)
 
 
@@ -90,14 +96,4 @@ def _database(app: Flask) -> int:
     if engine.dialect.name == "sqlite":  # a file: nothing to open ahead
         return 0
     wanted = min(DATABASE_CONNECTIONS, getattr(engine.pool, "size", lambda: 0)())
-    held = []
-    try:
-        for _ in range(wanted):
-            held.append(engine.connect())
-    except Exception as exc:
-        log.warning("database not reached before the first socket (%s): its connections "
-                    "open on first use", exc)
-    finally:
-        for connection in held:
-            connection.close()
-    return len(held)
+    return _opened(engine.connect, lambda connection: connection.close(), wanted, "database")
