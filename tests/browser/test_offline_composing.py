@@ -177,6 +177,24 @@ def test_the_list_shows_the_connection_and_follows_presence_live(stack, open_tab
     ulf.assert_clean()
 
 
+def test_coming_back_online_reconnects_without_waiting_out_the_backoff(stack, open_tab):
+    """The client retries with a growing delay while offline; the browser's "online" signal
+    reconnects at once instead of waiting for the next try (here at least 30 s away)."""
+    wes = open_tab()
+    wes.register("wes", "Wes", "Online")
+    page = wes.goto("/chat/")
+    expect(page.locator("#connection-state")).to_have_text("Connected")
+    page.evaluate("() => SimpleChat.socket().io"
+                  ".reconnectionDelay(60000).reconnectionDelayMax(60000)")
+    wes.context.set_offline(True)
+    # The socket closed at once, and its next try is now 30 to 90 s away.
+    expect(page.locator("#connection-state")).to_have_text("Offline")
+    page.wait_for_timeout(1000)
+    wes.context.set_offline(False)
+    expect(page.locator("#connection-state")).to_have_text("Connected", timeout=15_000)
+    wes.assert_clean()
+
+
 def test_the_list_takes_presence_that_changed_before_its_socket_connected(stack, open_tab):
     """Between the server rendering the list and the socket joining the personal room, a peer's
     `presence` reaches nobody: the list asks the server once it is connected."""

@@ -89,8 +89,14 @@
       if (socket.connected) { socket.io.engine.close(); }
       setState("offline");
     });
+    // Back online: reconnect now. While the client waits out its backoff (up to 7.5 s after a
+    // few failed tries offline), connect() alone would wait for that timer, so the pending
+    // try is dropped first. A server that asked us to wait (server_restart) is still waited for.
     window.addEventListener("online", function () {
-      if (!socket.connected && state !== "ended") { setState("reconnecting"); socket.connect(); }
+      if (socket.connected || state === "ended" || restartTimer) { return; }
+      setState("reconnecting");
+      socket.disconnect();
+      socket.connect();
     });
     return socket;
   }
