@@ -537,7 +537,7 @@ def restart_phase(workers: Workers, procs, target: str, port: int, env: dict, lo
     master = start_server(procs, target, port, env, log, args.tree)
     spy = None
     if args.spy and target == FULL:  # py-spy's raw stacks of the reconnect
-        spy = subprocess.Popen([f"{harness.BIN}/py-spy", "record", "--pid",
+        spy = subprocess.Popen([f"{harness.BIN}/py-spy", "record", "--nonblocking", "--pid",
                                 str(harness.worker_pid(master)), "--rate", "100", "--format",
                                 "raw", "--output", args.spy])
     total = args.members + args.small

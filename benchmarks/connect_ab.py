@@ -67,7 +67,8 @@ async def run(arms: dict[str, tuple], args) -> dict[str, tuple[float, float]]:
     if args.stacks:
         for name in ("bare", "now"):
             spies.append(subprocess.Popen(
-                [f"{harness.BIN}/py-spy", "record", "--pid", str(arms[name][3]), "--rate", "200",
+                [f"{harness.BIN}/py-spy", "record", "--nonblocking", "--pid", str(arms[name][3]),
+                 "--rate", "200",
                  "--format", "raw", "--output",
                  os.path.join(args.stacks, f"{name}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
