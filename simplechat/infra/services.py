@@ -19,7 +19,7 @@ from simplechat.infra.ratelimit import (
     ResetLimiter,
     parse_rate,
 )
-from simplechat.infra.redis_client import Sentinels, redis_from_url
+from simplechat.infra.redis_client import Sentinels, redis_from_url, share_round_trips
 
 RateLimiter = RedisRateLimiter | MemoryRateLimiter
 T = TypeVar("T")
@@ -65,8 +65,10 @@ def init_services(app: Flask) -> Services:
     url = app.config.get("REDIS_URL")
     if url:
         # connects lazily, on first use (to the primary the sentinels name, if any)
-        client = redis_from_url(url, app.config["REDIS_MAX_CONNECTIONS"],
-                                Sentinels.from_config(app.config))
+        client = share_round_trips(
+            redis_from_url(url, app.config["REDIS_MAX_CONNECTIONS"],
+                           Sentinels.from_config(app.config)),
+            app.config["REDIS_BATCH_LANES"])
         services = Services(
             redis=client,
             cache=RedisRecentCache(client, size, prefix, CACHE_TTL, dedupe_ttl),
