@@ -3,7 +3,7 @@ side by side in one run: rounds interleaved (the order turned round every other 
 that the machine's drift falls on every arm alike.
 
     .venv/bin/python benchmarks/connect_ab.py [--ref HEAD] [--users 50] [--groups 1]
-        [--rounds 30] [--stacks DIR]
+        [--rounds 30] [--stacks DIR] [--ref-env NAME=VALUE ...]
 
 Each round, the clients of one group (``--users`` / ``--groups`` users, one conversation)
 connect and join, 50 at a time; the wall time from the first connect to the last join's answer
@@ -103,6 +103,9 @@ def main() -> int:
     parser.add_argument("--groups", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--stacks", help="a directory for py-spy's raw stacks")
+    parser.add_argument("--ref-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting of the reference arm's server alone (repeatable): "
+                             "with the default --ref, what one setting costs")
     args = parser.parse_args()
     prefix = harness.unique_prefix("ab")
     procs = harness.Processes()
@@ -122,7 +125,8 @@ def main() -> int:
                                     os.path.join(workdir, "bare.log"))
             now = harness.gunicorn(procs, "wsgi:app", ports[1], env,
                                    os.path.join(workdir, "now.log"))
-            ref = harness.gunicorn(procs, "wsgi:app", ports[2], env,
+            ref_env = dict(env, **dict(item.split("=", 1) for item in args.ref_env))
+            ref = harness.gunicorn(procs, "wsgi:app", ports[2], ref_env,
                                    os.path.join(workdir, "ref.log"), cwd=old_tree)
             harness.celery_worker(procs, env, os.path.join(workdir, "celery.log"))
             urls = [f"http://127.0.0.1:{p}" for p in ports]
