@@ -46,6 +46,10 @@ BIG = "+"  # a group's value in a user's conversations hash when it has more tha
 # ids back through Lua's unpack, which takes at most about 8,000 values: a members hash past
 # this is not cached (its events read SQL, as before), or every send to it would fail.
 MAX_CACHED_FIELDS = 7_900
+# The members of a conversation, and the users of a change, that a change's ``refill`` reads
+# at once, at most (a bigger channel fills on its next read: a join of a channel of thousands
+# does not read them all).
+REFILL_MAX_MEMBERS = 200
 
 # KEYS: hash, generation. ARGV: the generation read before SQL, ttl, field, value, ...
 # Writes the hash only if no change happened since; returns 1 if written. The pairs go in by
@@ -99,16 +103,29 @@ return {n, {ARGV[1], redis.call('HGET', KEYS[1], ARGV[1])}}
 """
 
 
-def _members_from_sql(conversation_id: int) -> tuple[dict[int, str | None], bool]:
+def _members_from_sql(conversation_id: int, limit: int | None = None
+                      ) -> tuple[dict[int, str | None], bool]:
     """The members and their read markers, and whether the conversation is archived: one
-    query (no members and not archived for a conversation that does not exist)."""
-    rows = db.session.execute(
-        select(Conversation.archived, Participant.user_id, Participant.last_read_message_id)
-        .outerjoin(Participant, Participant.conversation_id == Conversation.id)
-        .where(Conversation.id == conversation_id)
-    ).all()
+    query (no members and not archived for a conversation that does not exist); with
+    ``limit``, at most that many members."""
+    query = (select(Conversation.archived, Participant.user_id, Participant.last_read_message_id)
+             .outerjoin(Participant, Participant.conversation_id == Conversation.id)
+             .where(Conversation.id == conversation_id))
+    rows = db.session.execute(query if limit is None else query.limit(limit)).all()
     archived = bool(rows and rows[0][0])
     return {uid: mid for _, uid, mid in rows if uid is not None}, archived
+
+
+def _encode_members(loaded: tuple[dict[int, str | None], bool]) -> list[str]:
+    """A members hash's fields and values, from ``_members_from_sql``."""
+    members, archived = loaded
+    return [FILLED, ARCHIVED if archived else "",
+            *(x for uid, mid in members.items() for x in (str(uid), mid or ""))]
+
+
+def _encode_kinds(rows: dict[int, int | str | None]) -> list[str]:
+    """A user's conversations hash's fields and values, from ``_conversations_from_sql``."""
+    return [FILLED, "", *(x for cid, peer in rows.items() for x in (str(cid), str(peer or "")))]
 
 
 def _conversations_from_sql(user_id: int, push_max: int) -> dict[int, int | str | None]:
@@ -119,22 +136,40 @@ def _conversations_from_sql(user_id: int, push_max: int) -> dict[int, int | str 
             for cid, peer, is_group, past in rows}
 
 
+def _lists_from_sql(user_ids: list[int], push_max: int
+                    ) -> dict[int, dict[int, int | str | None]]:
+    """``_conversations_from_sql`` of several users: one query."""
+    rows = db.session.execute(_conversations_query(push_max, True),
+                              {"user_ids": user_ids}).all()
+    lists: dict[int, dict[int, int | str | None]] = {uid: {} for uid in user_ids}
+    for uid, cid, peer, is_group, past in rows:
+        lists[uid][cid] = BIG if is_group and past is not None else peer
+    return lists
+
+
 @functools.cache
-def _conversations_query(push_max: int) -> Select:
+def _conversations_query(push_max: int, many: bool = False) -> Select:
     """The query of ``_conversations_from_sql``, built once per process: building its aliases
     and subquery cost 2-4 ms of CPU, thirty times its run, and a burst of sockets connecting
     to a conversation just started (each user's cached list dropped) built it once per socket.
     Whether a group is big is read as "has a member at position push_max + 1" (an index range
     of at most push_max + 1 rows per group), not by counting a channel of thousands."""
-    user_id = bindparam("user_id")
     other, anyone = aliased(Participant), aliased(Participant)
     beyond = (select(anyone.user_id).where(anyone.conversation_id == Participant.conversation_id)
               .order_by(anyone.user_id).limit(1).offset(push_max).scalar_subquery())
-    return (select(Participant.conversation_id, other.user_id, Conversation.is_group, beyond)
+    if many:  # ``_lists_from_sql``: each row also names its user
+        user_id = Participant.user_id
+        columns = (Participant.user_id, Participant.conversation_id)
+        where = Participant.user_id.in_(bindparam("user_ids", expanding=True))
+    else:
+        user_id = bindparam("user_id")
+        columns = (Participant.conversation_id,)
+        where = Participant.user_id == user_id
+    return (select(*columns, other.user_id, Conversation.is_group, beyond)
             .join(Conversation, Conversation.id == Participant.conversation_id)
             .outerjoin(other, and_(other.conversation_id == Participant.conversation_id,
                                    other.user_id != user_id, Conversation.is_group.is_(False)))
-            .where(Participant.user_id == user_id))
+            .where(where))
 
 
 def _decode(fields: dict) -> dict[str, str]:
@@ -197,6 +232,7 @@ class Membership(Protocol):
                             ) -> tuple[dict[int, str | None], int] | None: ...
     def members_among(self, conversation_id: int, user_ids: list[int]) -> list[int]: ...
     def changed(self, conversation_ids: Iterable[int], user_ids: Iterable[int]) -> None: ...
+    def refill(self, conversation_ids: Iterable[int], user_ids: Iterable[int]) -> None: ...
     def read_moved(self, conversation_id: int, user_id: int, message_id: str) -> None: ...
 
 
@@ -262,10 +298,7 @@ class RedisMembership:
         whether the conversation is archived: one read (``missed``: see ``_cached``)."""
         fields = self._cached(
             self.members_key(conversation_id),
-            lambda: _members_from_sql(conversation_id),
-            lambda loaded: [FILLED, ARCHIVED if loaded[1] else "",
-                            *(x for uid, mid in loaded[0].items() for x in (str(uid), mid or ""))],
-            missed)
+            lambda: _members_from_sql(conversation_id), _encode_members, missed)
         return ({int(k): (v or None) for k, v in fields.items() if k != FILLED},
                 fields.get(FILLED) == ARCHIVED)
 
@@ -282,10 +315,7 @@ class RedisMembership:
         a big group, "" for another group (``missed``: see ``_cached``)."""
         fields = self._cached(
             self.conversations_key(user_id),
-            lambda: _conversations_from_sql(user_id, self._push_max),
-            lambda rows: [FILLED, "", *(x for cid, peer in rows.items()
-                                        for x in (str(cid), str(peer or "")))],
-            missed)
+            lambda: _conversations_from_sql(user_id, self._push_max), _encode_kinds, missed)
         return _kinds_of(fields)
 
     def _kinds_from(self, user_id: int, reply) -> dict[int, str]:
@@ -407,6 +437,42 @@ class RedisMembership:
             self._invalidate(keys=[k for key in keys for k in (key, key + ":gen")],
                              args=[GENERATION_TTL])
 
+    def refill(self, conversation_ids: Iterable[int], user_ids: Iterable[int]) -> None:
+        """Fill again at once what ``changed`` has just dropped, after the change's commit:
+        the users' lists of conversations (when at most REFILL_MAX_MEMBERS users changed),
+        and the members of each conversation of at most REFILL_MAX_MEMBERS (a bigger one
+        fills on its next read, as before). One round trip
+        for the generations, one query for the lists and one per conversation, one round
+        trip for the fills, each written only if no change came since its generation was
+        read. Without it, each member's next event filled its own list from SQL: a group of
+        50 just started cost 50 queries and 150 round trips as its members connected."""
+        users, conversations = sorted(set(user_ids)), sorted(set(conversation_ids))
+        if len(users) > REFILL_MAX_MEMBERS:  # a crowd added at once: each fills on its own
+            users = []
+        keys = ([self.conversations_key(u) for u in users]
+                + [self.members_key(c) for c in conversations])
+        if not keys:
+            return
+        generations = self._redis.mget([key + ":gen" for key in keys])
+
+        def load() -> list[list[str] | None]:
+            lists = _lists_from_sql(users, self._push_max) if users else {}
+            loaded: list[list[str] | None] = [_encode_kinds(lists[u]) for u in users]
+            for cid in conversations:
+                members = _members_from_sql(cid, REFILL_MAX_MEMBERS + 1)
+                loaded.append(_encode_members(members)
+                              if len(members[0]) <= REFILL_MAX_MEMBERS else None)
+            return loaded
+
+        batch = Batch(self._redis)
+        for key, generation, fields in zip(keys, generations, _read_released(load),
+                                           strict=True):
+            if fields is not None and len(fields) <= 2 * MAX_CACHED_FIELDS:
+                batch.script(self._fill, [key, key + ":gen"],
+                             [generation or b"0", MEMBERS_TTL, *fields])
+        if len(batch):
+            batch.run()
+
     def read_moved(self, conversation_id: int, user_id: int, message_id: str) -> None:
         key = self.members_key(conversation_id)
         self._mark(keys=[key, key + ":gen"], args=[user_id, message_id, GENERATION_TTL])
@@ -485,6 +551,9 @@ class MemoryMembership:
             for uid in user_ids:
                 self._conversations.pop(uid, None)
 
+    def refill(self, conversation_ids: Iterable[int], user_ids: Iterable[int]) -> None:
+        """Nothing: in this process a fill is one local query, with no round trip to save."""
+
     def read_moved(self, conversation_id: int, user_id: int, message_id: str) -> None:
         with self._lock:
             cached = self._members.get(conversation_id)
@@ -542,6 +611,12 @@ def members_changed(conversation_ids: Iterable[int], user_ids: Iterable[int]) ->
         # The cached copies still expire within MEMBERS_TTL; say so loudly.
         log.error("membership cache of conversations %s not invalidated", conversation_ids,
                   exc_info=True)
+        return
+    try:
+        membership().refill(conversation_ids, user_ids)
+    except Exception:  # the next reads fill them, one by one
+        log.warning("membership cache of conversations %s not filled again", conversation_ids,
+                    exc_info=True)
 
 
 def participant_ids(conversation_id: int) -> list[int]:
