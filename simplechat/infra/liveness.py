@@ -22,7 +22,7 @@ from typing import Protocol
 
 import redis as redis_lib
 
-from simplechat.infra.redis_client import Batch
+from simplechat.infra.redis_client import Batch, commands
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,11 @@ class RedisLiveness:
 
     def get(self, session_id: int) -> dict | None:
         """The identity if it is fresh."""
-        return _fresh(self._redis.get(self._key(session_id)))
+        return _fresh(commands(self._redis, ("GET", self._key(session_id)))[0])
 
     def stale(self, session_id: int) -> tuple[dict, float] | None:
         """The identity kept, fresh or not, and when SQL confirmed it (epoch seconds)."""
-        raw = self._redis.get(self._key(session_id))
+        raw = commands(self._redis, ("GET", self._key(session_id)))[0]
         if not raw:
             return None
         identity = json.loads(raw)
@@ -95,9 +95,9 @@ class RedisLiveness:
         if keep <= 0:
             return
         fresh = now + (self._identity_ttl if fresh_for is None else fresh_for)
-        self._redis.set(self._key(session_id),
-                        json.dumps({**identity, "_confirmed": confirmed, "_fresh": fresh}),
-                        ex=max(1, int(keep)))
+        commands(self._redis, ("SET", self._key(session_id),
+                               json.dumps({**identity, "_confirmed": confirmed, "_fresh": fresh}),
+                               "EX", max(1, int(keep))))
 
     def forget(self, session_ids: list[int]) -> None:
         if session_ids:

@@ -280,6 +280,20 @@ class Batch:
         return _pipelined(self._redis, self._steps)
 
 
+def commands(client: redis.Redis, *steps: tuple) -> list:
+    """``steps`` (each a command and its arguments) as one Batch, so that they share a round
+    trip with the batches that other green threads run at the same time; the first refused
+    step's error is raised, as the client's own methods would raise it."""
+    batch = Batch(client)
+    for step in steps:
+        batch.command(*step)
+    replies = batch.run()
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
 def _pipelined(client: redis.Redis, steps: Sequence[tuple[Script | None, tuple]]) -> list:
     """Every step's reply, in one pipeline (no transaction): a refused step's reply is its
     exception; a connection that fails raises."""
@@ -309,8 +323,8 @@ WAIT_SLACK = 5.0  # seconds a waiting caller allows beyond the client's socket t
 class _Caller:
     __slots__ = ("steps", "done", "replies", "error", "leads")
 
-    def __init__(self, steps: Sequence[tuple[Script | None, tuple]], done: Any):
-        self.steps, self.done = steps, done
+    def __init__(self, steps: Sequence[tuple[Script | None, tuple]], done: Any = None):
+        self.steps, self.done = steps, done  # the event it waits on, if it has to wait
         self.replies: list | None = None
         self.error: BaseException | None = None
         self.leads = False  # told to send the next group (the one before it is back)
@@ -346,12 +360,13 @@ class SharedTrips:
 
     def run(self, client: redis.Redis, steps: Sequence[tuple[Script | None, tuple]]) -> list:
         lock = self._lock or self._make()
-        me = _Caller(steps, threading.Event())
+        me = _Caller(steps)
         with lock:
             if self._busy < self.lanes:
                 self._busy += 1
                 me.leads = True
             else:
+                me.done = threading.Event()
                 self._waiting.append(me)
         if not me.leads:
             self._await(me)

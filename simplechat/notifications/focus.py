@@ -32,6 +32,7 @@ from flask import Flask
 
 from simplechat.answers import error
 from simplechat.infra.membership import valid_conversation_id
+from simplechat.infra.redis_client import commands
 from simplechat.infra.services import built_once, services
 from simplechat.notifications.push import push_configured
 
@@ -86,14 +87,11 @@ class FocusStore:
                 if not entry:
                     self._local.pop(user_id, None)
             return
-        pipe = self._redis.pipeline(transaction=False)
         key = self._key(user_id)
-        if drop:
-            pipe.hdel(key, *drop)
+        steps = [("HDEL", key, *drop)] if drop else []
         if add:
-            pipe.hset(key, mapping=dict.fromkeys(add, value))
-        pipe.expire(key, LOOK_TTL)
-        pipe.execute()
+            steps.append(("HSET", key, *(x for field in add for x in (field, value))))
+        commands(self._redis, *steps, ("EXPIRE", key, LOOK_TTL))
 
     # ------------------------------------------------------------------ sockets
     def joined(self, user_id: int, sid: str, conversation_id: int) -> None:
@@ -121,10 +119,10 @@ class FocusStore:
         if self._redis is None:
             with self._lock:
                 return [dict(self._local.get(uid, {})) for uid in user_ids]
-        pipe = self._redis.pipeline(transaction=False)
-        for uid in user_ids:
-            pipe.hgetall(self._key(uid))
-        return [{_text(f): _text(v) for f, v in fields.items()} for fields in pipe.execute()]
+        if not user_ids:
+            return []
+        replies = commands(self._redis, *(("HGETALL", self._key(uid)) for uid in user_ids))
+        return [{_text(f): _text(v) for f, v in fields.items()} for fields in replies]
 
     def looking(self, user_ids: list[int], conversation_id: int,
                 since: float | None = None) -> set[int]:
