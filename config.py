@@ -85,8 +85,10 @@ class Config:
     REDIS_MAX_CONNECTIONS = int(os.environ.get("REDIS_MAX_CONNECTIONS", "100"))
     # Pipelines of batched steps (connects, joins, disconnects) on their way to Redis at once
     # from one process; batches run meanwhile wait and share the next round trip (0: each
-    # batch its own round trip). See simplechat/infra/redis_client.py: SharedTrips.
-    REDIS_BATCH_LANES = env_int("REDIS_BATCH_LANES", 2)
+    # batch its own round trip). With one, the batches' answers are handled in the order Redis
+    # ran them, which presence announcements rely on. See simplechat/infra/redis_client.py:
+    # SharedTrips.
+    REDIS_BATCH_LANES = env_int("REDIS_BATCH_LANES", 1)
     CHAT_RECENT_MESSAGES = env_int("CHAT_RECENT_MESSAGES", 100)
     CHAT_RATE_LIMIT = os.environ.get("CHAT_RATE_LIMIT", "1/2s")
     # Edits and deletes of one's own messages, per user, apart from sends: a burst of 5 (a fix

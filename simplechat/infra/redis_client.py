@@ -345,6 +345,14 @@ class SharedTrips:
     its own steps' replies, or the exception of a connection that failed. Each step stays a
     command of its own: Redis runs the batches one after another, in the order they came.
 
+    With one lane, the callers of a group resume in the group's order (the leader first, then
+    each waiter as its event is set), all before the next group leaves: each caller's code up
+    to its first wait runs in the order Redis ran the batches. The presence announcements rely
+    on it (a socket closing and another opening at once are announced in Redis's order). With
+    two, a batch on the other lane can be answered and handled before the waiters of a group
+    that Redis ran earlier resume: a page was told its peer had gone offline after being told
+    the peer was back.
+
     The lock and the events are made at first use, after the worker's monkey patching (green
     under eventlet and gevent). A caller killed while it waits (a timeout of its green thread)
     leaves the queue, or hands its lead on."""
