@@ -9,7 +9,8 @@ Each batch is three commands (HGETALL, GET, PUBSUB NUMSUB: the shape of a connec
 the app's own client (``redis_from_url``). Figures: this process's CPU (user + system, from
 getrusage) and wall time per batch, round trips sent, and the load average. The first line,
 "one pipeline", sends ``--concurrency`` batches' steps as one pipeline from one green thread:
-what the round trips cost, without the green threads.
+what the round trips cost, without the green threads. Last, for each lanes setting, how
+often a batch's caller was handled before that of a batch Redis ran earlier.
 """
 
 from __future__ import annotations
@@ -108,8 +109,35 @@ def main() -> int:
             print(f"lanes {lanes}, {concurrency:3d} green threads at once: {spent:6.1f} us CPU, "
                   f"{wall:6.1f} us wall per batch; {trips} round trips for "
                   f"{rounds * concurrency} batches")
+    for lanes in args.lanes:
+        print(f"lanes {lanes}: {inversions(args.redis, lanes)} of 299 batches handled before "
+              f"one that Redis ran earlier (60 green threads, 5 batches each)")
     print(load())
     return 0
+
+
+def inversions(url: str, lanes: int) -> int:
+    """Each batch is one INCR of a shared counter, so its reply is its place in Redis's
+    order; each caller notes it as soon as it has its reply. Returns how many times a caller
+    noted a place lower than the one noted just before it: batches handled out of Redis's
+    order, which the presence announcements must not be."""
+    client = share_round_trips(redis_from_url(url, 10), lanes)
+    key = f"bench:trips:order:{os.getpid()}:{lanes}"
+    noted: list[int] = []
+
+    def caller() -> None:
+        for _ in range(5):
+            steps = Batch(client)
+            steps.command("INCR", key)
+            noted.append(steps.run()[0])
+            eventlet.sleep(0)
+
+    pool = eventlet.GreenPool(60)
+    for _ in range(60):
+        pool.spawn(caller)
+    pool.waitall()
+    client.delete(key)
+    return sum(1 for before, after in zip(noted, noted[1:], strict=False) if after < before)
 
 
 if __name__ == "__main__":
