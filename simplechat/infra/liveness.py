@@ -22,7 +22,7 @@ from typing import Protocol
 
 import redis as redis_lib
 
-from simplechat.infra.redis_client import Batch, commands
+from simplechat.infra.redis_client import Batch, commands, raise_any
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +117,7 @@ class RedisLiveness:
         Batch of one step: a burst of sockets connecting shares round trips)."""
         batch = Batch(self._redis)
         batch.script(self._by_token, [self._token_key(digest)], [self._prefix])
-        replies = batch.run()
-        _raise_any(replies)
-        found = replies[0]
+        found = raise_any(batch.run())[0]
         if not found:
             return None
         return int(found[0]), _fresh(found[1] if len(found) > 1 else None)
@@ -127,7 +125,7 @@ class RedisLiveness:
     def add_socket(self, session_id: int, sid: str) -> None:
         batch = Batch(self._redis)
         self.queue_add_socket(batch, session_id, sid)
-        _raise_any(batch.run())
+        raise_any(batch.run())
 
     def queue_add_socket(self, batch: Batch, session_id: int, sid: str) -> None:
         """``add_socket`` as steps of a batch (infra/redis_client.py's Batch)."""
@@ -213,12 +211,6 @@ class MemoryLiveness:
     def sockets(self, session_id: int) -> set[str]:
         with self._lock:
             return set(self._sockets.get(session_id, ()))
-
-
-def _raise_any(replies: list) -> None:
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
 
 
 def _fresh(raw: bytes | str | None) -> dict | None:

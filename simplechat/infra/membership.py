@@ -441,11 +441,11 @@ class RedisMembership:
         """Fill again at once what ``changed`` has just dropped, after the change's commit:
         the users' lists of conversations (when at most REFILL_MAX_MEMBERS users changed),
         and the members of each conversation of at most REFILL_MAX_MEMBERS (a bigger one
-        fills on its next read, as before). One round trip
-        for the generations, one query for the lists and one per conversation, one round
-        trip for the fills, each written only if no change came since its generation was
-        read. Without it, each member's next event filled its own list from SQL: a group of
-        50 just started cost 50 queries and 150 round trips as its members connected."""
+        fills on its next read, as before). One round trip for the generations, one query
+        for the lists and one per conversation, one round trip for the fills, each written
+        only if no change came since its generation was read. Without it, each member's
+        next event filled its own list from SQL: a group of 50 just started cost 50 queries
+        and 150 round trips as its members connected."""
         users, conversations = sorted(set(user_ids)), sorted(set(conversation_ids))
         if len(users) > REFILL_MAX_MEMBERS:  # a crowd added at once: each fills on its own
             users = []

@@ -287,7 +287,11 @@ def commands(client: redis.Redis, *steps: tuple) -> list:
     batch = Batch(client)
     for step in steps:
         batch.command(*step)
-    replies = batch.run()
+    return raise_any(batch.run())
+
+
+def raise_any(replies: list) -> list:
+    """A batch's replies, after raising the first that is a refused step's error."""
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
